@@ -1,0 +1,208 @@
+// Package embeddedpg runs a private PostgreSQL server from the machine's own
+// binaries (initdb + pg_ctl) in a temporary folder on a free loopback port:
+// the embedded default behind `auditworker dev`, `make demo`, the benchmarks
+// and the test harness. No Docker, no configuration.
+//
+// PostgreSQL refuses to run as root. When the process is root, the data
+// folder is handed to the `postgres` user and the server runs as that user.
+package embeddedpg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config for Start. The zero value gives a server tuned for tests.
+type Config struct {
+	// BinDir holds initdb, pg_ctl and postgres. Defaults to $AUDIT_PG_BIN,
+	// then `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin.
+	BinDir string
+	// Durable keeps fsync and synchronous_commit on (benchmarks, the demo).
+	// Defaults to false: tests run faster without them.
+	Durable bool
+	// Settings are extra postgresql.conf settings (-c name=value).
+	Settings map[string]string
+	// Port to listen on. Defaults to a free loopback port.
+	Port int
+}
+
+// Server is a running private PostgreSQL.
+type Server struct {
+	Port    int
+	dir     string
+	binDir  string
+	cred    *syscall.Credential
+	logPath string
+}
+
+// URL returns a connection URL for database db as the superuser.
+func (s *Server) URL(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.Port, db)
+}
+
+// DataDir is the server's data folder.
+func (s *Server) DataDir() string { return filepath.Join(s.dir, "data") }
+
+// FindBinDir locates the PostgreSQL server binaries.
+func FindBinDir() (string, error) {
+	if d := os.Getenv("AUDIT_PG_BIN"); d != "" {
+		return d, nil
+	}
+	candidates := []string{}
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		candidates = append(candidates, strings.TrimSpace(string(out)))
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(matches, func(i, j int) bool { return versionOf(matches[i]) > versionOf(matches[j]) })
+	candidates = append(candidates, matches...)
+	for _, d := range candidates {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	return "", errors.New("embeddedpg: no PostgreSQL server binaries found (initdb, pg_ctl): install postgresql-15 or set AUDIT_PG_BIN")
+}
+
+func versionOf(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+// Start initialises and starts a server. Stop it with Stop.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	binDir := cfg.BinDir
+	if binDir == "" {
+		var err error
+		if binDir, err = FindBinDir(); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp("", "auditdb-pg-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir, binDir: binDir, logPath: filepath.Join(dir, "server.log")}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, errors.New("embeddedpg: running as root and there is no 'postgres' user to run the server as")
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+
+	if err := s.run(ctx, "initdb", "-D", s.DataDir(), "-U", "postgres", "-A", "trust",
+		"-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+
+	s.Port = cfg.Port
+	if s.Port == 0 {
+		if s.Port, err = freePort(); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	settings := map[string]string{
+		"listen_addresses":        "127.0.0.1",
+		"port":                    strconv.Itoa(s.Port),
+		"unix_socket_directories": dir,
+		"max_connections":         "200",
+		"shared_buffers":          "256MB",
+		"log_min_messages":        "warning",
+	}
+	if !cfg.Durable {
+		settings["fsync"] = "off"
+		settings["synchronous_commit"] = "off"
+		settings["full_page_writes"] = "off"
+	}
+	for k, v := range cfg.Settings {
+		settings[k] = v
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var opts []string
+	for _, k := range keys {
+		opts = append(opts, fmt.Sprintf("-c %s=%s", k, settings[k]))
+	}
+	if err := s.run(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", s.DataDir(), "-l", s.logPath,
+		"-o", strings.Join(opts, " ")); err != nil {
+		log, _ := os.ReadFile(s.logPath)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("%w\nserver log:\n%s", err, log)
+	}
+	return s, nil
+}
+
+// Stop shuts the server down and removes its folder.
+func (s *Server) Stop() error {
+	err := s.run(context.Background(), "pg_ctl", "stop", "-w", "-m", "fast", "-D", s.DataDir())
+	if rmErr := os.RemoveAll(s.dir); err == nil {
+		err = rmErr
+	}
+	return err
+}
+
+// Restart stops and starts the server on the same port with the same data,
+// as a crash-safe fast shutdown would (used by fault tests).
+func (s *Server) Restart(ctx context.Context, mode string) error {
+	if mode == "" {
+		mode = "fast"
+	}
+	return s.run(ctx, "pg_ctl", "restart", "-w", "-t", "60", "-m", mode, "-D", s.DataDir(), "-l", s.logPath)
+}
+
+// Bin returns the path of one of the server's programs (pgbench, psql...).
+func (s *Server) Bin(name string) string { return filepath.Join(s.binDir, name) }
+
+func (s *Server) run(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.binDir, name), args...)
+	cmd.Dir = s.dir
+	if s.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	// pg_ctl start leaves the server running with our stdout otherwise.
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("embeddedpg: %s %s: %w: %s", name, args[0], err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

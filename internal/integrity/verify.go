@@ -1,0 +1,590 @@
+package integrity
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Kind is the kind of a verification finding (INTEGRITY.md, Verification).
+type Kind string
+
+// The finding kinds.
+const (
+	RowModified           Kind = "row_modified"
+	ChainGap              Kind = "chain_gap"
+	ChainFork             Kind = "chain_fork"
+	CheckpointMismatch    Kind = "checkpoint_mismatch"
+	CheckpointForged      Kind = "checkpoint_forged"
+	TailTruncated         Kind = "tail_truncated"
+	UnauthorizedRedaction Kind = "unauthorized_redaction"
+)
+
+// Finding is one problem a verification found. It names positions, never
+// row contents.
+type Finding struct {
+	ChainID  int16  `json:"chain_id"`
+	ChainSeq int64  `json:"chain_seq"`
+	RowID    int64  `json:"row_id,omitempty"`
+	Kind     Kind   `json:"kind"`
+	Detail   string `json:"detail"`
+}
+
+// ChainResult summarises one chain of a run.
+type ChainResult struct {
+	ChainID      int16  `json:"chain_id"`
+	Rows         int64  `json:"rows"`
+	VerifiedSeq  int64  `json:"verified_seq"`
+	VerifiedHash string `json:"verified_hash,omitempty"`
+	Checkpoints  int    `json:"checkpoints_checked"`
+	Findings     int    `json:"findings"`
+}
+
+// Report is the outcome of a verification run.
+type Report struct {
+	RunID       int64         `json:"run_id,omitempty"`
+	Status      string        `json:"status"` // intact or tampered
+	Mode        string        `json:"mode"`
+	StartedAt   time.Time     `json:"started_at"`
+	Duration    time.Duration `json:"duration_ns"`
+	RowsChecked int64         `json:"rows_checked"`
+	RowsPerSec  float64       `json:"rows_per_second"`
+	MACsChecked bool          `json:"macs_checked"`
+	Chains      []ChainResult `json:"chains"`
+	Findings    []Finding     `json:"findings"`
+}
+
+// Intact reports whether the run found nothing.
+func (r *Report) Intact() bool { return len(r.Findings) == 0 }
+
+// Keyring maps seal key ids to HMAC keys. Verification without keys checks
+// everything but the MACs.
+type Keyring map[string][]byte
+
+// Options for Verify. The zero value verifies every chain with as many
+// readers as there are CPUs, and records the run.
+type Options struct {
+	// Chains limits the run to these chain ids. Defaults to all chains.
+	Chains []int16
+	// Keys checks checkpoint MACs. Defaults to none (MACs not checked).
+	Keys Keyring
+	// Parallel is the number of chains read at once. Defaults to GOMAXPROCS, at least 2.
+	Parallel int
+	// NoRecord skips writing the run to audit.verification_runs.
+	NoRecord bool
+	// Progress, if set, is called with rows done so far and the rows expected,
+	// from one goroutine, at most every ProgressEvery. Defaults to none.
+	Progress      func(done, total int64)
+	ProgressEvery time.Duration
+}
+
+// Verify re-computes every row's commitment, row hash and chain link of the
+// chosen chains, checks checkpoints and coverage, and returns the report.
+// An error means the run could not be done (database unreachable...), not
+// that tampering was found: that is in the report.
+func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, error) {
+	start := time.Now()
+	rep := &Report{Status: "intact", Mode: "full", StartedAt: start, MACsChecked: len(opts.Keys) > 0}
+
+	type chainInfo struct {
+		id   int16
+		head int64
+	}
+	var chains []chainInfo
+	rows, err := pool.Query(ctx, `SELECT chain_id, head_seq FROM audit.chain_heads ORDER BY chain_id`)
+	if err != nil {
+		return nil, fmt.Errorf("verify: read chains: %w", err)
+	}
+	var total int64
+	for rows.Next() {
+		var c chainInfo
+		if err := rows.Scan(&c.id, &c.head); err != nil {
+			return nil, err
+		}
+		if len(opts.Chains) > 0 && !containsChain(opts.Chains, c.id) {
+			continue
+		}
+		chains = append(chains, c)
+		total += c.head
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("verify: read chains: %w", err)
+	}
+	for _, want := range opts.Chains {
+		found := false
+		for _, c := range chains {
+			found = found || c.id == want
+		}
+		if !found {
+			return nil, fmt.Errorf("verify: chain %d: no such chain (see audit.chain_heads)", want)
+		}
+	}
+
+	var runID int64
+	if !opts.NoRecord {
+		ids := make([]int32, len(chains))
+		for i, c := range chains {
+			ids[i] = int32(c.id)
+		}
+		if err := pool.QueryRow(ctx, `INSERT INTO audit.verification_runs (mode, chains) VALUES ('full', $1) RETURNING id`, ids).Scan(&runID); err != nil {
+			return nil, fmt.Errorf("verify: record run: %w", err)
+		}
+		rep.RunID = runID
+	}
+
+	parallel := opts.Parallel
+	if parallel <= 0 {
+		parallel = max(runtime.GOMAXPROCS(0), 2)
+	}
+	var done atomic.Int64
+	stopProgress := make(chan struct{})
+	var progressWG sync.WaitGroup
+	if opts.Progress != nil {
+		every := opts.ProgressEvery
+		if every <= 0 {
+			every = 200 * time.Millisecond
+		}
+		progressWG.Add(1)
+		go func() {
+			defer progressWG.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					opts.Progress(done.Load(), total)
+				case <-stopProgress:
+					opts.Progress(done.Load(), total)
+					return
+				}
+			}
+		}()
+	}
+
+	results := make([]chainOutcome, len(chains))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(parallel, max(len(chains), 1)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				results[i] = verifyChain(ctx, pool, chains[i].id, opts.Keys, &done)
+			}
+		}()
+	}
+	for i := range chains {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(stopProgress)
+	progressWG.Wait()
+
+	var runErr error
+	for _, r := range results {
+		if r.err != nil {
+			runErr = errors.Join(runErr, r.err)
+			continue
+		}
+		rep.Chains = append(rep.Chains, r.ChainResult)
+		rep.Findings = append(rep.Findings, r.findings...)
+		rep.RowsChecked += r.Rows
+	}
+	rep.Duration = time.Since(start)
+	if secs := rep.Duration.Seconds(); secs > 0 {
+		rep.RowsPerSec = float64(rep.RowsChecked) / secs
+	}
+	if len(rep.Findings) > 0 {
+		rep.Status = "tampered"
+	}
+	if runErr != nil {
+		if runID != 0 {
+			_, _ = pool.Exec(context.WithoutCancel(ctx), `UPDATE audit.verification_runs SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1`, runID, runErr.Error())
+		}
+		return nil, fmt.Errorf("verify: %w", runErr)
+	}
+	if runID != 0 {
+		if err := recordRun(ctx, pool, runID, rep); err != nil {
+			return nil, fmt.Errorf("verify: record run: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+func containsChain(list []int16, c int16) bool {
+	for _, x := range list {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func recordRun(ctx context.Context, pool *pgxpool.Pool, runID int64, rep *Report) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if len(rep.Findings) > 0 {
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"audit", "verification_findings"},
+				[]string{"run_id", "chain_id", "chain_seq", "row_id", "kind", "detail"},
+				pgx.CopyFromSlice(len(rep.Findings), func(i int) ([]any, error) {
+					f := rep.Findings[i]
+					var rowID any
+					if f.RowID != 0 {
+						rowID = f.RowID
+					}
+					return []any{runID, f.ChainID, f.ChainSeq, rowID, string(f.Kind), f.Detail}, nil
+				}))
+			if err != nil {
+				return err
+			}
+		}
+		perChain := map[string]ChainResult{}
+		for _, c := range rep.Chains {
+			perChain[fmt.Sprint(c.ChainID)] = c
+		}
+		_, err := tx.Exec(ctx, `UPDATE audit.verification_runs
+			SET status = $2, finished_at = now(), rows_checked = $3, findings_count = $4, chain_results = $5
+			WHERE id = $1`, runID, rep.Status, rep.RowsChecked, len(rep.Findings), perChain)
+		return err
+	})
+}
+
+type checkpoint struct {
+	seq      int64
+	hash     string
+	sealedAt time.Time
+	keyID    string
+	mac      string
+}
+
+type manifest struct {
+	first, last int64
+	endHash     string
+}
+
+type chainOutcome struct {
+	ChainResult
+	findings []Finding
+	err      error
+}
+
+// rowQuery streams a chain in chain_seq order. source_ip goes through
+// abbrev(), which is the inet output form INTEGRITY.md fixes; details
+// through its text form.
+const rowQuery = `SELECT id, chain_seq, "timestamp", recorded_at, action, status, principal_type,
+	organization_id, target_resource_type, event_version, correlation_id, data_classification,
+	retention_policy, processing_latency, ttl, principal_id, target_resource_id, abbrev(source_ip),
+	outcome_description, details::text, pii_salt, pii_commitment, hash
+FROM audit.audit_log WHERE chain_id = $1 ORDER BY chain_seq, id`
+
+func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Keyring, done *atomic.Int64) (out chainOutcome) {
+	out.ChainID = chainID
+	out.err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var head int64
+		if err := tx.QueryRow(ctx, `SELECT head_seq FROM audit.chain_heads WHERE chain_id = $1`, chainID).Scan(&head); err != nil {
+			return fmt.Errorf("chain %d: head: %w", chainID, err)
+		}
+		cps, err := loadCheckpoints(ctx, tx, chainID)
+		if err != nil {
+			return err
+		}
+		mans, err := loadManifests(ctx, tx, chainID)
+		if err != nil {
+			return err
+		}
+		redacted, err := loadRedactions(ctx, tx, chainID)
+		if err != nil {
+			return err
+		}
+		cv := chainVerifier{chainID: chainID, cps: cps, mans: mans, redacted: redacted, keys: keys, prev: Genesis(chainID)}
+		rows, err := tx.Query(ctx, rowQuery, chainID)
+		if err != nil {
+			return fmt.Errorf("chain %d: read rows: %w", chainID, err)
+		}
+		defer rows.Close()
+		var (
+			r                Row
+			ts, rec          time.Time
+			salt, commitment []byte
+			hashHex          string
+			batch            int64
+		)
+		for rows.Next() {
+			if err := rows.Scan(&r.ID, &r.ChainSeq, &ts, &rec, &r.Action, &r.Status, &r.PrincipalType,
+				&r.OrganizationID, &r.TargetResourceType, &r.EventVersion, &r.CorrelationID,
+				&r.DataClassification, &r.RetentionPolicy, &r.ProcessingLatency, &r.TTL,
+				&r.PrincipalID, &r.TargetResourceID, &r.SourceIP, &r.OutcomeDescription, &r.Details,
+				&salt, &commitment, &hashHex); err != nil {
+				return fmt.Errorf("chain %d: read row: %w", chainID, err)
+			}
+			r.ChainID = chainID
+			r.TimestampUS = ts.UnixMicro()
+			r.RecordedAtUS = rec.UnixMicro()
+			r.PIISalt = salt
+			r.PIICommitment = commitment
+			cv.row(&r, hashHex)
+			if batch++; batch == 1024 {
+				done.Add(batch)
+				batch = 0
+			}
+		}
+		done.Add(batch)
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("chain %d: read rows: %w", chainID, err)
+		}
+		cv.finish(head)
+		out.Rows = cv.rows
+		out.VerifiedSeq = cv.lastSeq
+		if cv.lastSeq > 0 {
+			out.VerifiedHash = hex.EncodeToString(cv.prev[:])
+		}
+		out.Checkpoints = cv.cpChecked
+		out.findings = cv.findings
+		out.Findings = len(cv.findings)
+		return nil
+	})
+	return out
+}
+
+func loadCheckpoints(ctx context.Context, tx pgx.Tx, chainID int16) ([]checkpoint, error) {
+	rows, err := tx.Query(ctx, `SELECT chain_seq, hash, sealed_at, key_id, mac FROM audit.integrity_checkpoints
+		WHERE chain_id = $1 ORDER BY chain_seq, id`, chainID)
+	if err != nil {
+		return nil, fmt.Errorf("chain %d: checkpoints: %w", chainID, err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (checkpoint, error) {
+		var c checkpoint
+		err := row.Scan(&c.seq, &c.hash, &c.sealedAt, &c.keyID, &c.mac)
+		return c, err
+	})
+}
+
+func loadManifests(ctx context.Context, tx pgx.Tx, chainID int16) ([]manifest, error) {
+	rows, err := tx.Query(ctx, `SELECT first_seq, last_seq, end_hash FROM audit.archive_manifests
+		WHERE chain_id = $1 ORDER BY first_seq`, chainID)
+	if err != nil {
+		return nil, fmt.Errorf("chain %d: archive manifests: %w", chainID, err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (manifest, error) {
+		var m manifest
+		err := row.Scan(&m.first, &m.last, &m.endHash)
+		return m, err
+	})
+}
+
+func loadRedactions(ctx context.Context, tx pgx.Tx, chainID int16) (map[int64]bool, error) {
+	rows, err := tx.Query(ctx, `SELECT row_id FROM audit.redactions WHERE chain_id = $1`, chainID)
+	if err != nil {
+		return nil, fmt.Errorf("chain %d: redactions: %w", chainID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m, nil
+}
+
+// chainVerifier walks one chain's rows in order. After a bad row it resumes
+// from the row's stored hash, so one modified row is one finding rather than
+// a cascade; a rewrite of everything after a row is what checkpoints catch.
+type chainVerifier struct {
+	chainID  int16
+	cps      []checkpoint
+	cpIdx    int
+	mans     []manifest
+	redacted map[int64]bool
+	keys     Keyring
+
+	enc       Encoder
+	prev      [32]byte // chain hash after lastSeq
+	prevPrev  [32]byte // chain hash before lastSeq, for forks
+	lastSeq   int64
+	rows      int64
+	cpChecked int
+	findings  []Finding
+}
+
+func (v *chainVerifier) add(seq, rowID int64, kind Kind, detail string) {
+	v.findings = append(v.findings, Finding{ChainID: v.chainID, ChainSeq: seq, RowID: rowID, Kind: kind, Detail: detail})
+}
+
+func (v *chainVerifier) row(r *Row, storedHex string) {
+	v.rows++
+	var stored [32]byte
+	storedOK := len(storedHex) == 64
+	if storedOK {
+		_, err := hex.Decode(stored[:], []byte(storedHex))
+		storedOK = err == nil
+	}
+
+	if r.ChainSeq == v.lastSeq && v.lastSeq > 0 {
+		v.add(r.ChainSeq, r.ID, ChainFork, "a second row with this chain_seq")
+		return
+	}
+	prev := v.prev
+	linked := true
+	if r.ChainSeq != v.lastSeq+1 {
+		linked = v.coverGap(r.ChainSeq, &prev)
+	}
+
+	commitment := r.PIICommitment
+	modified := ""
+	if r.PIISalt != nil {
+		c := v.enc.PIICommitment(r, r.PIISalt)
+		if !bytes.Equal(c[:], r.PIICommitment) {
+			modified = "pii values or pii_commitment differ from the commitment"
+			commitment = c[:]
+		}
+	} else if !v.redacted[r.ID] {
+		v.add(r.ChainSeq, r.ID, UnauthorizedRedaction, "pii_salt is missing and no redaction record covers the row")
+	}
+	rh := v.enc.RowHash(r, commitment)
+	h := ChainHash(prev, rh)
+	if modified == "" && linked && (!storedOK || h != stored) {
+		modified = "stored hash differs from the recomputed one"
+	}
+	if modified != "" {
+		v.add(r.ChainSeq, r.ID, RowModified, modified)
+	}
+	v.prevPrev = prev
+	if storedOK {
+		v.prev = stored
+	} else {
+		v.prev = h
+	}
+	v.lastSeq = r.ChainSeq
+	v.checkpointsUpTo(r.ChainSeq)
+}
+
+// coverGap handles seqs lastSeq+1 .. next-1 missing before a row: archive
+// manifests may cover them (the chain then continues from the manifest's end
+// hash); otherwise each uncovered stretch is a chain_gap and the next row's
+// link cannot be checked. It reports whether the next row's link can be checked.
+func (v *chainVerifier) coverGap(next int64, prev *[32]byte) bool {
+	from := v.lastSeq + 1
+	if next < from {
+		v.add(next, 0, RowModified, "chain_seq out of order")
+		return false
+	}
+	linked := true
+	for from < next {
+		m, ok := v.manifestAt(from)
+		if !ok {
+			to := next - 1
+			for _, mm := range v.mans {
+				if mm.first > from && mm.first <= to {
+					to = mm.first - 1
+				}
+			}
+			v.add(from, 0, ChainGap, fmt.Sprintf("chain_seq %d..%d missing and no archive manifest covers them", from, to))
+			linked = false
+			from = to + 1
+			continue
+		}
+		end := min(m.last, next-1)
+		if end == m.last {
+			if b, err := hex.DecodeString(m.endHash); err == nil && len(b) == 32 {
+				copy(prev[:], b)
+			}
+		} else {
+			linked = false
+		}
+		v.lastSeq = end
+		v.checkpointsUpTo(end)
+		from = end + 1
+	}
+	if !linked {
+		v.lastSeq = next - 1
+	}
+	return linked
+}
+
+func (v *chainVerifier) manifestAt(seq int64) (manifest, bool) {
+	i := sort.Search(len(v.mans), func(i int) bool { return v.mans[i].last >= seq })
+	if i < len(v.mans) && v.mans[i].first <= seq {
+		return v.mans[i], true
+	}
+	return manifest{}, false
+}
+
+// checkpointsUpTo checks every checkpoint at or below seq. One at exactly
+// seq is compared with the chain hash there; one that fell inside a gap was
+// already reported as the gap.
+func (v *chainVerifier) checkpointsUpTo(seq int64) {
+	for v.cpIdx < len(v.cps) && v.cps[v.cpIdx].seq <= seq {
+		cp := v.cps[v.cpIdx]
+		v.cpIdx++
+		v.checkMAC(cp)
+		if cp.seq != seq {
+			continue
+		}
+		v.cpChecked++
+		if hex.EncodeToString(v.prev[:]) != cp.hash {
+			v.add(cp.seq, 0, CheckpointMismatch, "checkpoint hash differs from the chain at its seq (key "+cp.keyID+")")
+		}
+	}
+}
+
+func (v *chainVerifier) checkMAC(cp checkpoint) {
+	if len(v.keys) == 0 {
+		return
+	}
+	key, ok := v.keys[cp.keyID]
+	if !ok {
+		v.add(cp.seq, 0, CheckpointForged, "checkpoint names key id "+cp.keyID+", which is not in the keyring")
+		return
+	}
+	want := CheckpointMAC(key, v.chainID, cp.seq, cp.hash, cp.sealedAt.UnixMicro())
+	if !hmac.Equal([]byte(want), []byte(cp.mac)) {
+		v.add(cp.seq, 0, CheckpointForged, "checkpoint MAC does not verify under key "+cp.keyID)
+	}
+}
+
+// finish reports what should exist after the last row: checkpoints beyond
+// it, or a head row ahead of it, mean rows were removed from the tail.
+func (v *chainVerifier) finish(headSeq int64) {
+	for v.cpIdx < len(v.cps) {
+		cp := v.cps[v.cpIdx]
+		v.cpIdx++
+		v.checkMAC(cp)
+		if m, ok := v.manifestAt(cp.seq); ok && m.last == cp.seq {
+			v.cpChecked++
+			if m.endHash != cp.hash {
+				v.add(cp.seq, 0, CheckpointMismatch, "checkpoint hash differs from the archive manifest's end hash")
+			}
+			continue
+		}
+		v.add(cp.seq, 0, TailTruncated, fmt.Sprintf("a checkpoint seals chain_seq %d but the chain ends at %d", cp.seq, v.lastSeq))
+		// one finding for the missing tail; later checkpoints say the same
+		for v.cpIdx < len(v.cps) {
+			v.checkMAC(v.cps[v.cpIdx])
+			v.cpIdx++
+		}
+	}
+	if headSeq > v.lastSeq {
+		if m, ok := v.manifestAt(headSeq); !ok || m.last != headSeq {
+			alreadyReported := false
+			for _, f := range v.findings {
+				alreadyReported = alreadyReported || f.Kind == TailTruncated
+			}
+			if !alreadyReported {
+				v.add(v.lastSeq+1, 0, TailTruncated, fmt.Sprintf("audit.chain_heads says the chain reached %d but its rows end at %d", headSeq, v.lastSeq))
+			}
+		}
+	}
+}

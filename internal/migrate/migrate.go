@@ -1,0 +1,154 @@
+// Package migrate applies auditdb's SQL steps (package auditsql) to a
+// database: each step in its own transaction together with the row that
+// records it, under an advisory lock so that two migrators never interleave.
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	auditsql "github.com/auditdb/auditdb/sql"
+)
+
+// lockKey serialises migrators on one database ('audm' as an int4 pair with
+// the chain locks' namespace would collide with nothing; kept separate).
+const lockKey int64 = 0x6175646d
+
+// ErrInstalledAsExtension is returned when the schema was installed with
+// CREATE EXTENSION: upgrades then go through ALTER EXTENSION, not migrations.
+var ErrInstalledAsExtension = errors.New("auditdb is installed as an extension (CREATE EXTENSION auditdb): upgrade it with ALTER EXTENSION auditdb UPDATE, not with migrate")
+
+// Result says what a migration did, or would do with DryRun.
+type Result struct {
+	Applied []Applied `json:"applied"`
+	Current int       `json:"current_version"`
+	Target  int       `json:"target_version"`
+	DryRun  bool      `json:"dry_run"`
+}
+
+// Applied is one step run (or, in a dry run, one that would run).
+type Applied struct {
+	Version int    `json:"version"`
+	Name    string `json:"name"`
+	Path    string `json:"path"`
+}
+
+// Options for Migrate. The zero value applies every pending step.
+type Options struct {
+	// DryRun lists the pending steps without running them.
+	DryRun bool
+	// TargetVersion stops after this step. Defaults to the newest step (0).
+	TargetVersion int
+}
+
+const bookkeeping = `
+CREATE SCHEMA IF NOT EXISTS audit;
+CREATE TABLE IF NOT EXISTS audit.schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);`
+
+// Migrate brings the database behind pool up to date.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, error) {
+	steps, err := auditsql.Steps()
+	if err != nil {
+		return nil, err
+	}
+	target := steps[len(steps)-1].Version
+	if opts.TargetVersion > 0 {
+		if opts.TargetVersion > target {
+			return nil, fmt.Errorf("target version %d: newer than the newest step %04d", opts.TargetVersion, target)
+		}
+		target = opts.TargetVersion
+	}
+
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: connect: %w", err)
+	}
+	defer conn.Release()
+
+	var isExtension bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'auditdb')`).Scan(&isExtension); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	if isExtension {
+		return nil, ErrInstalledAsExtension
+	}
+	var encoding string
+	if err := conn.QueryRow(ctx, `SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()`).Scan(&encoding); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	if encoding != "UTF8" {
+		return nil, fmt.Errorf("migrate: database encoding is %s: auditdb hashes UTF-8 text and needs a UTF8 database", encoding)
+	}
+
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, lockKey); err != nil {
+		return nil, fmt.Errorf("migrate: lock: %w", err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey) }()
+
+	applied := map[int]string{}
+	var hasTable bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('audit.schema_migrations') IS NOT NULL`).Scan(&hasTable); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	if hasTable {
+		rows, err := conn.Query(ctx, `SELECT version, checksum FROM audit.schema_migrations`)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: read applied steps: %w", err)
+		}
+		for rows.Next() {
+			var v int
+			var sum string
+			if err := rows.Scan(&v, &sum); err != nil {
+				return nil, err
+			}
+			applied[v] = sum
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("migrate: read applied steps: %w", err)
+		}
+	}
+
+	res := &Result{Target: target, DryRun: opts.DryRun}
+	for _, s := range steps {
+		if sum, ok := applied[s.Version]; ok {
+			if sum != s.Checksum() {
+				return nil, fmt.Errorf("migrate: step %04d (%s) was applied with different text (checksum %.12s, now %.12s): released steps must not change; add a new step", s.Version, s.Path, sum, s.Checksum())
+			}
+			res.Current = s.Version
+		}
+	}
+	for _, s := range steps {
+		if _, ok := applied[s.Version]; ok || s.Version > target {
+			continue
+		}
+		res.Applied = append(res.Applied, Applied{Version: s.Version, Name: s.Name, Path: s.Path})
+		if opts.DryRun {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, bookkeeping); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, s.SQL); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO audit.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`,
+				s.Version, s.Name, s.Checksum())
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("migrate: step %04d (%s): %w", s.Version, s.Path, err)
+		}
+		res.Current = s.Version
+	}
+	return res, nil
+}
