@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/urfave/cli/v2"
+)
+
+// exitError carries an exit code through urfave/cli without printing twice.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// errTampered makes `verify` exit 2 after its report has been printed.
+var errTampered = &exitError{code: 2}
+
+// Run is the whole CLI, callable in-process from tests. It returns the exit
+// code: 0 success, 1 error, 2 verification found tampering.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(stderr, "auditworker:", ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "auditworker:", oneLine(err.Error()))
+	return 1
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+var databaseURLFlag = &cli.StringFlag{
+	Name:    "database-url",
+	Usage:   "PostgreSQL URL",
+	EnvVars: []string{"AUDIT_DB_URL"},
+}
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON instead of tables", EnvVars: []string{"AUDIT_JSON"}}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:           "auditworker",
+		Usage:          "operate an auditdb tamper-evident audit log",
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		ExitErrHandler: func(*cli.Context, error) {},
+		Flags:          []cli.Flag{databaseURLFlag},
+		Commands: []*cli.Command{
+			migrateCommand(),
+			verifyCommand(),
+			partitionsCommand(),
+			statusCommand(),
+			devCommand(),
+			demoCommand(),
+			{
+				Name:   "extension-script",
+				Usage:  "print the CREATE EXTENSION script built from sql/ (used by make install-extension)",
+				Hidden: true,
+				Action: func(c *cli.Context) error { return printExtensionScript(c.App.Writer) },
+			},
+		},
+	}
+}
+
+// connect opens a pool on --database-url / AUDIT_DB_URL.
+func connect(c *cli.Context) (*pgxpool.Pool, error) {
+	url := c.String("database-url")
+	if url == "" {
+		return nil, errors.New("no database: set AUDIT_DB_URL or --database-url (or run `auditworker dev` for a private one)")
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, errors.New("database-url: not a valid PostgreSQL URL")
+	}
+	pool, err := pgxpool.NewWithConfig(c.Context, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if err := pool.Ping(c.Context); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	return pool, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table prints rows under a header, aligned.
+func table(w io.Writer, header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	under := make([]string, len(header))
+	for i, h := range header {
+		under[i] = strings.Repeat("-", len(h))
+	}
+	fmt.Fprintln(tw, strings.Join(under, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+// isTerminal reports whether w is a character device (progress bars go
+// only to terminals).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/auditdb/auditdb/internal/migrate"
+	auditsql "github.com/auditdb/auditdb/sql"
+)
+
+func migrateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "migrate",
+		Usage: "install or upgrade auditdb's schema (idempotent; each step in its own transaction)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Usage: "list the steps that would run, change nothing", EnvVars: []string{"AUDIT_MIGRATE_DRY_RUN"}},
+			&cli.IntFlag{Name: "target", Usage: "stop after this step number (default: newest)", EnvVars: []string{"AUDIT_MIGRATE_TARGET"}},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			pool, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			res, err := migrate.Migrate(c.Context, pool, migrate.Options{DryRun: c.Bool("dry-run"), TargetVersion: c.Int("target")})
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, res)
+			}
+			w := c.App.Writer
+			switch {
+			case len(res.Applied) == 0:
+				fmt.Fprintf(w, "up to date at step %04d\n", res.Current)
+			case res.DryRun:
+				fmt.Fprintf(w, "would apply %d step(s) (dry run, nothing changed):\n", len(res.Applied))
+			default:
+				fmt.Fprintf(w, "applied %d step(s), now at step %04d:\n", len(res.Applied), res.Current)
+			}
+			if len(res.Applied) > 0 {
+				rows := make([][]string, len(res.Applied))
+				for i, a := range res.Applied {
+					rows[i] = []string{fmt.Sprintf("%04d", a.Version), a.Name, "sql/" + a.Path}
+				}
+				table(w, []string{"STEP", "NAME", "FILE"}, rows)
+			}
+			return nil
+		},
+	}
+}
+
+func printExtensionScript(w io.Writer) error {
+	s, err := auditsql.ExtensionScript()
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, s)
+	return err
+}
