@@ -1,0 +1,39 @@
+# auditdb: `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+PG_CONFIG ?= pg_config
+EXT_BUILD := build/extension
+
+.PHONY: help demo test test-unit bench lint install-extension build clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+demo: ## end to end on the embedded default: install, write, verify, tamper, catch (no Docker, no config)
+	$(GO) run ./cmd/auditworker demo
+
+test: install-extension ## every test, integration included, with -race (starts PostgreSQL and Redis itself)
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-unit: ## unit tests only (no services)
+	$(GO) test -short ./internal/... ./sql/...
+
+bench: ## pgbench and bulk loads with the trigger on and off, verification speed; writes BENCHMARKS.md
+	$(GO) run ./tests/bench -out BENCHMARKS.md
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+build: ## the auditworker binary
+	$(GO) build -o auditworker ./cmd/auditworker
+
+install-extension: ## install auditdb as a PostgreSQL extension (PGXS; needs postgresql-server-dev)
+	@mkdir -p $(EXT_BUILD)
+	$(GO) run ./cmd/auditworker extension-script > $(EXT_BUILD)/auditdb--0.1.0.sql
+	cp sql/auditdb.control $(EXT_BUILD)/
+	cp sql/pgxs.mk $(EXT_BUILD)/Makefile
+	$(MAKE) -C $(EXT_BUILD) PG_CONFIG=$(PG_CONFIG) install
+
+clean: ## remove build output
+	rm -rf build auditworker
