@@ -1,0 +1,1088 @@
+// Command bench measures what auditdb's integrity trigger costs and how fast
+// a log verifies, on a private durable PostgreSQL (fsync on), and writes the
+// results as Markdown:
+//
+//	go run ./tests/bench -out BENCHMARKS.md
+//
+// It measures, trigger ON versus OFF on the same schema:
+//
+//   - single-row inserts with pgbench at 1 and 8 clients, runs alternated
+//     on/off/on/off and the median taken;
+//   - bulk INSERT ... SELECT and COPY of N and N/10 rows into a fresh
+//     database each, and how the trigger-on time grows with 10x the rows;
+//   - verification of N rows written with the trigger on: the Go verifier
+//     (integrity.Verify) against the single-SQL recomputation
+//     audit.recompute_chain_heads().
+//
+// Every number comes from the run; targets are printed as PASS or MISS next
+// to the measurement. -quick does a small smoke run.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditdb/auditdb/internal/embeddedpg"
+	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/migrate"
+)
+
+// Targets.
+const (
+	targetSingleRatio   = 0.65   // single-row, 8 clients: on/off
+	targetBulkRatio     = 0.50   // bulk: on/off
+	targetLinearity     = 11.0   // 10x rows in at most this many times the time
+	targetVerifyRate    = 300000 // Go verification rows/s
+	targetVerifyVsSQL   = 1.5    // Go rows/s over SQL rows/s
+	singleTargetClients = 8
+)
+
+// The integrity trigger and the per-statement chain flush trigger.
+var integrityTriggers = []string{"zz_audit_log_integrity", "zz_audit_log_chain_flush"}
+
+// Constant integrity values for trigger-off rows, of the sizes the trigger
+// writes: a 16-byte salt, a 32-byte commitment and a 64-hex-digit hash.
+const (
+	offSaltHex       = "00112233445566778899aabbccddeeff"
+	offCommitmentHex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	offHash          = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+)
+
+// The event every benchmark writes: a practitioner reading a patient chart.
+const (
+	evAction         = "fhir.patient.read"
+	evStatus         = "success"
+	evPrincipalType  = "practitioner"
+	evTargetType     = "Patient"
+	evSourceIP       = "10.1.2.3"
+	evOutcome        = "Viewed chart"
+	evClassification = "PHI"
+	evDetails        = `{"department":"cardiology","reason":"treatment"}`
+)
+
+type config struct {
+	out      string
+	rows     int
+	duration time.Duration
+	runs     int
+	quick    bool
+	clients  []int
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.out, "out", "BENCHMARKS.md", "write the Markdown report to this file")
+	flag.IntVar(&cfg.rows, "rows", 1000000, "rows per bulk load and per verification (N); the linearity check also loads N/10")
+	flag.DurationVar(&cfg.duration, "duration", 20*time.Second, "duration of each pgbench run (whole seconds)")
+	flag.IntVar(&cfg.runs, "runs", 2, "runs per mode and measurement; the median is reported")
+	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: -rows 20000 -duration 3s")
+	flag.Parse()
+	if cfg.quick {
+		cfg.rows = 20000
+		cfg.duration = 3 * time.Second
+	}
+	if cfg.rows < 10 || cfg.duration < time.Second || cfg.runs < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rows must be >= 10, -duration >= 1s and -runs >= 1")
+		os.Exit(2)
+	}
+	cfg.clients = []int{1, singleTargetClients}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: FAILED:", err)
+		os.Exit(1)
+	}
+}
+
+// bench holds the running server and the results gathered so far.
+type bench struct {
+	cfg     config
+	srv     *embeddedpg.Server
+	admin   *pgx.Conn // to the postgres database: CREATE/DROP DATABASE, CHECKPOINT
+	tmp     string
+	started time.Time
+	dbSeq   int
+
+	machine  [][2]string
+	settings [][2]string
+
+	single []singleResult
+	bulk   []bulkResult
+	verify *verifyResult
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func run(ctx context.Context, cfg config) (err error) {
+	b := &bench{cfg: cfg, started: time.Now()}
+	if b.tmp, err = os.MkdirTemp("", "auditdb-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.tmp)
+
+	progress("starting a durable PostgreSQL (fsync on)")
+	b.srv, err = embeddedpg.Start(ctx, embeddedpg.Config{
+		Durable: true,
+		Settings: map[string]string{
+			// A bulk load of a million rows writes over a gigabyte of WAL;
+			// with the default 1GB a checkpoint would land inside some runs
+			// and not others. Checkpoints are taken between runs instead.
+			"max_wal_size":       "8GB",
+			"checkpoint_timeout": "30min",
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		progress("stopping PostgreSQL")
+		if stopErr := b.srv.Stop(); stopErr != nil {
+			fmt.Fprintln(os.Stderr, "bench: stopping PostgreSQL:", stopErr)
+		}
+	}()
+	progress("PostgreSQL on 127.0.0.1:%d", b.srv.Port)
+
+	if b.admin, err = pgx.Connect(ctx, b.srv.URL("postgres")); err != nil {
+		return err
+	}
+	defer b.admin.Close(context.Background())
+
+	if err := b.describe(ctx); err != nil {
+		return err
+	}
+	if err := b.prepareTemplate(ctx); err != nil {
+		return err
+	}
+	if err := b.runSingle(ctx); err != nil {
+		return fmt.Errorf("single-row: %w", err)
+	}
+	if err := b.runBulk(ctx); err != nil {
+		return fmt.Errorf("bulk: %w", err)
+	}
+	if err := b.runVerify(ctx); err != nil {
+		return fmt.Errorf("verification: %w", err)
+	}
+
+	report := b.markdown()
+	fmt.Println(report)
+	if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
+		return err
+	}
+	progress("wrote %s (total %s)", cfg.out, time.Since(b.started).Round(time.Second))
+	return nil
+}
+
+// ---------------------------------------------------------------- setup
+
+const templateDB = "bench_template"
+
+// prepareTemplate creates and migrates the database every benchmark
+// database is copied from, with the partitions of this month and the next
+// three.
+func (b *bench) prepareTemplate(ctx context.Context) error {
+	progress("creating database %s, migrating, ensuring partitions", templateDB)
+	if _, err := b.admin.Exec(ctx, "CREATE DATABASE "+templateDB); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, b.srv.URL(templateDB))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	res, err := migrate.Migrate(ctx, pool, migrate.Options{})
+	if err != nil {
+		return err
+	}
+	var parts int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit.ensure_partitions(3)`).Scan(&parts); err != nil {
+		return err
+	}
+	var triggers int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_trigger t WHERE t.tgname = ANY ($1) AND t.tgrelid IN
+		(SELECT 'audit.audit_log'::regclass UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit.audit_log'::regclass)`,
+		integrityTriggers).Scan(&triggers); err != nil {
+		return err
+	}
+	progress("schema at version %d, %d monthly partitions ensured, %d integrity triggers in place", res.Current, parts, triggers)
+	return nil
+}
+
+// freshDB copies the migrated template into a new database.
+func (b *bench) freshDB(ctx context.Context, prefix string) (string, error) {
+	b.dbSeq++
+	name := fmt.Sprintf("bench_%s_%d", prefix, b.dbSeq)
+	_, err := b.admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, templateDB))
+	return name, err
+}
+
+func (b *bench) dropDB(name string) {
+	if _, err := b.admin.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name)); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: drop database:", err)
+	}
+}
+
+func (b *bench) checkpoint(ctx context.Context) error {
+	_, err := b.admin.Exec(ctx, "CHECKPOINT")
+	return err
+}
+
+// setTriggers enables or disables the row trigger zz_audit_log_integrity and
+// the statement trigger zz_audit_log_chain_flush on audit_log and on every
+// partition, and checks that all of them ended up in the state asked for.
+func setTriggers(ctx context.Context, conn *pgx.Conn, enable bool) (int, error) {
+	const q = `SELECT t.tgrelid::regclass::text, t.tgname
+		FROM pg_trigger t
+		WHERE t.tgname = ANY ($1)
+		  AND t.tgrelid IN (SELECT 'audit.audit_log'::regclass
+		                    UNION ALL
+		                    SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit.audit_log'::regclass)
+		ORDER BY t.tgrelid <> 'audit.audit_log'::regclass, 1, 2`
+	rows, err := conn.Query(ctx, q, integrityTriggers)
+	if err != nil {
+		return 0, err
+	}
+	type trig struct{ rel, name string }
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (trig, error) {
+		var t trig
+		err := r.Scan(&t.rel, &t.name)
+		return t, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	var parts int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit.audit_log'::regclass`).Scan(&parts); err != nil {
+		return 0, err
+	}
+	// the row trigger is cloned to each partition; the statement trigger is
+	// installed on each partition
+	if want := 2 * (parts + 1); len(list) != want {
+		return 0, fmt.Errorf("found %d integrity triggers on audit_log and its %d partitions, want %d", len(list), parts, want)
+	}
+	verb := "DISABLE"
+	if enable {
+		verb = "ENABLE"
+	}
+	for _, t := range list {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s %s TRIGGER %s", t.rel, verb, pgx.Identifier{t.name}.Sanitize())); err != nil {
+			return 0, err
+		}
+	}
+	want := "D"
+	if enable {
+		want = "O"
+	}
+	var wrong int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_trigger t
+		WHERE t.tgname = ANY ($1) AND t.tgenabled <> $2
+		  AND t.tgrelid IN (SELECT 'audit.audit_log'::regclass
+		                    UNION ALL
+		                    SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit.audit_log'::regclass)`,
+		integrityTriggers, want).Scan(&wrong); err != nil {
+		return 0, err
+	}
+	if wrong != 0 {
+		return 0, fmt.Errorf("%d integrity triggers are not in state %s after ALTER TABLE ... %s TRIGGER", wrong, want, verb)
+	}
+	return len(list), nil
+}
+
+// ---------------------------------------------------------------- machine
+
+func (b *bench) describe(ctx context.Context) error {
+	cpu := "unknown"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	mem := "unknown"
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "MemTotal:") {
+				f := strings.Fields(line)
+				if len(f) >= 2 {
+					if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+						mem = fmt.Sprintf("%.1f GiB", kb/1024/1024)
+					}
+				}
+			}
+		}
+	}
+	nproc := strconv.Itoa(runtime.NumCPU())
+	if out, err := exec.CommandContext(ctx, "nproc").Output(); err == nil {
+		nproc = strings.TrimSpace(string(out))
+	}
+	var pgVersion string
+	if err := b.admin.QueryRow(ctx, `SELECT version()`).Scan(&pgVersion); err != nil {
+		return err
+	}
+	b.machine = [][2]string{
+		{"CPUs (nproc)", nproc},
+		{"CPU", cpu},
+		{"Memory", mem},
+		{"PostgreSQL", pgVersion},
+		{"Go", runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH},
+	}
+	for _, name := range []string{"fsync", "synchronous_commit", "full_page_writes", "wal_level",
+		"shared_buffers", "max_wal_size", "checkpoint_timeout"} {
+		var v string
+		if err := b.admin.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&v); err != nil {
+			return err
+		}
+		if name == "fsync" && v != "on" {
+			return fmt.Errorf("fsync is %s: the benchmark needs a durable server", v)
+		}
+		b.settings = append(b.settings, [2]string{name, v})
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------- single-row
+
+type singleResult struct {
+	clients  int
+	on, off  []pgbenchRun
+	medOn    float64
+	medOff   float64
+	latOn    float64
+	latOff   float64
+	ratio    float64
+	hasCheck bool
+}
+
+type pgbenchRun struct {
+	tps       float64
+	latencyMS float64
+	txns      int64
+}
+
+// The pgbench scripts: one event per transaction, with the session's
+// integrity columns left to the trigger (on) or supplied as constants of the
+// same sizes (off), so that rows have the same width either way.
+const singleOnScript = `\set u random(1, 1000000)
+INSERT INTO audit.audit_log ("timestamp", action, status, principal_id, principal_type, organization_id, target_resource_type, target_resource_id, source_ip, outcome_description, data_classification, details) VALUES (now(), 'fhir.patient.read', 'success', 'user-' || :u, 'practitioner', 'org-' || (:u % 20), 'Patient', 'patient-' || :u, '10.1.2.3', 'Viewed chart', 'PHI', '{"department":"cardiology","reason":"treatment"}');
+`
+
+var singleOffScript = `\set u random(1, 1000000)
+INSERT INTO audit.audit_log ("timestamp", action, status, principal_id, principal_type, organization_id, target_resource_type, target_resource_id, source_ip, outcome_description, data_classification, details, chain_id, chain_seq, recorded_at, pii_salt, pii_commitment, hash) VALUES (now(), 'fhir.patient.read', 'success', 'user-' || :u, 'practitioner', 'org-' || (:u % 20), 'Patient', 'patient-' || :u, '10.1.2.3', 'Viewed chart', 'PHI', '{"department":"cardiology","reason":"treatment"}', 0, :u, now(), '\x` + offSaltHex + `', '\x` + offCommitmentHex + `', '` + offHash + `');
+`
+
+func (b *bench) runSingle(ctx context.Context) error {
+	db, err := b.freshDB(ctx, "single")
+	if err != nil {
+		return err
+	}
+	defer b.dropDB(db)
+	conn, err := pgx.Connect(ctx, b.srv.URL(db))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+
+	onPath := filepath.Join(b.tmp, "insert_on.sql")
+	offPath := filepath.Join(b.tmp, "insert_off.sql")
+	if err := os.WriteFile(onPath, []byte(singleOnScript), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(offPath, []byte(singleOffScript), 0o644); err != nil {
+		return err
+	}
+
+	enabled := true
+	defer func() {
+		if !enabled {
+			if _, err := setTriggers(context.Background(), conn, true); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: re-enabling triggers:", err)
+			}
+		}
+	}()
+
+	for _, clients := range b.cfg.clients {
+		res := singleResult{clients: clients, hasCheck: clients == singleTargetClients}
+		for r := 1; r <= b.cfg.runs; r++ {
+			for _, on := range []bool{true, false} {
+				if on != enabled {
+					n, err := setTriggers(ctx, conn, on)
+					if err != nil {
+						return err
+					}
+					enabled = on
+					progress("single-row: triggers %s on %d relations", onOff(on), n/2)
+				}
+				if _, err := conn.Exec(ctx, "VACUUM ANALYZE audit.audit_log"); err != nil {
+					return err
+				}
+				if err := b.checkpoint(ctx); err != nil {
+					return err
+				}
+				before, err := countRows(ctx, conn)
+				if err != nil {
+					return err
+				}
+				script := offPath
+				if on {
+					script = onPath
+				}
+				progress("single-row: %d client(s), trigger %s, run %d/%d, %s", clients, onOff(on), r, b.cfg.runs, b.cfg.duration)
+				pr, err := b.pgbench(ctx, db, script, clients)
+				if err != nil {
+					return err
+				}
+				after, err := countRows(ctx, conn)
+				if err != nil {
+					return err
+				}
+				// the rows written must be exactly the committed transactions,
+				// hashed by the trigger (on) or carrying the constants (off)
+				added, addedConst := after.all-before.all, after.constHash-before.constHash
+				wantConst := int64(0)
+				if !on {
+					wantConst = added
+				}
+				if added != pr.txns || addedConst != wantConst {
+					return fmt.Errorf("trigger %s run: pgbench committed %d transactions, audit_log grew by %d rows of which %d carry the constant hash (want %d)",
+						onOff(on), pr.txns, added, addedConst, wantConst)
+				}
+				progress("single-row: %d client(s), trigger %s: %.1f tps, %.3f ms average latency, %d rows",
+					clients, onOff(on), pr.tps, pr.latencyMS, pr.txns)
+				if on {
+					res.on = append(res.on, pr)
+				} else {
+					res.off = append(res.off, pr)
+				}
+			}
+		}
+		res.medOn = median(field(res.on, func(p pgbenchRun) float64 { return p.tps }))
+		res.medOff = median(field(res.off, func(p pgbenchRun) float64 { return p.tps }))
+		res.latOn = median(field(res.on, func(p pgbenchRun) float64 { return p.latencyMS }))
+		res.latOff = median(field(res.off, func(p pgbenchRun) float64 { return p.latencyMS }))
+		res.ratio = res.medOn / res.medOff
+		b.single = append(b.single, res)
+	}
+	if !enabled {
+		if _, err := setTriggers(ctx, conn, true); err != nil {
+			return err
+		}
+		enabled = true
+		progress("single-row: triggers re-enabled")
+	}
+	return nil
+}
+
+type rowCounts struct{ all, constHash int64 }
+
+func countRows(ctx context.Context, conn *pgx.Conn) (rowCounts, error) {
+	var c rowCounts
+	err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE hash = $1) FROM audit.audit_log`, offHash).Scan(&c.all, &c.constHash)
+	return c, err
+}
+
+var (
+	reTPS     = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
+	reLatency = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
+	reTxns    = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
+	reFailed  = regexp.MustCompile(`(?m)^number of failed transactions: ([0-9]+)`)
+)
+
+func (b *bench) pgbench(ctx context.Context, db, script string, clients int) (pgbenchRun, error) {
+	secs := int(math.Round(b.cfg.duration.Seconds()))
+	args := []string{"-n", "-M", "prepared",
+		"-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(2, clients)),
+		"-T", strconv.Itoa(secs), "-f", script,
+		"-h", "127.0.0.1", "-p", strconv.Itoa(b.srv.Port), "-U", "postgres", db}
+	cmd := exec.CommandContext(ctx, b.srv.Bin("pgbench"), args...)
+	cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
+	out, err := cmd.CombinedOutput()
+	text := string(out)
+	if err != nil {
+		return pgbenchRun{}, fmt.Errorf("pgbench %s: %w\n%s", strings.Join(args, " "), err, text)
+	}
+	var r pgbenchRun
+	m := reTPS.FindStringSubmatch(text)
+	l := reLatency.FindStringSubmatch(text)
+	n := reTxns.FindStringSubmatch(text)
+	if m == nil || l == nil || n == nil {
+		return r, fmt.Errorf("pgbench: cannot read tps, latency and transactions from its output:\n%s", text)
+	}
+	if f := reFailed.FindStringSubmatch(text); f != nil && f[1] != "0" {
+		return r, fmt.Errorf("pgbench: %s failed transactions:\n%s", f[1], text)
+	}
+	r.tps, _ = strconv.ParseFloat(m[1], 64)
+	r.latencyMS, _ = strconv.ParseFloat(l[1], 64)
+	r.txns, _ = strconv.ParseInt(n[1], 10, 64)
+	if r.tps <= 0 || r.txns <= 0 {
+		return r, fmt.Errorf("pgbench: no transactions were processed:\n%s", text)
+	}
+	return r, nil
+}
+
+// ---------------------------------------------------------------- bulk
+
+type bulkResult struct {
+	method   string // "INSERT … SELECT" or "COPY"
+	rows     int
+	on, off  []time.Duration
+	medOn    time.Duration
+	medOff   time.Duration
+	ratio    float64 // on rows/s over off rows/s
+	hasCheck bool
+}
+
+func (r bulkResult) rateOn() float64  { return float64(r.rows) / r.medOn.Seconds() }
+func (r bulkResult) rateOff() float64 { return float64(r.rows) / r.medOff.Seconds() }
+
+const (
+	methodInsert = "INSERT … SELECT"
+	methodCopy   = "COPY"
+)
+
+func (b *bench) runBulk(ctx context.Context) error {
+	small := b.cfg.rows / 10
+	for _, method := range []string{methodInsert, methodCopy} {
+		for _, n := range []int{small, b.cfg.rows} {
+			res := bulkResult{method: method, rows: n, hasCheck: true}
+			for r := 1; r <= b.cfg.runs; r++ {
+				for _, on := range []bool{true, false} {
+					progress("bulk: %s of %d rows, trigger %s, run %d/%d", method, n, onOff(on), r, b.cfg.runs)
+					d, err := b.bulkOnce(ctx, method, n, on)
+					if err != nil {
+						return err
+					}
+					progress("bulk: %s of %d rows, trigger %s: %s, %.0f rows/s", method, n, onOff(on),
+						d.Round(time.Millisecond), float64(n)/d.Seconds())
+					if on {
+						res.on = append(res.on, d)
+					} else {
+						res.off = append(res.off, d)
+					}
+				}
+			}
+			res.medOn = medianDuration(res.on)
+			res.medOff = medianDuration(res.off)
+			res.ratio = res.rateOn() / res.rateOff()
+			b.bulk = append(b.bulk, res)
+		}
+	}
+	return nil
+}
+
+// bulkOnce loads n rows into a fresh copy of the schema with one statement
+// and returns how long the statement (with its commit) took.
+func (b *bench) bulkOnce(ctx context.Context, method string, n int, on bool) (time.Duration, error) {
+	db, err := b.freshDB(ctx, "bulk")
+	if err != nil {
+		return 0, err
+	}
+	defer b.dropDB(db)
+	conn, err := pgx.Connect(ctx, b.srv.URL(db))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	if !on {
+		if _, err := setTriggers(ctx, conn, false); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE audit.audit_log"); err != nil {
+		return 0, err
+	}
+	if err := b.checkpoint(ctx); err != nil {
+		return 0, err
+	}
+
+	var d time.Duration
+	switch method {
+	case methodInsert:
+		q := insertSelectSQL(on)
+		start := time.Now()
+		tag, err := conn.Exec(ctx, q, n)
+		d = time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		if tag.RowsAffected() != int64(n) {
+			return 0, fmt.Errorf("INSERT … SELECT inserted %d rows, want %d", tag.RowsAffected(), n)
+		}
+	case methodCopy:
+		cols, src := copySource(n, on)
+		start := time.Now()
+		got, err := conn.CopyFrom(ctx, pgx.Identifier{"audit", "audit_log"}, cols, src)
+		d = time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		if got != int64(n) {
+			return 0, fmt.Errorf("COPY wrote %d rows, want %d", got, n)
+		}
+	default:
+		return 0, fmt.Errorf("unknown method %q", method)
+	}
+
+	// the rows must be what the mode promises: hashed by the trigger into
+	// the chains (on), or carrying the constants with no chain advanced (off)
+	c, err := countRows(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	var heads int64
+	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(head_seq), 0) FROM audit.chain_heads`).Scan(&heads); err != nil {
+		return 0, err
+	}
+	wantConst, wantHeads := int64(0), int64(n)
+	if !on {
+		wantConst, wantHeads = int64(n), 0
+	}
+	if c.all != int64(n) || c.constHash != wantConst || heads != wantHeads {
+		return 0, fmt.Errorf("%s trigger %s: %d rows, %d with the constant hash, chain heads sum to %d; want %d, %d, %d",
+			method, onOff(on), c.all, c.constHash, heads, n, wantConst, wantHeads)
+	}
+	return d, nil
+}
+
+func insertSelectSQL(on bool) string {
+	cols := `"timestamp", action, status, principal_id, principal_type, organization_id,
+		target_resource_type, target_resource_id, source_ip, outcome_description, data_classification, details`
+	vals := `now(), 'fhir.patient.read', 'success', 'user-' || g, 'practitioner', 'org-' || (g % 20),
+		'Patient', 'patient-' || g, '10.1.2.3', 'Viewed chart', 'PHI', '{"department":"cardiology","reason":"treatment"}'`
+	if !on {
+		cols += `, chain_id, chain_seq, recorded_at, pii_salt, pii_commitment, hash`
+		vals += fmt.Sprintf(`, 0, g, now(), '\x%s', '\x%s', '%s'`, offSaltHex, offCommitmentHex, offHash)
+	}
+	return fmt.Sprintf(`INSERT INTO audit.audit_log (%s) SELECT %s FROM generate_series(1, $1::bigint) AS g`, cols, vals)
+}
+
+// copySource generates n events for COPY (binary, as pgx sends it), with
+// timestamps a microsecond apart starting now.
+func copySource(n int, on bool) ([]string, pgx.CopyFromSource) {
+	cols := []string{"timestamp", "action", "status", "principal_id", "principal_type", "organization_id",
+		"target_resource_type", "target_resource_id", "source_ip", "outcome_description",
+		"data_classification", "details"}
+	if !on {
+		cols = append(cols, "chain_id", "chain_seq", "recorded_at", "pii_salt", "pii_commitment", "hash")
+	}
+	salt := mustHex(offSaltHex)
+	commitment := mustHex(offCommitmentHex)
+	ip := netip.MustParseAddr(evSourceIP)
+	base := time.Now()
+	i := 0
+	return cols, pgx.CopyFromFunc(func() ([]any, error) {
+		if i >= n {
+			return nil, nil
+		}
+		i++
+		u := strconv.Itoa(i)
+		row := make([]any, 0, len(cols))
+		row = append(row, base.Add(time.Duration(i)*time.Microsecond), evAction, evStatus, "user-"+u, evPrincipalType,
+			"org-"+strconv.Itoa(i%20), evTargetType, "patient-"+u, ip, evOutcome, evClassification, evDetails)
+		if !on {
+			row = append(row, int16(0), int64(i), time.Now(), salt, commitment, offHash)
+		}
+		return row, nil
+	})
+}
+
+func mustHex(s string) []byte {
+	out := make([]byte, len(s)/2)
+	for i := range out {
+		v, err := strconv.ParseUint(s[2*i:2*i+2], 16, 8)
+		if err != nil {
+			panic(err)
+		}
+		out[i] = byte(v)
+	}
+	return out
+}
+
+// ---------------------------------------------------------------- verification
+
+type verifyResult struct {
+	rows        int64
+	chains      int
+	loadTime    time.Duration
+	writers     int
+	goTimes     []time.Duration
+	sqlTimes    []time.Duration
+	goMed       time.Duration
+	sqlMed      time.Duration
+	goRate      float64
+	sqlRate     float64
+	ratio       float64
+	goRowsPerCh []int64
+}
+
+func (b *bench) runVerify(ctx context.Context) error {
+	db, err := b.freshDB(ctx, "verify")
+	if err != nil {
+		return err
+	}
+	defer b.dropDB(db)
+	pool, err := pgxpool.New(ctx, b.srv.URL(db))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	var chainCount int
+	if err := pool.QueryRow(ctx, `SELECT value::integer FROM audit.settings WHERE key = 'chain_count'`).Scan(&chainCount); err != nil {
+		return err
+	}
+	// Load N rows with the trigger on from as many concurrent writers as
+	// there are chains, so that the log has its usual shape: every chain in
+	// use, each a valid chain.
+	res := &verifyResult{writers: chainCount}
+	n := b.cfg.rows
+	progress("verification: loading %d rows with the trigger on from %d concurrent writers", n, chainCount)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, chainCount)
+	q := insertSelectRangeSQL()
+	for w := 0; w < chainCount; w++ {
+		lo := int64(n) * int64(w) / int64(chainCount)
+		hi := int64(n) * int64(w+1) / int64(chainCount)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := pgx.Connect(ctx, b.srv.URL(db))
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			defer conn.Close(context.Background())
+			_, errs[w] = conn.Exec(ctx, q, lo+1, hi)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	res.loadTime = time.Since(start)
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT chain_id) FROM audit.audit_log`).Scan(&res.rows, &res.chains); err != nil {
+		return err
+	}
+	if res.rows != int64(n) {
+		return fmt.Errorf("loaded %d rows, want %d", res.rows, n)
+	}
+	progress("verification: loaded %d rows into %d chains in %s", res.rows, res.chains, res.loadTime.Round(time.Millisecond))
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE audit.audit_log"); err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE audit.chain_heads"); err != nil {
+		return err
+	}
+	if err := b.checkpoint(ctx); err != nil {
+		return err
+	}
+
+	for r := 1; r <= b.cfg.runs; r++ {
+		progress("verification: Go integrity.Verify, run %d/%d", r, b.cfg.runs)
+		start := time.Now()
+		rep, err := integrity.Verify(ctx, pool, integrity.Options{NoRecord: true})
+		d := time.Since(start)
+		if err != nil {
+			return err
+		}
+		if !rep.Intact() || rep.Status != "intact" {
+			return fmt.Errorf("Go verifier: status %s with %d findings on a log written by the trigger (first: %+v)",
+				rep.Status, len(rep.Findings), rep.Findings[0])
+		}
+		if rep.RowsChecked != res.rows {
+			return fmt.Errorf("Go verifier checked %d rows, the log has %d", rep.RowsChecked, res.rows)
+		}
+		progress("verification: Go: %d rows intact in %s, %.0f rows/s", rep.RowsChecked, d.Round(time.Millisecond), float64(rep.RowsChecked)/d.Seconds())
+		res.goTimes = append(res.goTimes, d)
+
+		progress("verification: SQL audit.recompute_chain_heads(), run %d/%d", r, b.cfg.runs)
+		start = time.Now()
+		rows, err := pool.Query(ctx, `SELECT chain_id, rows_checked, head_seq, stored_hash, recomputed_hash, rows_modified FROM audit.recompute_chain_heads()`)
+		if err != nil {
+			return err
+		}
+		type chainRow struct {
+			chain                   int16
+			checked, head, modified int64
+			stored, recomputed      string
+		}
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (chainRow, error) {
+			var c chainRow
+			err := r.Scan(&c.chain, &c.checked, &c.head, &c.stored, &c.recomputed, &c.modified)
+			return c, err
+		})
+		d = time.Since(start)
+		if err != nil {
+			return err
+		}
+		var checked int64
+		for _, c := range got {
+			if c.modified != 0 || c.stored != c.recomputed {
+				return fmt.Errorf("SQL recompute: chain %d has rows_modified = %d (stored %s, recomputed %s) on a log written by the trigger",
+					c.chain, c.modified, c.stored, c.recomputed)
+			}
+			checked += c.checked
+		}
+		if checked != res.rows || len(got) != res.chains {
+			return fmt.Errorf("SQL recompute checked %d rows in %d chains, the log has %d rows in %d chains", checked, len(got), res.rows, res.chains)
+		}
+		progress("verification: SQL: %d rows in %d chains, rows_modified 0, in %s, %.0f rows/s", checked, len(got), d.Round(time.Millisecond), float64(checked)/d.Seconds())
+		res.sqlTimes = append(res.sqlTimes, d)
+	}
+	res.goMed = medianDuration(res.goTimes)
+	res.sqlMed = medianDuration(res.sqlTimes)
+	res.goRate = float64(res.rows) / res.goMed.Seconds()
+	res.sqlRate = float64(res.rows) / res.sqlMed.Seconds()
+	res.ratio = res.goRate / res.sqlRate
+	b.verify = res
+	return nil
+}
+
+func insertSelectRangeSQL() string {
+	return `INSERT INTO audit.audit_log ("timestamp", action, status, principal_id, principal_type, organization_id,
+		target_resource_type, target_resource_id, source_ip, outcome_description, data_classification, details)
+	SELECT now(), 'fhir.patient.read', 'success', 'user-' || g, 'practitioner', 'org-' || (g % 20),
+		'Patient', 'patient-' || g, '10.1.2.3', 'Viewed chart', 'PHI', '{"department":"cardiology","reason":"treatment"}'
+	FROM generate_series($1::bigint, $2::bigint) AS g`
+}
+
+// ---------------------------------------------------------------- report
+
+func (b *bench) markdown() string {
+	var w bytes.Buffer
+	total := time.Since(b.started).Round(time.Second)
+	fmt.Fprintf(&w, "# auditdb benchmarks\n\n")
+	fmt.Fprintf(&w, "Measured %s by `go run ./tests/bench", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	if b.cfg.quick {
+		fmt.Fprintf(&w, " -quick")
+	}
+	fmt.Fprintf(&w, "` in %s, on a private PostgreSQL started for the run (internal/embeddedpg, durable).", total)
+	if b.cfg.quick {
+		fmt.Fprintf(&w, " **Quick smoke run: sizes too small for the targets to mean much.**")
+	}
+	fmt.Fprintf(&w, " Every number below was measured in this run; nothing is carried over.\n\n")
+
+	fmt.Fprintf(&w, "## Machine\n\n| | |\n|---|---|\n")
+	for _, kv := range b.machine {
+		fmt.Fprintf(&w, "| %s | %s |\n", kv[0], kv[1])
+	}
+	fmt.Fprintf(&w, "\n## Settings\n\n| | |\n|---|---|\n")
+	for _, kv := range b.settings {
+		fmt.Fprintf(&w, "| %s | %s |\n", kv[0], kv[1])
+	}
+	small := b.cfg.rows / 10
+	fmt.Fprintf(&w, "| single-row runs | pgbench -n -M prepared -j 2 (1 for 1 client), %s per run, %d run(s) per mode alternating on/off, median |\n",
+		b.cfg.duration, b.cfg.runs)
+	fmt.Fprintf(&w, "| bulk rows | %s and %s per load, one statement into a fresh copy of the schema, %d run(s) per mode, median |\n",
+		thousands(int64(small)), thousands(int64(b.cfg.rows)), b.cfg.runs)
+	if b.verify != nil {
+		fmt.Fprintf(&w, "| verification rows | %s in %d chains, %d run(s) each, median |\n", thousands(b.verify.rows), b.verify.chains, b.cfg.runs)
+	}
+	fmt.Fprintf(&w, "| partitions | monthly, audit.ensure_partitions(3) |\n")
+	fmt.Fprintf(&w, "| event | fhir.patient.read by a practitioner on a Patient, PHI, with source_ip, outcome and a jsonb details object |\n")
+	fmt.Fprintf(&w, "| trigger off | zz_audit_log_integrity and zz_audit_log_chain_flush disabled on audit_log and every partition; the client supplies chain_id, chain_seq, recorded_at and constant pii_salt (16 B), pii_commitment (32 B) and hash (64 hex) so rows keep their width |\n")
+
+	pass, total2 := 0, 0
+	mark := func(ok bool) string {
+		total2++
+		if ok {
+			pass++
+			return "PASS"
+		}
+		return "MISS"
+	}
+
+	fmt.Fprintf(&w, "\n## Single-row inserts (pgbench, one event per transaction)\n\n")
+	fmt.Fprintf(&w, "| clients | trigger on (tps) | trigger off (tps) | on / off | latency on (ms) | latency off (ms) | target | result |\n")
+	fmt.Fprintf(&w, "|---:|---:|---:|---:|---:|---:|---|---|\n")
+	for _, s := range b.single {
+		target, result := "—", "—"
+		if s.hasCheck {
+			target = fmt.Sprintf("on ≥ %.0f%% of off", targetSingleRatio*100)
+			result = mark(s.ratio >= targetSingleRatio)
+		}
+		fmt.Fprintf(&w, "| %d | %s | %s | %.1f%% | %.3f | %.3f | %s | %s |\n", s.clients,
+			thousandsF(s.medOn, 1), thousandsF(s.medOff, 1), s.ratio*100, s.latOn, s.latOff, target, result)
+	}
+	fmt.Fprintf(&w, "\nRuns (tps, in order):")
+	for _, s := range b.single {
+		fmt.Fprintf(&w, " %d client(s): on %s / off %s;", s.clients,
+			joinF(field(s.on, func(p pgbenchRun) float64 { return p.tps })),
+			joinF(field(s.off, func(p pgbenchRun) float64 { return p.tps })))
+	}
+	fmt.Fprintf(&w, "\n")
+
+	fmt.Fprintf(&w, "\n## Bulk loads (one statement)\n\n")
+	fmt.Fprintf(&w, "| method | rows | trigger on (rows/s) | trigger off (rows/s) | on / off | time on | time off | target | result |\n")
+	fmt.Fprintf(&w, "|---|---:|---:|---:|---:|---:|---:|---|---|\n")
+	for _, r := range b.bulk {
+		fmt.Fprintf(&w, "| %s | %s | %s | %s | %.1f%% | %s | %s | on ≥ %.0f%% of off | %s |\n", r.method, thousands(int64(r.rows)),
+			thousandsF(r.rateOn(), 0), thousandsF(r.rateOff(), 0), r.ratio*100, secs(r.medOn), secs(r.medOff),
+			targetBulkRatio*100, mark(r.ratio >= targetBulkRatio))
+	}
+	fmt.Fprintf(&w, "\nRuns (seconds, in order):")
+	for _, r := range b.bulk {
+		fmt.Fprintf(&w, " %s %s rows: on %s / off %s;", r.method, thousands(int64(r.rows)), joinD(r.on), joinD(r.off))
+	}
+	fmt.Fprintf(&w, "\n")
+
+	fmt.Fprintf(&w, "\n### Linearity: %s rows against %s\n\n", thousands(int64(b.cfg.rows)), thousands(int64(small)))
+	fmt.Fprintf(&w, "| method | trigger | time for %s | time for %s | 10x rows took | target | result |\n", thousands(int64(small)), thousands(int64(b.cfg.rows)))
+	fmt.Fprintf(&w, "|---|---|---:|---:|---:|---|---|\n")
+	for _, method := range []string{methodInsert, methodCopy} {
+		var s, l *bulkResult
+		for i := range b.bulk {
+			if b.bulk[i].method != method {
+				continue
+			}
+			if b.bulk[i].rows == small {
+				s = &b.bulk[i]
+			} else if b.bulk[i].rows == b.cfg.rows {
+				l = &b.bulk[i]
+			}
+		}
+		if s == nil || l == nil {
+			continue
+		}
+		on := l.medOn.Seconds() / s.medOn.Seconds()
+		off := l.medOff.Seconds() / s.medOff.Seconds()
+		fmt.Fprintf(&w, "| %s | on | %s | %s | %.2fx the time | ≤ %.0fx | %s |\n", method, secs(s.medOn), secs(l.medOn), on,
+			targetLinearity, mark(on <= targetLinearity))
+		fmt.Fprintf(&w, "| %s | off | %s | %s | %.2fx the time | — | — |\n", method, secs(s.medOff), secs(l.medOff), off)
+	}
+
+	if v := b.verify; v != nil {
+		fmt.Fprintf(&w, "\n## Verification of %s rows (all chains valid)\n\n", thousands(v.rows))
+		fmt.Fprintf(&w, "Loaded with the trigger on by %d concurrent writers (INSERT … SELECT each) in %s (%s rows/s) into %d chains; VACUUM ANALYZE and CHECKPOINT before verifying.\n\n",
+			v.writers, secs(v.loadTime), thousandsF(float64(v.rows)/v.loadTime.Seconds(), 0), v.chains)
+		fmt.Fprintf(&w, "| verifier | time | rows/s | target | result |\n|---|---:|---:|---|---|\n")
+		fmt.Fprintf(&w, "| Go `integrity.Verify` (NoRecord), intact | %s | %s | ≥ %s rows/s | %s |\n", secs(v.goMed), thousandsF(v.goRate, 0),
+			thousands(targetVerifyRate), mark(v.goRate >= targetVerifyRate))
+		fmt.Fprintf(&w, "| SQL `audit.recompute_chain_heads()`, rows_modified 0 | %s | %s | — | — |\n", secs(v.sqlMed), thousandsF(v.sqlRate, 0))
+		fmt.Fprintf(&w, "| Go / SQL | | %.2fx | ≥ %.1fx | %s |\n", v.ratio, targetVerifyVsSQL, mark(v.ratio >= targetVerifyVsSQL))
+		fmt.Fprintf(&w, "\nRuns (seconds, in order): Go %s; SQL %s\n", joinD(v.goTimes), joinD(v.sqlTimes))
+	}
+
+	fmt.Fprintf(&w, "\n## Summary\n\n%d of %d targets met.\n", pass, total2)
+	return w.String()
+}
+
+// ---------------------------------------------------------------- helpers
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+func field[T any](xs []T, f func(T) float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
+	}
+	return out
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}
+
+func medianDuration(ds []time.Duration) time.Duration {
+	xs := make([]float64, len(ds))
+	for i, d := range ds {
+		xs[i] = float64(d)
+	}
+	return time.Duration(median(xs))
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func joinF(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.1f", x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func joinD(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf("%.2f", d.Seconds())
+	}
+	return strings.Join(parts, ", ")
+}
+
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i, c := range []byte(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, c)
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+func thousandsF(x float64, decimals int) string {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return fmt.Sprint(x)
+	}
+	whole := int64(x)
+	s := thousands(whole)
+	if decimals > 0 {
+		frac := strconv.FormatFloat(x-float64(whole), 'f', decimals, 64)
+		if strings.HasPrefix(frac, "1") { // rounding carried
+			s = thousands(whole + 1)
+			frac = strconv.FormatFloat(0, 'f', decimals, 64)
+		}
+		s += strings.TrimPrefix(frac, "0")
+	} else if x-float64(whole) >= 0.5 {
+		s = thousands(whole + 1)
+	}
+	return s
+}
