@@ -166,8 +166,8 @@ func TestValidation(t *testing.T) {
 	long := strings.Repeat("x", 256)
 	for _, tc := range []struct {
 		name, cols, vals string
-		want            string
-		code            string
+		want             string
+		code             string
 	}{
 		{"missing action", `"timestamp", status`, `now(), 'success'`, "audit_log.action: is required", "23502"},
 		{"missing timestamp", `action, status`, `'a', 'success'`, "audit_log.timestamp: is required", "23502"},
