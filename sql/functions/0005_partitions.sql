@@ -43,7 +43,7 @@ BEGIN
         -- The classic failure (a non-empty default blocks CREATE ... PARTITION OF)
         -- is avoided by building the partition beside the table, moving the
         -- rows into it, and attaching it. The CHECK lets ATTACH skip its scan.
-        EXECUTE format('CREATE TABLE audit.%I (LIKE audit.audit_log INCLUDING DEFAULTS)', name);
+        EXECUTE format('CREATE TABLE audit.%I (LIKE audit.audit_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
         EXECUTE format('ALTER TABLE audit.%I ADD CONSTRAINT %I CHECK ("timestamp" >= %L AND "timestamp" < %L)',
                        name, name || '_bounds', lo_ts, hi_ts);
         EXECUTE format('WITH moved AS (DELETE FROM audit.audit_log_default WHERE "timestamp" >= %L AND "timestamp" < %L RETURNING *) '
