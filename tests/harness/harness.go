@@ -23,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
 	"github.com/auditdb/auditdb/internal/embeddedpg"
 	"github.com/auditdb/auditdb/internal/migrate"
@@ -76,7 +77,16 @@ func run(m *testing.M, opts Options) int {
 		defer r.stop()
 		redis = r
 	}
-	return m.Run()
+	code := m.Run()
+	if code == 0 {
+		// Workers and pools are goroutine-heavy: a test that leaves one
+		// running fails the binary.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "harness: goroutines left running:", err)
+			return 1
+		}
+	}
+	return code
 }
 
 // Shared returns the test binary's PostgreSQL.

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/tests/harness"
+)
+
+func TestMain(m *testing.M) {
+	harness.Main(m, harness.Options{})
+}
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Run(context.Background(), append([]string{"auditworker"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVerifyExitCodesAndJSON(t *testing.T) {
+	t.Parallel()
+	db := harness.NewDB(t)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status, principal_id)
+		SELECT now(), 'a', 'success', 'u' || g FROM generate_series(1, 200) g`)
+	require.NoError(t, err)
+
+	code, out, errOut := run(t, "--database-url", db.URL, "verify")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "verification INTACT: 200 rows")
+
+	code, out, _ = run(t, "--database-url", db.URL, "verify", "--json")
+	require.Equal(t, 0, code)
+	var rep integrity.Report
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	require.Equal(t, "intact", rep.Status)
+	require.EqualValues(t, 200, rep.RowsChecked)
+
+	_, err = db.Pool.Exec(ctx, `BEGIN; SET LOCAL session_replication_role = replica;
+		UPDATE audit.audit_log SET principal_id = 'mallory' WHERE id = 17; COMMIT`)
+	require.NoError(t, err)
+	code, out, _ = run(t, "--database-url", db.URL, "verify")
+	require.Equal(t, 2, code)
+	require.Contains(t, out, "verification TAMPERED")
+	require.Contains(t, out, "row_modified")
+	require.NotContains(t, out, "mallory", "reports name positions, never values")
+
+	code, out, _ = run(t, "--database-url", db.URL, "verify", "--json")
+	require.Equal(t, 2, code)
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	require.Len(t, rep.Findings, 1)
+	require.EqualValues(t, 17, rep.Findings[0].RowID)
+}
+
+func TestCLIErrorsAreOneLine(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--database-url", "", "verify"}, "no database: set AUDIT_DB_URL or --database-url"},
+		{[]string{"--database-url", "postgres://nobody@127.0.0.1:1/x?connect_timeout=2", "status"}, "connect to 127.0.0.1:1/x"},
+		{[]string{"--database-url", "::not a url::", "verify"}, "database-url: not a valid PostgreSQL URL"},
+	} {
+		code, _, errOut := run(t, tc.args...)
+		require.Equal(t, 1, code, tc.args)
+		require.Contains(t, errOut, tc.want)
+		require.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, "one line: %q", errOut)
+	}
+	db := harness.NewDB(t)
+	code, _, errOut := run(t, "--database-url", db.URL, "verify", "--chain", "99")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "chain 99: no such chain")
+	code, _, errOut = run(t, "--database-url", db.URL, "partitions", "ensure", "--months-ahead", "500")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "months-ahead: must be between 0 and 120")
+}
+
+func TestMigratePartitionsStatus(t *testing.T) {
+	t.Parallel()
+	db := harness.NewEmptyDB(t)
+	code, out, errOut := run(t, "--database-url", db.URL, "migrate", "--dry-run")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "would apply")
+	code, out, errOut = run(t, "--database-url", db.URL, "migrate")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "applied")
+	code, out, _ = run(t, "--database-url", db.URL, "migrate")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "up to date")
+
+	code, out, errOut = run(t, "--database-url", db.URL, "partitions", "ensure", "--months-ahead", "2", "--json")
+	require.Equal(t, 0, code, errOut)
+	var changes []partitionChangeRow
+	require.NoError(t, json.Unmarshal([]byte(out), &changes))
+	require.Len(t, changes, 3)
+	code, out, _ = run(t, "--database-url", db.URL, "partitions", "list")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "audit_log_default")
+	require.Contains(t, out, "current")
+
+	code, out, _ = run(t, "--database-url", db.URL, "status", "--json")
+	require.Equal(t, 0, code)
+	var st struct {
+		Chains     []ChainStatus `json:"chains"`
+		Partitions []Partition   `json:"partitions"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &st))
+	require.Len(t, st.Chains, 16)
+	require.Equal(t, "unverified", st.Chains[0].State)
+	require.Len(t, st.Partitions, 4)
+}
