@@ -28,11 +28,12 @@ lint: ## gofmt and go vet
 build: ## the auditworker binary
 	$(GO) build -o auditworker ./cmd/auditworker
 
-install-extension: ## install auditdb as a PostgreSQL extension (PGXS; needs postgresql-server-dev)
+install-extension: ## install the extension script and the C accelerator (PGXS; needs postgresql-server-dev)
 	@mkdir -p $(EXT_BUILD)
 	$(GO) run ./cmd/auditworker extension-script > $(EXT_BUILD)/auditdb--0.1.0.sql
 	cp sql/auditdb.control $(EXT_BUILD)/
 	cp sql/pgxs.mk $(EXT_BUILD)/Makefile
+	cp sql/accel/auditdb_accel.c $(EXT_BUILD)/
 	$(MAKE) -C $(EXT_BUILD) PG_CONFIG=$(PG_CONFIG) install
 
 clean: ## remove build output

@@ -37,7 +37,7 @@ func startEmbedded(ctx context.Context, log io.Writer) (*embedded, error) {
 		e.stop()
 		return nil, err
 	}
-	if _, err := migrate.Migrate(ctx, e.pool, migrate.Options{}); err != nil {
+	if _, err := migrate.Migrate(ctx, e.pool, migrate.Options{Accelerator: true}); err != nil {
 		e.stop()
 		return nil, err
 	}

@@ -17,6 +17,7 @@ func migrateCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Usage: "list the steps that would run, change nothing", EnvVars: []string{"AUDIT_MIGRATE_DRY_RUN"}},
 			&cli.IntFlag{Name: "target", Usage: "stop after this step number (default: newest)", EnvVars: []string{"AUDIT_MIGRATE_TARGET"}},
+			&cli.BoolFlag{Name: "accelerator", Value: true, Usage: "use the C insert trigger where the server has it (superuser only; otherwise PL/pgSQL)", EnvVars: []string{"AUDIT_ACCELERATOR"}},
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -25,7 +26,7 @@ func migrateCommand() *cli.Command {
 				return err
 			}
 			defer pool.Close()
-			res, err := migrate.Migrate(c.Context, pool, migrate.Options{DryRun: c.Bool("dry-run"), TargetVersion: c.Int("target")})
+			res, err := migrate.Migrate(c.Context, pool, migrate.Options{DryRun: c.Bool("dry-run"), TargetVersion: c.Int("target"), Accelerator: c.Bool("accelerator")})
 			if err != nil {
 				return err
 			}
@@ -40,6 +41,9 @@ func migrateCommand() *cli.Command {
 				fmt.Fprintf(w, "would apply %d step(s) (dry run, nothing changed):\n", len(res.Applied))
 			default:
 				fmt.Fprintf(w, "applied %d step(s), now at step %04d:\n", len(res.Applied), res.Current)
+			}
+			if res.Trigger != "" {
+				fmt.Fprintf(w, "insert trigger: %s\n", res.Trigger)
 			}
 			if len(res.Applied) > 0 {
 				rows := make([][]string, len(res.Applied))

@@ -28,6 +28,9 @@ type Result struct {
 	Current int       `json:"current_version"`
 	Target  int       `json:"target_version"`
 	DryRun  bool      `json:"dry_run"`
+	// Trigger is the insert trigger's implementation after the run: "c"
+	// (the accelerator) or "plpgsql". Empty in a dry run.
+	Trigger string `json:"trigger,omitempty"`
 }
 
 // Applied is one step run (or, in a dry run, one that would run).
@@ -43,6 +46,10 @@ type Options struct {
 	DryRun bool
 	// TargetVersion stops after this step. Defaults to the newest step (0).
 	TargetVersion int
+	// Accelerator switches the insert trigger to the C accelerator when the
+	// server has it and the caller may create C functions (a superuser);
+	// otherwise the PL/pgSQL trigger stays. Defaults to false: PL/pgSQL.
+	Accelerator bool
 }
 
 const bookkeeping = `
@@ -150,5 +157,19 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 		}
 		res.Current = s.Version
 	}
+	if opts.DryRun || res.Current < acceleratorStep {
+		return res, nil
+	}
+	if opts.Accelerator {
+		err = conn.QueryRow(ctx, `SELECT audit.use_accelerator(true)`).Scan(&res.Trigger)
+	} else {
+		err = conn.QueryRow(ctx, `SELECT audit.trigger_implementation()`).Scan(&res.Trigger)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("migrate: insert trigger: %w", err)
+	}
 	return res, nil
 }
+
+// acceleratorStep is the step that defines audit.use_accelerator.
+const acceleratorStep = 8

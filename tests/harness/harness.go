@@ -147,7 +147,9 @@ func (p *Postgres) makeTemplate(ctx context.Context) error {
 		return err
 	}
 	defer pool.Close()
-	if _, err := migrate.Migrate(ctx, pool, migrate.Options{}); err != nil {
+	// The template uses the C trigger when the server has it (make test
+	// installs it); tests that cover both implementations switch per database.
+	if _, err := migrate.Migrate(ctx, pool, migrate.Options{Accelerator: true}); err != nil {
 		return fmt.Errorf("migrate template: %w", err)
 	}
 	if _, err := pool.Exec(ctx, `SELECT count(*) FROM audit.ensure_partitions(3)`); err != nil {
@@ -234,4 +236,20 @@ func (db *DB) LoginRole(t testing.TB, group string) *pgxpool.Pool {
 		_, _ = db.Pool.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %s; DROP ROLE %s", pgx.Identifier{role}.Sanitize(), pgx.Identifier{role}.Sanitize()))
 	})
 	return pool
+}
+
+// Triggers are the insert trigger implementations tests run against.
+var Triggers = []string{"plpgsql", "c"}
+
+// UseTrigger switches this database's insert trigger to impl ("c" or
+// "plpgsql") and fails the test if that implementation is not available.
+func (db *DB) UseTrigger(t testing.TB, impl string) {
+	t.Helper()
+	var got string
+	if err := db.Pool.QueryRow(context.Background(), `SELECT audit.use_accelerator($1)`, impl == "c").Scan(&got); err != nil {
+		t.Fatalf("harness: use_accelerator: %v", err)
+	}
+	if got != impl {
+		t.Fatalf("harness: insert trigger %q is not available (got %q): run `make install-extension`, which builds the C accelerator", impl, got)
+	}
 }
