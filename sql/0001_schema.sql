@@ -70,7 +70,7 @@ CREATE INDEX IF NOT EXISTS audit_log_timestamp_idx       ON audit.audit_log ("ti
 CREATE INDEX IF NOT EXISTS audit_log_principal_ts_idx    ON audit.audit_log (principal_id, "timestamp");
 CREATE INDEX IF NOT EXISTS audit_log_organization_ts_idx ON audit.audit_log (organization_id, "timestamp");
 CREATE INDEX IF NOT EXISTS audit_log_target_idx          ON audit.audit_log (target_resource_type, target_resource_id, "timestamp");
-CREATE INDEX IF NOT EXISTS audit_log_chain_idx           ON audit.audit_log (chain_id, chain_seq);
+CREATE INDEX IF NOT EXISTS audit_log_chain_idx           ON audit.audit_log (chain_id, chain_seq, id);
 
 -- One row per chain: the newest seq and its raw chain hash. The insert
 -- trigger reads it once per transaction (under the chain's lock) and writes

@@ -84,9 +84,9 @@ func TestTriggerHashesAndChains(t *testing.T) {
 			var chain int16
 			var hash string
 			err := db.Pool.QueryRow(ctx, `INSERT INTO audit_log ("timestamp", action, status, chain_id, chain_seq,
-				hash, pii_commitment, recorded_at, details, source_ip, principal_id)
+				hash, pii_commitment, recorded_at, details, source_ip, principal_id, principal_type, ttl)
 				VALUES ('2026-11-20 10:00:00.123456+00', 'x.y', 'failure', 999, 999, 'forged', '\x00', '2000-01-01',
-				        '{"nested": {"k": [1, 2.50, "ü\n", 1e3]}, "ctl": "\u0001"}', '2001:db8::7', E'quote " and \\ backslash, tab\t, \x01, ñ 😀')
+				        '{"nested": {"k": [1, 2.50, "ü\n", 1e3]}, "ctl": "\u0001"}', '2001:db8::7', E'quote " and \\ backslash, tab\t, \x01, ñ 😀', '', '')
 				RETURNING id, chain_id, chain_seq, hash`).Scan(&id, &chain, &seq, &hash)
 			require.NoError(t, err)
 			require.NotEqual(t, int16(999), chain)

@@ -17,30 +17,33 @@ const HashVersion = 1
 // Row holds the columns of one audit_log row that take part in hashing, in
 // the forms INTEGRITY.md fixes: timestamps as microseconds since the Unix
 // epoch, source_ip in PostgreSQL's output form, details as PostgreSQL's text
-// form of the jsonb value. A nil pointer is SQL NULL.
+// form of the jsonb value. Text is UTF-8 bytes; a nil slice is SQL NULL (an
+// empty string is a non-nil empty slice). The verifier fills a Row straight
+// from the wire without copying, so a Row is only valid until the next one.
 type Row struct {
 	ID                 int64
 	ChainID            int16
 	ChainSeq           int64
 	TimestampUS        int64
 	RecordedAtUS       int64
-	Action             string
-	Status             string
-	PrincipalType      *string
-	OrganizationID     *string
-	TargetResourceType *string
-	EventVersion       *string
-	CorrelationID      *string
-	DataClassification string
-	RetentionPolicy    string
-	ProcessingLatency  *int32
-	TTL                *string
+	Action             []byte
+	Status             []byte
+	PrincipalType      []byte
+	OrganizationID     []byte
+	TargetResourceType []byte
+	EventVersion       []byte
+	CorrelationID      []byte
+	DataClassification []byte
+	RetentionPolicy    []byte
+	ProcessingLatency  int32
+	HasLatency         bool // false: processing_latency is NULL
+	TTL                []byte
 
-	PrincipalID        *string
-	TargetResourceID   *string
-	SourceIP           *string
-	OutcomeDescription *string
-	Details            *string // jsonb text form, embedded as is
+	PrincipalID        []byte
+	TargetResourceID   []byte
+	SourceIP           []byte
+	OutcomeDescription []byte
+	Details            []byte // jsonb text form, embedded as is
 
 	PIISalt       []byte // nil once erased
 	PIICommitment []byte
@@ -56,7 +59,8 @@ type Encoder struct {
 func (e *Encoder) begin(tag string) {
 	e.buf = append(e.buf[:0], '[')
 	e.n = 0
-	e.str(tag)
+	e.sep()
+	e.buf = appendJSONString(e.buf, []byte(tag))
 }
 
 func (e *Encoder) sep() {
@@ -66,26 +70,24 @@ func (e *Encoder) sep() {
 	e.n++
 }
 
-func (e *Encoder) str(s string) {
+// str writes a text value, or null for nil.
+func (e *Encoder) str(s []byte) {
+	if s == nil {
+		e.null()
+		return
+	}
 	e.sep()
 	e.buf = appendJSONString(e.buf, s)
 }
 
-func (e *Encoder) strp(s *string) {
-	if s == nil {
-		e.null()
-		return
-	}
-	e.str(*s)
-}
-
-func (e *Encoder) raw(s *string) {
+// raw writes JSON text as it is, or null for nil.
+func (e *Encoder) raw(s []byte) {
 	if s == nil {
 		e.null()
 		return
 	}
 	e.sep()
-	e.buf = append(e.buf, *s...)
+	e.buf = append(e.buf, s...)
 }
 
 func (e *Encoder) int(v int64) {
@@ -108,10 +110,10 @@ func (e *Encoder) end() []byte {
 // call.
 func (e *Encoder) PIIEncoding(r *Row) []byte {
 	e.begin("auditdb/pii/v1")
-	e.strp(r.PrincipalID)
-	e.strp(r.TargetResourceID)
-	e.strp(r.SourceIP)
-	e.strp(r.OutcomeDescription)
+	e.str(r.PrincipalID)
+	e.str(r.TargetResourceID)
+	e.str(r.SourceIP)
+	e.str(r.OutcomeDescription)
 	e.raw(r.Details)
 	return e.end()
 }
@@ -127,19 +129,19 @@ func (e *Encoder) RowEncoding(r *Row) []byte {
 	e.int(r.RecordedAtUS)
 	e.str(r.Action)
 	e.str(r.Status)
-	e.strp(r.PrincipalType)
-	e.strp(r.OrganizationID)
-	e.strp(r.TargetResourceType)
-	e.strp(r.EventVersion)
-	e.strp(r.CorrelationID)
+	e.str(r.PrincipalType)
+	e.str(r.OrganizationID)
+	e.str(r.TargetResourceType)
+	e.str(r.EventVersion)
+	e.str(r.CorrelationID)
 	e.str(r.DataClassification)
 	e.str(r.RetentionPolicy)
-	if r.ProcessingLatency == nil {
-		e.null()
+	if r.HasLatency {
+		e.int(int64(r.ProcessingLatency))
 	} else {
-		e.int(int64(*r.ProcessingLatency))
+		e.null()
 	}
-	e.strp(r.TTL)
+	e.str(r.TTL)
 	return e.end()
 }
 
@@ -184,7 +186,7 @@ func CheckpointMAC(key []byte, chainID int16, seq int64, hashHex string, sealedA
 // appendJSONString appends s as a JSON string exactly as PostgreSQL's
 // escape_json does: '"' and '\' escaped, \b \f \n \r \t, other bytes below
 // 0x20 as \u00xx in lowercase hex, everything else copied as UTF-8.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString(b []byte, s []byte) []byte {
 	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -309,6 +312,32 @@ type chainOutcome struct {
 	err      error
 }
 
+// pgEpochUnixUS is PostgreSQL's timestamp epoch (2000-01-01) in Unix microseconds.
+const pgEpochUnixUS = 946684800000000
+
+// rowColumns are the type OIDs rowQuery returns, column by column, all of
+// which must arrive in binary: int8 8 bytes, timestamptz int64 microseconds
+// since 2000, int4 4 bytes, text and bytea as their bytes.
+var rowColumns = []uint32{
+	pgtype.Int8OID, pgtype.Int8OID, pgtype.TimestamptzOID, pgtype.TimestamptzOID,
+	pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID,
+	pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.Int4OID, pgtype.TextOID, pgtype.TextOID,
+	pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.ByteaOID, pgtype.ByteaOID,
+	pgtype.TextOID,
+}
+
+func checkRowFormats(fields []pgconn.FieldDescription) error {
+	if len(fields) != len(rowColumns) {
+		return fmt.Errorf("row query returned %d columns, want %d", len(fields), len(rowColumns))
+	}
+	for i, f := range fields {
+		if f.DataTypeOID != rowColumns[i] || f.Format != pgx.BinaryFormatCode {
+			return fmt.Errorf("row query column %s: type %d format %d, want type %d in binary", f.Name, f.DataTypeOID, f.Format, rowColumns[i])
+		}
+	}
+	return nil
+}
+
 // rowQuery streams a chain in chain_seq order. source_ip goes through
 // abbrev(), which is the inet output form INTEGRITY.md fixes; details
 // through its text form.
@@ -338,32 +367,39 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Ke
 			return err
 		}
 		cv := chainVerifier{chainID: chainID, cps: cps, mans: mans, redacted: redacted, keys: keys, prev: Genesis(chainID)}
-		rows, err := tx.Query(ctx, rowQuery, chainID)
+		rows, err := tx.Query(ctx, rowQuery, pgx.QueryResultFormats{pgx.BinaryFormatCode}, chainID)
 		if err != nil {
 			return fmt.Errorf("chain %d: read rows: %w", chainID, err)
 		}
 		defer rows.Close()
+		if err := checkRowFormats(rows.FieldDescriptions()); err != nil {
+			return fmt.Errorf("chain %d: %w", chainID, err)
+		}
 		var (
-			r                Row
-			ts, rec          time.Time
-			salt, commitment []byte
-			hashHex          string
-			batch            int64
+			r     Row
+			batch int64
 		)
+		r.ChainID = chainID
 		for rows.Next() {
-			if err := rows.Scan(&r.ID, &r.ChainSeq, &ts, &rec, &r.Action, &r.Status, &r.PrincipalType,
-				&r.OrganizationID, &r.TargetResourceType, &r.EventVersion, &r.CorrelationID,
-				&r.DataClassification, &r.RetentionPolicy, &r.ProcessingLatency, &r.TTL,
-				&r.PrincipalID, &r.TargetResourceID, &r.SourceIP, &r.OutcomeDescription, &r.Details,
-				&salt, &commitment, &hashHex); err != nil {
-				return fmt.Errorf("chain %d: read row: %w", chainID, err)
+			// Straight from the wire, no copies: see checkRowFormats for the
+			// binary forms. Row is valid until the next rows.Next.
+			raw := rows.RawValues()
+			r.ID = int64(binary.BigEndian.Uint64(raw[0]))
+			r.ChainSeq = int64(binary.BigEndian.Uint64(raw[1]))
+			r.TimestampUS = int64(binary.BigEndian.Uint64(raw[2])) + pgEpochUnixUS
+			r.RecordedAtUS = int64(binary.BigEndian.Uint64(raw[3])) + pgEpochUnixUS
+			r.Action, r.Status = raw[4], raw[5]
+			r.PrincipalType, r.OrganizationID, r.TargetResourceType = raw[6], raw[7], raw[8]
+			r.EventVersion, r.CorrelationID = raw[9], raw[10]
+			r.DataClassification, r.RetentionPolicy = raw[11], raw[12]
+			r.HasLatency = raw[13] != nil
+			if r.HasLatency {
+				r.ProcessingLatency = int32(binary.BigEndian.Uint32(raw[13]))
 			}
-			r.ChainID = chainID
-			r.TimestampUS = ts.UnixMicro()
-			r.RecordedAtUS = rec.UnixMicro()
-			r.PIISalt = salt
-			r.PIICommitment = commitment
-			cv.row(&r, hashHex)
+			r.TTL, r.PrincipalID, r.TargetResourceID = raw[14], raw[15], raw[16]
+			r.SourceIP, r.OutcomeDescription, r.Details = raw[17], raw[18], raw[19]
+			r.PIISalt, r.PIICommitment = raw[20], raw[21]
+			cv.row(&r, raw[22])
 			if batch++; batch == 1024 {
 				done.Add(batch)
 				batch = 0
@@ -453,12 +489,12 @@ func (v *chainVerifier) add(seq, rowID int64, kind Kind, detail string) {
 	v.findings = append(v.findings, Finding{ChainID: v.chainID, ChainSeq: seq, RowID: rowID, Kind: kind, Detail: detail})
 }
 
-func (v *chainVerifier) row(r *Row, storedHex string) {
+func (v *chainVerifier) row(r *Row, storedHex []byte) {
 	v.rows++
 	var stored [32]byte
 	storedOK := len(storedHex) == 64
 	if storedOK {
-		_, err := hex.Decode(stored[:], []byte(storedHex))
+		_, err := hex.Decode(stored[:], storedHex)
 		storedOK = err == nil
 	}
 

@@ -128,8 +128,10 @@ type bench struct {
 	started time.Time
 	dbSeq   int
 
-	machine  [][2]string
-	settings [][2]string
+	machine     [][2]string
+	loadAtStart string
+	settings    [][2]string
+	schema      [][2]string
 
 	single []singleResult
 	bulk   []bulkResult
@@ -141,7 +143,7 @@ func progress(format string, args ...any) {
 }
 
 func run(ctx context.Context, cfg config) (err error) {
-	b := &bench{cfg: cfg, started: time.Now()}
+	b := &bench{cfg: cfg, started: time.Now(), loadAtStart: loadAvg()}
 	if b.tmp, err = os.MkdirTemp("", "auditdb-bench-"); err != nil {
 		return err
 	}
@@ -237,7 +239,18 @@ func (b *bench) prepareTemplate(ctx context.Context) error {
 		integrityTriggers).Scan(&triggers); err != nil {
 		return err
 	}
-	progress("schema at version %d, %d monthly partitions ensured, %d integrity triggers in place", res.Current, parts, triggers)
+	var fn, lang string
+	if err := pool.QueryRow(ctx, `SELECT p.oid::regprocedure::text, l.lanname
+		FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
+		WHERE t.tgrelid = 'audit.audit_log'::regclass AND t.tgname = 'zz_audit_log_integrity'`).Scan(&fn, &lang); err != nil {
+		return fmt.Errorf("the insert trigger: %w", err)
+	}
+	b.schema = [][2]string{
+		{"schema", fmt.Sprintf("migrations through step %04d (internal/migrate)", res.Current)},
+		{"insert trigger", fmt.Sprintf("zz_audit_log_integrity runs %s (%s), as migrated", fn, lang)},
+	}
+	progress("schema at version %d, %d monthly partitions ensured, %d integrity triggers in place, insert trigger runs %s (%s)",
+		res.Current, parts, triggers, fn, lang)
 	return nil
 }
 
@@ -935,8 +948,12 @@ func (b *bench) markdown() string {
 	for _, kv := range b.machine {
 		fmt.Fprintf(&w, "| %s | %s |\n", kv[0], kv[1])
 	}
+	fmt.Fprintf(&w, "| Load average (1, 5, 15 min) | %s at the start, %s at the end (other work on the machine adds noise) |\n", b.loadAtStart, loadAvg())
 	fmt.Fprintf(&w, "\n## Settings\n\n| | |\n|---|---|\n")
 	for _, kv := range b.settings {
+		fmt.Fprintf(&w, "| %s | %s |\n", kv[0], kv[1])
+	}
+	for _, kv := range b.schema {
 		fmt.Fprintf(&w, "| %s | %s |\n", kv[0], kv[1])
 	}
 	small := b.cfg.rows / 10
@@ -1039,6 +1056,19 @@ func (b *bench) markdown() string {
 }
 
 // ---------------------------------------------------------------- helpers
+
+// loadAvg returns the 1, 5 and 15 minute load averages from /proc/loadavg.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], ", ")
+}
 
 func onOff(on bool) string {
 	if on {
