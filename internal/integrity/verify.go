@@ -502,11 +502,11 @@ func (v *chainVerifier) row(r *Row, storedHex []byte) {
 		v.add(r.ChainSeq, r.ID, ChainFork, "a second row with this chain_seq")
 		return
 	}
-	prev := v.prev
 	linked := true
 	if r.ChainSeq != v.lastSeq+1 {
-		linked = v.coverGap(r.ChainSeq, &prev)
+		linked = v.coverGap(r.ChainSeq)
 	}
+	prev := v.prev
 
 	commitment := r.PIICommitment
 	modified := ""
@@ -539,9 +539,10 @@ func (v *chainVerifier) row(r *Row, storedHex []byte) {
 
 // coverGap handles seqs lastSeq+1 .. next-1 missing before a row: archive
 // manifests may cover them (the chain then continues from the manifest's end
-// hash); otherwise each uncovered stretch is a chain_gap and the next row's
-// link cannot be checked. It reports whether the next row's link can be checked.
-func (v *chainVerifier) coverGap(next int64, prev *[32]byte) bool {
+// hash, which becomes v.prev); otherwise each uncovered stretch is a
+// chain_gap and the next row's link cannot be checked. It reports whether the
+// next row's link can be checked.
+func (v *chainVerifier) coverGap(next int64) bool {
 	from := v.lastSeq + 1
 	if next < from {
 		v.add(next, 0, RowModified, "chain_seq out of order")
@@ -565,7 +566,7 @@ func (v *chainVerifier) coverGap(next int64, prev *[32]byte) bool {
 		end := min(m.last, next-1)
 		if end == m.last {
 			if b, err := hex.DecodeString(m.endHash); err == nil && len(b) == 32 {
-				copy(prev[:], b)
+				copy(v.prev[:], b)
 			}
 		} else {
 			linked = false
