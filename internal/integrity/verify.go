@@ -350,6 +350,16 @@ FROM audit.audit_log WHERE chain_id = $1 ORDER BY chain_seq, id`
 func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Keyring, done *atomic.Int64) (out chainOutcome) {
 	out.ChainID = chainID
 	out.err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		// Stream the chain in index order. Left to itself the planner sorts
+		// a parallel sequential scan of the whole table for each chain (one
+		// chain is 1/16 of the rows): 16 scans and sorts spilling to disk,
+		// measured 2x slower than walking the (chain_id, chain_seq, id) index,
+		// whose rows are mostly contiguous because a transaction holds its
+		// chain while it writes.
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off;
+			SET LOCAL enable_bitmapscan = off; SET LOCAL max_parallel_workers_per_gather = 0`); err != nil {
+			return fmt.Errorf("chain %d: %w", chainID, err)
+		}
 		var head int64
 		if err := tx.QueryRow(ctx, `SELECT head_seq FROM audit.chain_heads WHERE chain_id = $1`, chainID).Scan(&head); err != nil {
 			return fmt.Errorf("chain %d: head: %w", chainID, err)

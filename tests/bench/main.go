@@ -82,6 +82,7 @@ const (
 )
 
 type config struct {
+	triggers []string // implementations measured with the trigger on: plpgsql, c
 	out      string
 	rows     int
 	duration time.Duration
@@ -99,7 +100,15 @@ func main() {
 	flag.IntVar(&cfg.runs, "runs", 2, "runs per mode of each pgbench and N/10-row bulk measurement, and per verifier; the median is reported")
 	flag.IntVar(&cfg.bulkRuns, "bulk-runs", 1, "runs per mode of the N-row bulk loads (about a minute each with the trigger on at the default N)")
 	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: -rows 20000 -duration 3s")
+	triggers := flag.String("triggers", "plpgsql,c", "insert trigger implementations to measure against trigger off, comma-separated (plpgsql, c)")
 	flag.Parse()
+	for _, t := range strings.Split(*triggers, ",") {
+		if t != modePL && t != modeC {
+			fmt.Fprintf(os.Stderr, "bench: -triggers: %q is not plpgsql or c\n", t)
+			os.Exit(2)
+		}
+		cfg.triggers = append(cfg.triggers, t)
+	}
 	if cfg.quick {
 		cfg.rows = 20000
 		cfg.duration = 3 * time.Second
@@ -260,7 +269,7 @@ func (b *bench) prepareTemplate(ctx context.Context) error {
 func (b *bench) warmUp(ctx context.Context) error {
 	progress("warm-up: untimed load of %d rows (trigger off) to create WAL segments and warm the caches", b.cfg.rows)
 	start := time.Now()
-	if _, err := b.bulkOnce(ctx, methodInsert, b.cfg.rows, false); err != nil {
+	if _, err := b.bulkOnce(ctx, methodInsert, b.cfg.rows, modeOff); err != nil {
 		return err
 	}
 	if err := b.checkpoint(ctx); err != nil {
@@ -287,6 +296,37 @@ func (b *bench) dropDB(name string) {
 func (b *bench) checkpoint(ctx context.Context) error {
 	_, err := b.admin.Exec(ctx, "CHECKPOINT")
 	return err
+}
+
+// The modes a measurement runs in: the trigger on in one of its two
+// implementations, or off.
+const (
+	modePL  = "plpgsql"
+	modeC   = "c"
+	modeOff = "off"
+)
+
+// modes are the trigger-on implementations measured, then off.
+func (b *bench) modes() []string { return append(append([]string(nil), b.cfg.triggers...), modeOff) }
+
+// setMode puts the database behind conn in mode: the triggers off, or on
+// with the insert trigger running the given implementation (which must be
+// available: the C one needs make install-extension).
+func setMode(ctx context.Context, conn *pgx.Conn, mode string) error {
+	if _, err := setTriggers(ctx, conn, mode != modeOff); err != nil {
+		return err
+	}
+	if mode == modeOff {
+		return nil
+	}
+	var got string
+	if err := conn.QueryRow(ctx, `SELECT audit.use_accelerator($1)`, mode == modeC).Scan(&got); err != nil {
+		return err
+	}
+	if got != mode {
+		return fmt.Errorf("insert trigger %s asked for, %s in place: the C accelerator needs `make install-extension`", mode, got)
+	}
+	return nil
 }
 
 // setTriggers enables or disables the row trigger zz_audit_log_integrity and
@@ -410,14 +450,14 @@ func (b *bench) describe(ctx context.Context) error {
 
 type singleResult struct {
 	clients  int
-	on, off  []pgbenchRun
-	medOn    float64
-	medOff   float64
-	latOn    float64
-	latOff   float64
-	ratio    float64
+	runs     map[string][]pgbenchRun // by mode
+	tps      map[string]float64      // median by mode
+	lat      map[string]float64      // median latency (ms) by mode
 	hasCheck bool
 }
+
+// ratio is the trigger-on rate of implementation impl over the trigger-off rate.
+func (r singleResult) ratio(impl string) float64 { return r.tps[impl] / r.tps[modeOff] }
 
 type pgbenchRun struct {
 	tps       float64
@@ -457,26 +497,27 @@ func (b *bench) runSingle(ctx context.Context) error {
 		return err
 	}
 
-	enabled := true
+	mode := ""
 	defer func() {
-		if !enabled {
-			if _, err := setTriggers(context.Background(), conn, true); err != nil {
-				fmt.Fprintln(os.Stderr, "bench: re-enabling triggers:", err)
-			}
+		if mode != modeOff && mode != "" {
+			return
+		}
+		if _, err := setTriggers(context.Background(), conn, true); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: re-enabling triggers:", err)
 		}
 	}()
 
 	for _, clients := range b.cfg.clients {
-		res := singleResult{clients: clients, hasCheck: clients == singleTargetClients}
+		res := singleResult{clients: clients, hasCheck: clients == singleTargetClients,
+			runs: map[string][]pgbenchRun{}, tps: map[string]float64{}, lat: map[string]float64{}}
 		for r := 1; r <= b.cfg.runs; r++ {
-			for _, on := range []bool{true, false} {
-				if on != enabled {
-					n, err := setTriggers(ctx, conn, on)
-					if err != nil {
+			for _, m := range b.modes() {
+				if m != mode {
+					if err := setMode(ctx, conn, m); err != nil {
 						return err
 					}
-					enabled = on
-					progress("single-row: triggers %s on %d relations", onOff(on), n/2)
+					mode = m
+					progress("single-row: mode %s", m)
 				}
 				if _, err := conn.Exec(ctx, "VACUUM ANALYZE audit.audit_log"); err != nil {
 					return err
@@ -488,11 +529,11 @@ func (b *bench) runSingle(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				script := offPath
-				if on {
-					script = onPath
+				script := onPath
+				if m == modeOff {
+					script = offPath
 				}
-				progress("single-row: %d client(s), trigger %s, run %d/%d, %s", clients, onOff(on), r, b.cfg.runs, b.cfg.duration)
+				progress("single-row: %d client(s), %s, run %d/%d, %s", clients, m, r, b.cfg.runs, b.cfg.duration)
 				pr, err := b.pgbench(ctx, db, script, clients)
 				if err != nil {
 					return err
@@ -505,34 +546,29 @@ func (b *bench) runSingle(ctx context.Context) error {
 				// hashed by the trigger (on) or carrying the constants (off)
 				added, addedConst := after.all-before.all, after.constHash-before.constHash
 				wantConst := int64(0)
-				if !on {
+				if m == modeOff {
 					wantConst = added
 				}
 				if added != pr.txns || addedConst != wantConst {
-					return fmt.Errorf("trigger %s run: pgbench committed %d transactions, audit_log grew by %d rows of which %d carry the constant hash (want %d)",
-						onOff(on), pr.txns, added, addedConst, wantConst)
+					return fmt.Errorf("%s run: pgbench committed %d transactions, audit_log grew by %d rows of which %d carry the constant hash (want %d)",
+						m, pr.txns, added, addedConst, wantConst)
 				}
-				progress("single-row: %d client(s), trigger %s: %.1f tps, %.3f ms average latency, %d rows",
-					clients, onOff(on), pr.tps, pr.latencyMS, pr.txns)
-				if on {
-					res.on = append(res.on, pr)
-				} else {
-					res.off = append(res.off, pr)
-				}
+				progress("single-row: %d client(s), %s: %.1f tps, %.3f ms average latency, %d rows",
+					clients, m, pr.tps, pr.latencyMS, pr.txns)
+				res.runs[m] = append(res.runs[m], pr)
 			}
 		}
-		res.medOn = median(field(res.on, func(p pgbenchRun) float64 { return p.tps }))
-		res.medOff = median(field(res.off, func(p pgbenchRun) float64 { return p.tps }))
-		res.latOn = median(field(res.on, func(p pgbenchRun) float64 { return p.latencyMS }))
-		res.latOff = median(field(res.off, func(p pgbenchRun) float64 { return p.latencyMS }))
-		res.ratio = res.medOn / res.medOff
+		for m, runs := range res.runs {
+			res.tps[m] = median(field(runs, func(p pgbenchRun) float64 { return p.tps }))
+			res.lat[m] = median(field(runs, func(p pgbenchRun) float64 { return p.latencyMS }))
+		}
 		b.single = append(b.single, res)
 	}
-	if !enabled {
+	if mode == modeOff {
 		if _, err := setTriggers(ctx, conn, true); err != nil {
 			return err
 		}
-		enabled = true
+		mode = modePL
 		progress("single-row: triggers re-enabled")
 	}
 	return nil
@@ -588,17 +624,16 @@ func (b *bench) pgbench(ctx context.Context, db, script string, clients int) (pg
 // ---------------------------------------------------------------- bulk
 
 type bulkResult struct {
-	method   string // "INSERT … SELECT" or "COPY"
-	rows     int
-	on, off  []time.Duration
-	medOn    time.Duration
-	medOff   time.Duration
-	ratio    float64 // on rows/s over off rows/s
-	hasCheck bool
+	method string // "INSERT … SELECT" or "COPY"
+	rows   int
+	runs   map[string][]time.Duration // by mode
+	med    map[string]time.Duration   // median by mode
 }
 
-func (r bulkResult) rateOn() float64  { return float64(r.rows) / r.medOn.Seconds() }
-func (r bulkResult) rateOff() float64 { return float64(r.rows) / r.medOff.Seconds() }
+func (r bulkResult) rate(mode string) float64 { return float64(r.rows) / r.med[mode].Seconds() }
+
+// ratio is the trigger-on rate of implementation impl over the trigger-off rate.
+func (r bulkResult) ratio(impl string) float64 { return r.rate(impl) / r.rate(modeOff) }
 
 const (
 	methodInsert = "INSERT … SELECT"
@@ -609,30 +644,26 @@ func (b *bench) runBulk(ctx context.Context) error {
 	small := b.cfg.rows / 10
 	for _, method := range []string{methodInsert, methodCopy} {
 		for _, n := range []int{small, b.cfg.rows} {
-			res := bulkResult{method: method, rows: n, hasCheck: true}
+			res := bulkResult{method: method, rows: n, runs: map[string][]time.Duration{}, med: map[string]time.Duration{}}
 			runs := b.cfg.runs
 			if n == b.cfg.rows {
 				runs = b.cfg.bulkRuns
 			}
 			for r := 1; r <= runs; r++ {
-				for _, on := range []bool{true, false} {
-					progress("bulk: %s of %d rows, trigger %s, run %d/%d", method, n, onOff(on), r, runs)
-					d, err := b.bulkOnce(ctx, method, n, on)
+				for _, m := range b.modes() {
+					progress("bulk: %s of %d rows, %s, run %d/%d", method, n, m, r, runs)
+					d, err := b.bulkOnce(ctx, method, n, m)
 					if err != nil {
 						return err
 					}
-					progress("bulk: %s of %d rows, trigger %s: %s, %.0f rows/s", method, n, onOff(on),
+					progress("bulk: %s of %d rows, %s: %s, %.0f rows/s", method, n, m,
 						d.Round(time.Millisecond), float64(n)/d.Seconds())
-					if on {
-						res.on = append(res.on, d)
-					} else {
-						res.off = append(res.off, d)
-					}
+					res.runs[m] = append(res.runs[m], d)
 				}
 			}
-			res.medOn = medianDuration(res.on)
-			res.medOff = medianDuration(res.off)
-			res.ratio = res.rateOn() / res.rateOff()
+			for m, ds := range res.runs {
+				res.med[m] = medianDuration(ds)
+			}
 			b.bulk = append(b.bulk, res)
 		}
 	}
@@ -641,7 +672,8 @@ func (b *bench) runBulk(ctx context.Context) error {
 
 // bulkOnce loads n rows into a fresh copy of the schema with one statement
 // and returns how long the statement (with its commit) took.
-func (b *bench) bulkOnce(ctx context.Context, method string, n int, on bool) (time.Duration, error) {
+func (b *bench) bulkOnce(ctx context.Context, method string, n int, mode string) (time.Duration, error) {
+	on := mode != modeOff
 	db, err := b.freshDB(ctx, "bulk")
 	if err != nil {
 		return 0, err
@@ -652,10 +684,8 @@ func (b *bench) bulkOnce(ctx context.Context, method string, n int, on bool) (ti
 		return 0, err
 	}
 	defer conn.Close(context.Background())
-	if !on {
-		if _, err := setTriggers(ctx, conn, false); err != nil {
-			return 0, err
-		}
+	if err := setMode(ctx, conn, mode); err != nil {
+		return 0, err
 	}
 	if _, err := conn.Exec(ctx, "VACUUM ANALYZE audit.audit_log"); err != nil {
 		return 0, err
@@ -707,8 +737,8 @@ func (b *bench) bulkOnce(ctx context.Context, method string, n int, on bool) (ti
 		wantConst, wantHeads = int64(n), 0
 	}
 	if c.all != int64(n) || c.constHash != wantConst || heads != wantHeads {
-		return 0, fmt.Errorf("%s trigger %s: %d rows, %d with the constant hash, chain heads sum to %d; want %d, %d, %d",
-			method, onOff(on), c.all, c.constHash, heads, n, wantConst, wantHeads)
+		return 0, fmt.Errorf("%s, %s: %d rows, %d with the constant hash, chain heads sum to %d; want %d, %d, %d",
+			method, mode, c.all, c.constHash, heads, n, wantConst, wantHeads)
 	}
 	return d, nil
 }
@@ -957,9 +987,9 @@ func (b *bench) markdown() string {
 		fmt.Fprintf(&w, "| %s | %s |\n", kv[0], kv[1])
 	}
 	small := b.cfg.rows / 10
-	fmt.Fprintf(&w, "| single-row runs | pgbench -n -M prepared -j 2 (1 for 1 client), %s per run, %d run(s) per mode alternating on/off, median |\n",
+	fmt.Fprintf(&w, "| single-row runs | pgbench -n -M prepared -j 2 (1 for 1 client), %s per run, %d run(s) per mode alternating the modes, median |\n",
 		b.cfg.duration, b.cfg.runs)
-	fmt.Fprintf(&w, "| bulk rows | %s (%d run(s) per mode) and %s (%d run(s) per mode) per load, one statement into a fresh copy of the schema, median, on and off alternated |\n",
+	fmt.Fprintf(&w, "| bulk rows | %s (%d run(s) per mode) and %s (%d run(s) per mode) per load, one statement into a fresh copy of the schema, median, modes alternated |\n",
 		thousands(int64(small)), b.cfg.runs, thousands(int64(b.cfg.rows)), b.cfg.bulkRuns)
 	fmt.Fprintf(&w, "| warm-up | one untimed trigger-off load of %s rows before any measurement (WAL segments, caches) |\n", thousands(int64(b.cfg.rows)))
 	fmt.Fprintf(&w, "| between runs | VACUUM ANALYZE audit.audit_log, CHECKPOINT |\n")
@@ -968,6 +998,7 @@ func (b *bench) markdown() string {
 	}
 	fmt.Fprintf(&w, "| partitions | monthly, audit.ensure_partitions(3) |\n")
 	fmt.Fprintf(&w, "| event | fhir.patient.read by a practitioner on a Patient, PHI, with source_ip, outcome and a jsonb details object |\n")
+	fmt.Fprintf(&w, "| modes | %s: the insert trigger in PL/pgSQL (audit.audit_log_before_insert, works everywhere) and in C (audit_log_before_insert_c, the optional accelerator), switched with audit.use_accelerator; off |\n", strings.Join(b.modes(), ", "))
 	fmt.Fprintf(&w, "| trigger off | zz_audit_log_integrity and zz_audit_log_chain_flush disabled on audit_log and every partition; the client supplies chain_id, chain_seq, recorded_at and constant pii_salt (16 B), pii_commitment (32 B) and hash (64 hex) so rows keep their width |\n")
 
 	pass, total2 := 0, 0
@@ -980,63 +1011,99 @@ func (b *bench) markdown() string {
 		return "MISS"
 	}
 
+	impls := b.cfg.triggers
 	fmt.Fprintf(&w, "\n## Single-row inserts (pgbench, one event per transaction)\n\n")
-	fmt.Fprintf(&w, "| clients | trigger on (tps) | trigger off (tps) | on / off | latency on (ms) | latency off (ms) | target | result |\n")
-	fmt.Fprintf(&w, "|---:|---:|---:|---:|---:|---:|---|---|\n")
+	fmt.Fprintf(&w, "Trigger on in each implementation, and off, on the same database, alternated run by run. tps (average latency in ms).\n\n")
+	header, rule := "| clients |", "|---:|"
+	for _, m := range b.modes() {
+		header += fmt.Sprintf(" %s |", m)
+		rule += "---:|"
+	}
+	for _, impl := range impls {
+		header += fmt.Sprintf(" %s / off | target | result |", impl)
+		rule += "---:|---|---|"
+	}
+	fmt.Fprintf(&w, "%s\n%s\n", header, rule)
 	for _, s := range b.single {
-		target, result := "—", "—"
-		if s.hasCheck {
-			target = fmt.Sprintf("on ≥ %.0f%% of off", targetSingleRatio*100)
-			result = mark(s.ratio >= targetSingleRatio)
+		line := fmt.Sprintf("| %d |", s.clients)
+		for _, m := range b.modes() {
+			line += fmt.Sprintf(" %s (%.3f) |", thousandsF(s.tps[m], 1), s.lat[m])
 		}
-		fmt.Fprintf(&w, "| %d | %s | %s | %.1f%% | %.3f | %.3f | %s | %s |\n", s.clients,
-			thousandsF(s.medOn, 1), thousandsF(s.medOff, 1), s.ratio*100, s.latOn, s.latOff, target, result)
+		for _, impl := range impls {
+			target, result := "—", "—"
+			if s.hasCheck {
+				target = fmt.Sprintf("≥ %.0f%%", targetSingleRatio*100)
+				result = mark(s.ratio(impl) >= targetSingleRatio)
+			}
+			line += fmt.Sprintf(" %.1f%% | %s | %s |", s.ratio(impl)*100, target, result)
+		}
+		fmt.Fprintf(&w, "%s\n", line)
 	}
 	fmt.Fprintf(&w, "\nRuns (tps, in order):")
 	for _, s := range b.single {
-		fmt.Fprintf(&w, " %d client(s): on %s / off %s;", s.clients,
-			joinF(field(s.on, func(p pgbenchRun) float64 { return p.tps })),
-			joinF(field(s.off, func(p pgbenchRun) float64 { return p.tps })))
+		fmt.Fprintf(&w, " %d client(s):", s.clients)
+		for _, m := range b.modes() {
+			fmt.Fprintf(&w, " %s %s;", m, joinF(field(s.runs[m], func(p pgbenchRun) float64 { return p.tps })))
+		}
 	}
 	fmt.Fprintf(&w, "\n")
 
-	fmt.Fprintf(&w, "\n## Bulk loads (one statement)\n\n")
-	fmt.Fprintf(&w, "| method | rows | trigger on (rows/s) | trigger off (rows/s) | on / off | time on | time off | target | result |\n")
-	fmt.Fprintf(&w, "|---|---:|---:|---:|---:|---:|---:|---|---|\n")
+	fmt.Fprintf(&w, "\n## Bulk loads (one statement)\n\nrows/s (time).\n\n")
+	header, rule = "| method | rows |", "|---|---:|"
+	for _, m := range b.modes() {
+		header += fmt.Sprintf(" %s |", m)
+		rule += "---:|"
+	}
+	for _, impl := range impls {
+		header += fmt.Sprintf(" %s / off | target | result |", impl)
+		rule += "---:|---|---|"
+	}
+	fmt.Fprintf(&w, "%s\n%s\n", header, rule)
 	for _, r := range b.bulk {
-		fmt.Fprintf(&w, "| %s | %s | %s | %s | %.1f%% | %s | %s | on ≥ %.0f%% of off | %s |\n", r.method, thousands(int64(r.rows)),
-			thousandsF(r.rateOn(), 0), thousandsF(r.rateOff(), 0), r.ratio*100, secs(r.medOn), secs(r.medOff),
-			targetBulkRatio*100, mark(r.ratio >= targetBulkRatio))
+		line := fmt.Sprintf("| %s | %s |", r.method, thousands(int64(r.rows)))
+		for _, m := range b.modes() {
+			line += fmt.Sprintf(" %s (%s) |", thousandsF(r.rate(m), 0), secs(r.med[m]))
+		}
+		for _, impl := range impls {
+			line += fmt.Sprintf(" %.1f%% | ≥ %.0f%% | %s |", r.ratio(impl)*100, targetBulkRatio*100, mark(r.ratio(impl) >= targetBulkRatio))
+		}
+		fmt.Fprintf(&w, "%s\n", line)
 	}
 	fmt.Fprintf(&w, "\nRuns (seconds, in order):")
 	for _, r := range b.bulk {
-		fmt.Fprintf(&w, " %s %s rows: on %s / off %s;", r.method, thousands(int64(r.rows)), joinD(r.on), joinD(r.off))
+		fmt.Fprintf(&w, " %s %s rows:", r.method, thousands(int64(r.rows)))
+		for _, m := range b.modes() {
+			fmt.Fprintf(&w, " %s %s;", m, joinD(r.runs[m]))
+		}
 	}
 	fmt.Fprintf(&w, "\n")
 
 	fmt.Fprintf(&w, "\n### Linearity: %s rows against %s\n\n", thousands(int64(b.cfg.rows)), thousands(int64(small)))
-	fmt.Fprintf(&w, "| method | trigger | time for %s | time for %s | 10x rows took | target | result |\n", thousands(int64(small)), thousands(int64(b.cfg.rows)))
+	fmt.Fprintf(&w, "| method | mode | time for %s | time for %s | 10x rows took | target | result |\n", thousands(int64(small)), thousands(int64(b.cfg.rows)))
 	fmt.Fprintf(&w, "|---|---|---:|---:|---:|---|---|\n")
 	for _, method := range []string{methodInsert, methodCopy} {
-		var s, l *bulkResult
+		var sm, lg *bulkResult
 		for i := range b.bulk {
 			if b.bulk[i].method != method {
 				continue
 			}
 			if b.bulk[i].rows == small {
-				s = &b.bulk[i]
+				sm = &b.bulk[i]
 			} else if b.bulk[i].rows == b.cfg.rows {
-				l = &b.bulk[i]
+				lg = &b.bulk[i]
 			}
 		}
-		if s == nil || l == nil {
+		if sm == nil || lg == nil {
 			continue
 		}
-		on := l.medOn.Seconds() / s.medOn.Seconds()
-		off := l.medOff.Seconds() / s.medOff.Seconds()
-		fmt.Fprintf(&w, "| %s | on | %s | %s | %.2fx the time | ≤ %.0fx | %s |\n", method, secs(s.medOn), secs(l.medOn), on,
-			targetLinearity, mark(on <= targetLinearity))
-		fmt.Fprintf(&w, "| %s | off | %s | %s | %.2fx the time | — | — |\n", method, secs(s.medOff), secs(l.medOff), off)
+		for _, m := range b.modes() {
+			x := lg.med[m].Seconds() / sm.med[m].Seconds()
+			target, result := "—", "—"
+			if m != modeOff {
+				target, result = fmt.Sprintf("≤ %.0fx", targetLinearity), mark(x <= targetLinearity)
+			}
+			fmt.Fprintf(&w, "| %s | %s | %s | %s | %.2fx the time | %s | %s |\n", method, m, secs(sm.med[m]), secs(lg.med[m]), x, target, result)
+		}
 	}
 
 	if v := b.verify; v != nil {
@@ -1070,12 +1137,6 @@ func loadAvg() string {
 	return strings.Join(f[:3], ", ")
 }
 
-func onOff(on bool) string {
-	if on {
-		return "on"
-	}
-	return "off"
-}
 
 func field[T any](xs []T, f func(T) float64) []float64 {
 	out := make([]float64, len(xs))
