@@ -1137,7 +1137,6 @@ func loadAvg() string {
 	return strings.Join(f[:3], ", ")
 }
 
-
 func field[T any](xs []T, f func(T) float64) []float64 {
 	out := make([]float64, len(xs))
 	for i, x := range xs {
