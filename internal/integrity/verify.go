@@ -98,7 +98,8 @@ type Options struct {
 // that tampering was found: that is in the report.
 func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, error) {
 	start := time.Now()
-	rep := &Report{Status: "intact", Mode: "full", StartedAt: start, MACsChecked: len(opts.Keys) > 0}
+	rep := &Report{Status: "intact", Mode: "full", StartedAt: start, MACsChecked: len(opts.Keys) > 0,
+		Chains: []ChainResult{}, Findings: []Finding{}}
 
 	type chainInfo struct {
 		id   int16
