@@ -21,6 +21,9 @@
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
+#include "access/xact.h"
+#include "utils/builtins.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
@@ -48,6 +51,8 @@
 PG_MODULE_MAGIC;
 
 PG_FUNCTION_INFO_V1(audit_log_before_insert_c);
+PG_FUNCTION_INFO_V1(chain_acquire_c);
+PG_FUNCTION_INFO_V1(audit_log_flush_chain_head_c);
 
 /* microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01 */
 #define UNIX_EPOCH_OFFSET_US INT64CONST(946684800000000)
@@ -78,6 +83,13 @@ typedef struct ColMap
 
 static Oid	chain_acquire_oid = InvalidOid;
 static Oid	id_sequence_oid = InvalidOid;
+
+/* the advisory lock namespace of the chains: audit.chain_lock_namespace() */
+#define CHAIN_LOCK_NAMESPACE 1635083380
+
+static int	chain_count = 0;
+static SPIPlanPtr read_head_plan = NULL;
+static SPIPlanPtr flush_plan = NULL;
 
 static void
 sha256_parts(const uint8 *a, size_t alen, const uint8 *b, size_t blen, uint8 *out)
@@ -377,7 +389,7 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 	if (st == NULL || st[0] == '\0')
 	{
 		if (!OidIsValid(chain_acquire_oid))
-			chain_acquire_oid = LookupFuncName(list_make2(makeString("audit"), makeString("chain_acquire")),
+			chain_acquire_oid = LookupFuncName(list_make2(makeString("audit"), makeString("chain_acquire_c")),
 											   0, NULL, false);
 		state = TextDatumGetCString(OidFunctionCall0(chain_acquire_oid));
 	}
@@ -501,4 +513,144 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 							 superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
 	return PointerGetDatum(result);
+}
+
+/*
+ * audit.chain_acquire_c(): audit.chain_acquire() for READ COMMITTED, in C.
+ * SECURITY DEFINER like the PL/pgSQL one (writers may not read chain_heads);
+ * every name in its SQL is schema-qualified, operators included, so the
+ * caller's search_path cannot redirect anything. Under REPEATABLE READ and
+ * SERIALIZABLE it hands over to audit.chain_acquire(), whose retry on a
+ * serialization failure needs subtransactions.
+ *
+ * Same protocol: a transaction-scoped advisory lock on a free chain,
+ * starting from the backend pid, then the head read with a fresh snapshot.
+ * Returns "chain/seq/head/seed".
+ */
+Datum
+chain_acquire_c(PG_FUNCTION_ARGS)
+{
+	int			start, c = -1;
+	int64		seq;
+	bytea	   *head;
+	uint8		seed[32];
+	char		head_hex[65], seed_hex[65];
+	bool		isnull;
+	Datum		arg;
+	StringInfoData out;
+
+	if (XactIsoLevel != XACT_READ_COMMITTED)
+		PG_RETURN_DATUM(OidFunctionCall0(LookupFuncName(list_make2(makeString("audit"), makeString("chain_acquire")),
+														 0, NULL, false)));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "auditdb: SPI_connect failed");
+	if (chain_count == 0)
+	{
+		if (SPI_execute("SELECT s.value::pg_catalog.int4 FROM audit.settings s WHERE s.key OPERATOR(pg_catalog.=) 'chain_count'",
+						true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "auditdb: audit.settings has no chain_count");
+		chain_count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	if (read_head_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT2OID};
+
+		read_head_plan = SPI_prepare("SELECT h.head_seq, h.head_hash FROM audit.chain_heads h "
+									 "WHERE h.chain_id OPERATOR(pg_catalog.=) $1", 1, argtypes);
+		if (read_head_plan == NULL || SPI_keepplan(read_head_plan) != 0)
+			elog(ERROR, "auditdb: cannot prepare the chain head query");
+	}
+
+	start = MyProcPid % chain_count;
+	for (int i = 0; i < chain_count && c < 0; i++)
+	{
+		int			cand = (start + i) % chain_count;
+
+		if (DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
+											 Int32GetDatum(CHAIN_LOCK_NAMESPACE), Int32GetDatum(cand))))
+			c = cand;
+	}
+	if (c < 0)
+	{
+		/* more writers than chains: queue behind one */
+		c = start;
+		DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(CHAIN_LOCK_NAMESPACE), Int32GetDatum(c));
+	}
+
+	/* read-write execution takes a fresh snapshot: the head as committed */
+	arg = Int16GetDatum((int16) c);
+	if (SPI_execute_plan(read_head_plan, &arg, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("auditdb: chain %d has no row in audit.chain_heads", c),
+				 errhint("audit.settings.chain_count must match the rows of audit.chain_heads.")));
+	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	head = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (VARSIZE_ANY_EXHDR(head) != 32)
+		elog(ERROR, "auditdb: chain %d: head_hash is not 32 bytes", c);
+	hex_encode_into((const uint8 *) VARDATA_ANY(head), 32, head_hex);
+	if (!pg_strong_random(seed, sizeof(seed)))
+		elog(ERROR, "auditdb: no strong random bytes");
+	hex_encode_into(seed, 32, seed_hex);
+	SPI_finish();
+
+	initStringInfo(&out);
+	appendStringInfo(&out, "%d/" INT64_FORMAT "/%s/%s", c, seq, head_hex, seed_hex);
+	PG_RETURN_TEXT_P(cstring_to_text(out.data));
+}
+
+/*
+ * AFTER INSERT, FOR EACH STATEMENT: audit.audit_log_flush_chain_head() in C.
+ * SECURITY DEFINER, qualified names, as above.
+ */
+Datum
+audit_log_flush_chain_head_c(PG_FUNCTION_ARGS)
+{
+	const char *st;
+	char	   *state, *f[4];
+	Datum		args[3];
+	bytea	   *head;
+	uint8		raw[32];
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "audit_log_flush_chain_head_c: must be a trigger");
+	st = GetConfigOption("auditdb.chain_state", true, false);
+	if (st == NULL || st[0] == '\0')
+		return PointerGetDatum(NULL);
+
+	state = pstrdup(st);
+	f[0] = state;
+	for (int i = 1; i < 4; i++)
+	{
+		f[i] = strchr(f[i - 1], '/');
+		if (f[i] == NULL)
+			elog(ERROR, "auditdb: malformed auditdb.chain_state");
+		*f[i]++ = '\0';
+	}
+	hex_decode_fixed(f[2], strlen(f[2]), raw, 32);
+	head = palloc(VARHDRSZ + 32);
+	SET_VARSIZE(head, VARHDRSZ + 32);
+	memcpy(VARDATA(head), raw, 32);
+	args[0] = Int16GetDatum((int16) pg_strtoint32(f[0]));
+	args[1] = Int64GetDatum(pg_strtoint64(f[1]));
+	args[2] = PointerGetDatum(head);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "auditdb: SPI_connect failed");
+	if (flush_plan == NULL)
+	{
+		Oid			argtypes[3] = {INT2OID, INT8OID, BYTEAOID};
+
+		flush_plan = SPI_prepare("UPDATE audit.chain_heads h SET head_seq = $2, head_hash = $3, "
+								 "updated_at = pg_catalog.statement_timestamp() "
+								 "WHERE h.chain_id OPERATOR(pg_catalog.=) $1 AND h.head_seq OPERATOR(pg_catalog.<) $2",
+								 3, argtypes);
+		if (flush_plan == NULL || SPI_keepplan(flush_plan) != 0)
+			elog(ERROR, "auditdb: cannot prepare the chain head update");
+	}
+	if (SPI_execute_plan(flush_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "auditdb: chain head update failed");
+	SPI_finish();
+	return PointerGetDatum(NULL);
 }

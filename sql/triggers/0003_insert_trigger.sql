@@ -256,8 +256,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part AND tgname = 'zz_audit_log_chain_flush') THEN
-        EXECUTE format('CREATE TRIGGER zz_audit_log_chain_flush AFTER INSERT ON %s '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.audit_log_flush_chain_head()', part);
+        -- the same implementation as the parent's (see audit.use_accelerator)
+        EXECUTE format('CREATE TRIGGER zz_audit_log_chain_flush AFTER INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s',
+            part, coalesce((SELECT t.tgfoid::regproc::text || '()' FROM pg_trigger t
+                            WHERE t.tgrelid = 'audit.audit_log'::regclass AND t.tgname = 'zz_audit_log_chain_flush'),
+                           'audit.audit_log_flush_chain_head()'));
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part AND tgname = 'audit_log_no_truncate') THEN
         EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %s '

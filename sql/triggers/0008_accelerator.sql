@@ -5,7 +5,8 @@
 -- auditdb_accel.so (`make install-extension` builds it) and the caller may
 -- create C functions (a superuser), audit.use_accelerator(true) points the
 -- trigger at the C version, which computes the same bytes several times
--- faster. audit.use_accelerator(false) switches back. Both read and write
+-- faster; under READ COMMITTED it also takes the chain and writes the head
+-- back in C. audit.use_accelerator(false) switches back. Both read and write
 -- the same chain state, so switching is safe at any time.
 CREATE OR REPLACE FUNCTION audit.use_accelerator(enable boolean DEFAULT true)
 RETURNS text
@@ -14,11 +15,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     use_c boolean := enable;
+    rel   regclass;
 BEGIN
     IF use_c THEN
         BEGIN
+            -- the row trigger, and the chain acquisition and head flush it
+            -- pairs with (SECURITY DEFINER like their PL/pgSQL twins)
             CREATE OR REPLACE FUNCTION audit.audit_log_before_insert_c() RETURNS trigger
                 LANGUAGE c AS '$libdir/auditdb_accel', 'audit_log_before_insert_c';
+            CREATE OR REPLACE FUNCTION audit.chain_acquire_c() RETURNS text
+                LANGUAGE c SECURITY DEFINER AS '$libdir/auditdb_accel', 'chain_acquire_c';
+            CREATE OR REPLACE FUNCTION audit.audit_log_flush_chain_head_c() RETURNS trigger
+                LANGUAGE c SECURITY DEFINER AS '$libdir/auditdb_accel', 'audit_log_flush_chain_head_c';
         EXCEPTION WHEN undefined_file OR insufficient_privilege OR undefined_function THEN
             RAISE NOTICE 'auditdb: the C accelerator is not available here (%); the PL/pgSQL trigger stays', SQLERRM;
             use_c := false;
@@ -27,6 +35,14 @@ BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER zz_audit_log_integrity BEFORE INSERT ON audit.audit_log '
                    'FOR EACH ROW EXECUTE FUNCTION %s',
                    CASE WHEN use_c THEN 'audit.audit_log_before_insert_c()' ELSE 'audit.audit_log_before_insert()' END);
+    -- statement triggers are per relation: the parent and every partition
+    FOR rel IN SELECT 'audit.audit_log'::regclass
+               UNION ALL SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'audit.audit_log'::regclass
+    LOOP
+        EXECUTE format('CREATE OR REPLACE TRIGGER zz_audit_log_chain_flush AFTER INSERT ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %s', rel,
+                       CASE WHEN use_c THEN 'audit.audit_log_flush_chain_head_c()' ELSE 'audit.audit_log_flush_chain_head()' END);
+    END LOOP;
     RETURN CASE WHEN use_c THEN 'c' ELSE 'plpgsql' END;
 END
 $$;
