@@ -24,75 +24,70 @@ import (
 // once, and verification intact.
 func TestConcurrentWritersNeverForkOrGap(t *testing.T) {
 	t.Parallel()
-	for _, impl := range harness.Triggers {
-		t.Run(impl, func(t *testing.T) {
-			t.Parallel()
-			db := harness.NewDB(t)
-			db.UseTrigger(t, impl)
-			ctx := context.Background()
-			cfg, err := pgxpool.ParseConfig(db.URL)
-			require.NoError(t, err)
-			cfg.MaxConns = 20
-			pool, err := pgxpool.NewWithConfig(ctx, cfg)
-			require.NoError(t, err)
-			defer pool.Close()
+	harness.ForEachTrigger(t, func(t *testing.T, db *harness.DB) {
+		ctx := context.Background()
+		cfg, err := pgxpool.ParseConfig(db.URL)
+		require.NoError(t, err)
+		cfg.MaxConns = 20
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		require.NoError(t, err)
+		defer pool.Close()
 
-			const writers = 16
-			duration := 4 * time.Second
-			if testing.Short() {
-				duration = time.Second
-			}
-			deadline := time.Now().Add(duration)
-			var committed, retried atomic.Int64
-			var wg sync.WaitGroup
-			errs := make(chan error, writers)
-			for w := 0; w < writers; w++ {
-				wg.Add(1)
-				go func(w int) {
-					defer wg.Done()
-					r := rand.New(rand.NewPCG(uint64(w), 1))
-					iso := []pgx.TxIsoLevel{pgx.ReadCommitted, pgx.RepeatableRead, pgx.Serializable}[w%3]
-					for i := 0; time.Now().Before(deadline); i++ {
-						n, err := writeBatch(ctx, pool, r, iso, fmt.Sprintf("w%d-%d", w, i))
-						var pgErr *pgconn.PgError
-						if errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") {
-							retried.Add(1) // nothing was written; the writer moves on
-							continue
-						}
-						if err != nil {
-							errs <- fmt.Errorf("writer %d (%s): %w", w, iso, err)
-							return
-						}
-						committed.Add(n)
+		const writers = 16
+		duration := 4 * time.Second
+		if testing.Short() {
+			duration = time.Second
+		}
+		deadline := time.Now().Add(duration)
+		var committed, retried atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				r := rand.New(rand.NewPCG(uint64(w), 1))
+				iso := []pgx.TxIsoLevel{pgx.ReadCommitted, pgx.RepeatableRead, pgx.Serializable}[w%3]
+				for i := 0; time.Now().Before(deadline); i++ {
+					n, err := writeBatch(ctx, pool, r, iso, fmt.Sprintf("w%d-%d", w, i))
+					var pgErr *pgconn.PgError
+					if errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") {
+						retried.Add(1) // nothing was written; the writer moves on
+						continue
 					}
-				}(w)
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				require.NoError(t, err)
-			}
-			t.Logf("%d rows committed in %s by %d writers, %d serialization retries", committed.Load(), duration, writers, retried.Load())
-			require.Greater(t, committed.Load(), int64(1000))
+					if err != nil {
+						errs <- fmt.Errorf("writer %d (%s): %w", w, iso, err)
+						return
+					}
+					committed.Add(n)
+				}
+			}(w)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		t.Logf("%d rows committed in %s by %d writers, %d serialization retries", committed.Load(), duration, writers, retried.Load())
+		require.Greater(t, committed.Load(), int64(1000))
 
-			var rows, forks, gaps, lost int64
-			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log`).Scan(&rows))
-			require.Equal(t, committed.Load(), rows, "every committed row is present, and nothing else")
-			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT chain_id, chain_seq FROM audit.audit_log
-				GROUP BY 1, 2 HAVING count(*) > 1) f`).Scan(&forks))
-			require.Zero(t, forks, "forks")
-			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT chain_id FROM audit.audit_log
-				GROUP BY 1 HAVING max(chain_seq) <> count(*) OR min(chain_seq) <> 1) g`).Scan(&gaps))
-			require.Zero(t, gaps, "gaps")
-			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log WHERE action LIKE '%rolled-back%'`).Scan(&lost))
-			require.Zero(t, lost, "rolled-back rows are absent")
-			var chainsUsed int
-			require.NoError(t, pool.QueryRow(ctx, `SELECT count(DISTINCT chain_id) FROM audit.audit_log`).Scan(&chainsUsed))
-			require.Greater(t, chainsUsed, 8, "writers spread over the chains")
-			rep := requireIntact(t, pool)
-			require.Equal(t, rows, rep.RowsChecked)
-		})
-	}
+		var rows, forks, gaps, lost int64
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log`).Scan(&rows))
+		require.Equal(t, committed.Load(), rows, "every committed row is present, and nothing else")
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT chain_id, chain_seq FROM audit.audit_log
+			GROUP BY 1, 2 HAVING count(*) > 1) f`).Scan(&forks))
+		require.Zero(t, forks, "forks")
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT chain_id FROM audit.audit_log
+			GROUP BY 1 HAVING max(chain_seq) <> count(*) OR min(chain_seq) <> 1) g`).Scan(&gaps))
+		require.Zero(t, gaps, "gaps")
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log WHERE action LIKE '%rolled-back%'`).Scan(&lost))
+		require.Zero(t, lost, "rolled-back rows are absent")
+		var chainsUsed int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(DISTINCT chain_id) FROM audit.audit_log`).Scan(&chainsUsed))
+		require.Greater(t, chainsUsed, 8, "writers spread over the chains")
+		rep := requireIntact(t, pool)
+		require.Equal(t, rows, rep.RowsChecked)
+	})
 }
 
 // writeBatch runs one transaction of a random shape and returns the rows it

@@ -72,149 +72,134 @@ func TestVectorsSQL(t *testing.T) {
 // sent by a client are replaced.
 func TestTriggerHashesAndChains(t *testing.T) {
 	t.Parallel()
-	for _, impl := range harness.Triggers {
-		t.Run(impl, func(t *testing.T) {
-			t.Parallel()
-			db := harness.NewDB(t)
-			db.UseTrigger(t, impl)
-			ctx := context.Background()
-			insertN(t, db.Pool, 500)
+	harness.ForEachTrigger(t, func(t *testing.T, db *harness.DB) {
+		ctx := context.Background()
+		insertN(t, db.Pool, 500)
 
-			var id, seq int64
-			var chain int16
-			var hash string
-			err := db.Pool.QueryRow(ctx, `INSERT INTO audit_log ("timestamp", action, status, chain_id, chain_seq,
-				hash, pii_commitment, recorded_at, details, source_ip, principal_id, principal_type, ttl)
-				VALUES ('2026-11-20 10:00:00.123456+00', 'x.y', 'failure', 999, 999, 'forged', '\x00', '2000-01-01',
-				        '{"nested": {"k": [1, 2.50, "ü\n", 1e3]}, "ctl": "\u0001"}', '2001:db8::7', E'quote " and \\ backslash, tab\t, \x01, ñ 😀', '', '')
-				RETURNING id, chain_id, chain_seq, hash`).Scan(&id, &chain, &seq, &hash)
-			require.NoError(t, err)
-			require.NotEqual(t, int16(999), chain)
-			require.NotEqual(t, int64(999), seq)
-			require.Len(t, hash, 64)
+		var id, seq int64
+		var chain int16
+		var hash string
+		err := db.Pool.QueryRow(ctx, `INSERT INTO audit_log ("timestamp", action, status, chain_id, chain_seq,
+			hash, pii_commitment, recorded_at, details, source_ip, principal_id, principal_type, ttl)
+			VALUES ('2026-11-20 10:00:00.123456+00', 'x.y', 'failure', 999, 999, 'forged', '\x00', '2000-01-01',
+			        '{"nested": {"k": [1, 2.50, "ü\n", 1e3]}, "ctl": "\u0001"}', '2001:db8::7', E'quote " and \\ backslash, tab\t, \x01, ñ 😀', '', '')
+			RETURNING id, chain_id, chain_seq, hash`).Scan(&id, &chain, &seq, &hash)
+		require.NoError(t, err)
+		require.NotEqual(t, int16(999), chain)
+		require.NotEqual(t, int64(999), seq)
+		require.Len(t, hash, 64)
 
-			var salt []byte
-			var recAfter bool
-			require.NoError(t, db.Pool.QueryRow(ctx, `SELECT pii_salt, recorded_at > '2020-01-01' FROM audit.audit_log WHERE id = $1`, id).Scan(&salt, &recAfter))
-			require.Len(t, salt, 16)
-			require.True(t, recAfter, "recorded_at is the trigger's clock, not the client's")
+		var salt []byte
+		var recAfter bool
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT pii_salt, recorded_at > '2020-01-01' FROM audit.audit_log WHERE id = $1`, id).Scan(&salt, &recAfter))
+		require.Len(t, salt, 16)
+		require.True(t, recAfter, "recorded_at is the trigger's clock, not the client's")
 
-			rep := requireIntact(t, db.Pool)
-			require.EqualValues(t, 501, rep.RowsChecked)
+		rep := requireIntact(t, db.Pool)
+		require.EqualValues(t, 501, rep.RowsChecked)
 
-			// every chain: seqs 1..n with no gaps, and the head table agrees
-			rows, err := db.Pool.Query(ctx, `SELECT l.chain_id, count(*), min(chain_seq), max(chain_seq), h.head_seq,
-				(SELECT hash FROM audit.audit_log x WHERE x.chain_id = l.chain_id ORDER BY chain_seq DESC LIMIT 1), encode(h.head_hash, 'hex')
-				FROM audit.audit_log l JOIN audit.chain_heads h USING (chain_id) GROUP BY l.chain_id, h.head_seq, h.head_hash`)
-			require.NoError(t, err)
-			for rows.Next() {
-				var c int16
-				var n, lo, hi, head int64
-				var last, headHash string
-				require.NoError(t, rows.Scan(&c, &n, &lo, &hi, &head, &last, &headHash))
-				require.Equal(t, int64(1), lo)
-				require.Equal(t, n, hi, "chain %d has gaps or duplicates", c)
-				require.Equal(t, hi, head)
-				require.Equal(t, last, headHash)
-			}
-			require.NoError(t, rows.Err())
-		})
-	}
+		// every chain: seqs 1..n with no gaps, and the head table agrees
+		rows, err := db.Pool.Query(ctx, `SELECT l.chain_id, count(*), min(chain_seq), max(chain_seq), h.head_seq,
+			(SELECT hash FROM audit.audit_log x WHERE x.chain_id = l.chain_id ORDER BY chain_seq DESC LIMIT 1), encode(h.head_hash, 'hex')
+			FROM audit.audit_log l JOIN audit.chain_heads h USING (chain_id) GROUP BY l.chain_id, h.head_seq, h.head_hash`)
+		require.NoError(t, err)
+		for rows.Next() {
+			var c int16
+			var n, lo, hi, head int64
+			var last, headHash string
+			require.NoError(t, rows.Scan(&c, &n, &lo, &hi, &head, &last, &headHash))
+			require.Equal(t, int64(1), lo)
+			require.Equal(t, n, hi, "chain %d has gaps or duplicates", c)
+			require.Equal(t, hi, head)
+			require.Equal(t, last, headHash)
+		}
+		require.NoError(t, rows.Err())
+	})
 }
 
 // Rolled-back transactions and savepoints leave no trace in a chain.
 func TestRollbackLeavesNoTrace(t *testing.T) {
 	t.Parallel()
-	for _, impl := range harness.Triggers {
-		t.Run(impl, func(t *testing.T) {
-			t.Parallel()
-			db := harness.NewDB(t)
-			db.UseTrigger(t, impl)
-			ctx := context.Background()
-			conn, err := db.Pool.Acquire(ctx)
-			require.NoError(t, err)
-			defer conn.Release()
+	harness.ForEachTrigger(t, func(t *testing.T, db *harness.DB) {
+		ctx := context.Background()
+		conn, err := db.Pool.Acquire(ctx)
+		require.NoError(t, err)
+		defer conn.Release()
 
-			tx, err := conn.Begin(ctx)
-			require.NoError(t, err)
-			_, err = tx.Exec(ctx, insertEvent, "a", "u1", "p1")
-			require.NoError(t, err)
-			require.NoError(t, tx.Rollback(ctx))
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, insertEvent, "a", "u1", "p1")
+		require.NoError(t, err)
+		require.NoError(t, tx.Rollback(ctx))
 
-			tx, err = conn.Begin(ctx)
-			require.NoError(t, err)
-			_, err = tx.Exec(ctx, insertEvent, "kept-1", "u1", "p1")
-			require.NoError(t, err)
-			sp, err := tx.Begin(ctx) // savepoint
-			require.NoError(t, err)
-			_, err = sp.Exec(ctx, insertEvent, "dropped", "u1", "p1")
-			require.NoError(t, err)
-			_, err = sp.Exec(ctx, insertEvent, "dropped", "u1", "p1")
-			require.NoError(t, err)
-			require.NoError(t, sp.Rollback(ctx))
-			_, err = tx.Exec(ctx, insertEvent, "kept-2", "u1", "p1")
-			require.NoError(t, err)
-			require.NoError(t, tx.Commit(ctx))
+		tx, err = conn.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, insertEvent, "kept-1", "u1", "p1")
+		require.NoError(t, err)
+		sp, err := tx.Begin(ctx) // savepoint
+		require.NoError(t, err)
+		_, err = sp.Exec(ctx, insertEvent, "dropped", "u1", "p1")
+		require.NoError(t, err)
+		_, err = sp.Exec(ctx, insertEvent, "dropped", "u1", "p1")
+		require.NoError(t, err)
+		require.NoError(t, sp.Rollback(ctx))
+		_, err = tx.Exec(ctx, insertEvent, "kept-2", "u1", "p1")
+		require.NoError(t, err)
+		require.NoError(t, tx.Commit(ctx))
 
-			var actions []string
-			rows, err := db.Pool.Query(ctx, `SELECT action FROM audit.audit_log ORDER BY chain_id, chain_seq`)
-			require.NoError(t, err)
-			actions, err = pgx.CollectRows(rows, pgx.RowTo[string])
-			require.NoError(t, err)
-			require.Equal(t, []string{"kept-1", "kept-2"}, actions)
-			var maxSeq int64
-			require.NoError(t, db.Pool.QueryRow(ctx, `SELECT max(chain_seq) FROM audit.audit_log`).Scan(&maxSeq))
-			require.EqualValues(t, 2, maxSeq, "both kept rows are seq 1 and 2 of one chain")
-			requireIntact(t, db.Pool)
-		})
-	}
+		var actions []string
+		rows, err := db.Pool.Query(ctx, `SELECT action FROM audit.audit_log ORDER BY chain_id, chain_seq`)
+		require.NoError(t, err)
+		actions, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		require.Equal(t, []string{"kept-1", "kept-2"}, actions)
+		var maxSeq int64
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT max(chain_seq) FROM audit.audit_log`).Scan(&maxSeq))
+		require.EqualValues(t, 2, maxSeq, "both kept rows are seq 1 and 2 of one chain")
+		requireIntact(t, db.Pool)
+	})
 }
 
 // Bad input: a clear error naming the field and the rule, nothing written.
 func TestValidation(t *testing.T) {
 	t.Parallel()
-	for _, impl := range harness.Triggers {
-		t.Run(impl, func(t *testing.T) {
-			t.Parallel()
-			db := harness.NewDB(t)
-			db.UseTrigger(t, impl)
-			ctx := context.Background()
-			long := strings.Repeat("x", 256)
-			for _, tc := range []struct {
-				name, cols, vals string
-				want             string
-				code             string
-			}{
-				{"missing action", `"timestamp", status`, `now(), 'success'`, "audit_log.action: is required", "23502"},
-				{"missing timestamp", `action, status`, `'a', 'success'`, "audit_log.timestamp: is required", "23502"},
-				{"bad status", `"timestamp", action, status`, `now(), 'a', 'ok'`, "audit_log.status: must be one of attempt, success, failure", "23514"},
-				{"bad classification", `"timestamp", action, status, data_classification`, `now(), 'a', 'success', 'SECRET'`, "audit_log.data_classification: must be one of PUBLIC, INTERNAL, CONFIDENTIAL, PHI", "23514"},
-				{"empty action", `"timestamp", action, status`, `now(), '', 'success'`, "audit_log.action: must not be empty", "23514"},
-				{"long principal", `"timestamp", action, status, principal_id`, `now(), 'a', 'success', '` + long + `'`, "audit_log.principal_id: longer than 255 characters", "22001"},
-				{"details array", `"timestamp", action, status, details`, `now(), 'a', 'success', '[1,2]'`, "audit_log.details: must be a JSON object, not array", "23514"},
-				{"details too large", `"timestamp", action, status, details`, `now(), 'a', 'success', jsonb_build_object('k', repeat('y', 70000))`, "audit_log.details: larger than 65536 bytes as JSON text", "54000"},
-				{"negative latency", `"timestamp", action, status, processing_latency`, `now(), 'a', 'success', -1`, "audit_log.processing_latency: must not be negative", "23514"},
-				{"long outcome", `"timestamp", action, status, outcome_description`, `now(), 'a', 'success', repeat('z', 10001)`, "audit_log.outcome_description: longer than 10000 characters", "22001"},
-			} {
-				t.Run(tc.name, func(t *testing.T) {
-					_, err := db.Pool.Exec(ctx, fmt.Sprintf(`INSERT INTO audit_log (%s) VALUES (%s)`, tc.cols, tc.vals))
-					var pgErr *pgconn.PgError
-					require.True(t, errors.As(err, &pgErr), "want a database error, got %v", err)
-					require.Equal(t, tc.want, pgErr.Message)
-					require.Equal(t, tc.code, pgErr.Code)
-					require.NotContains(t, pgErr.Message, "yyyy", "values never appear in errors")
-				})
-			}
-			// a multi-row insert with one bad row writes nothing
-			_, err := db.Pool.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'ok', 'success'), (now(), 'bad', 'nope')`)
-			require.Error(t, err)
-			var n int64
-			require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log`).Scan(&n))
-			require.Zero(t, n)
-			require.NoError(t, db.Pool.QueryRow(ctx, `SELECT coalesce(sum(head_seq), 0) FROM audit.chain_heads`).Scan(&n))
-			require.Zero(t, n)
-		})
-	}
+	harness.ForEachTrigger(t, func(t *testing.T, db *harness.DB) {
+		ctx := context.Background()
+		long := strings.Repeat("x", 256)
+		for _, tc := range []struct {
+			name, cols, vals string
+			want             string
+			code             string
+		}{
+			{"missing action", `"timestamp", status`, `now(), 'success'`, "audit_log.action: is required", "23502"},
+			{"missing timestamp", `action, status`, `'a', 'success'`, "audit_log.timestamp: is required", "23502"},
+			{"bad status", `"timestamp", action, status`, `now(), 'a', 'ok'`, "audit_log.status: must be one of attempt, success, failure", "23514"},
+			{"bad classification", `"timestamp", action, status, data_classification`, `now(), 'a', 'success', 'SECRET'`, "audit_log.data_classification: must be one of PUBLIC, INTERNAL, CONFIDENTIAL, PHI", "23514"},
+			{"empty action", `"timestamp", action, status`, `now(), '', 'success'`, "audit_log.action: must not be empty", "23514"},
+			{"long principal", `"timestamp", action, status, principal_id`, `now(), 'a', 'success', '` + long + `'`, "audit_log.principal_id: longer than 255 characters", "22001"},
+			{"details array", `"timestamp", action, status, details`, `now(), 'a', 'success', '[1,2]'`, "audit_log.details: must be a JSON object, not array", "23514"},
+			{"details too large", `"timestamp", action, status, details`, `now(), 'a', 'success', jsonb_build_object('k', repeat('y', 70000))`, "audit_log.details: larger than 65536 bytes as JSON text", "54000"},
+			{"negative latency", `"timestamp", action, status, processing_latency`, `now(), 'a', 'success', -1`, "audit_log.processing_latency: must not be negative", "23514"},
+			{"long outcome", `"timestamp", action, status, outcome_description`, `now(), 'a', 'success', repeat('z', 10001)`, "audit_log.outcome_description: longer than 10000 characters", "22001"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				_, err := db.Pool.Exec(ctx, fmt.Sprintf(`INSERT INTO audit_log (%s) VALUES (%s)`, tc.cols, tc.vals))
+				var pgErr *pgconn.PgError
+				require.True(t, errors.As(err, &pgErr), "want a database error, got %v", err)
+				require.Equal(t, tc.want, pgErr.Message)
+				require.Equal(t, tc.code, pgErr.Code)
+				require.NotContains(t, pgErr.Message, "yyyy", "values never appear in errors")
+			})
+		}
+		// a multi-row insert with one bad row writes nothing
+		_, err := db.Pool.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'ok', 'success'), (now(), 'bad', 'nope')`)
+		require.Error(t, err)
+		var n int64
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log`).Scan(&n))
+		require.Zero(t, n)
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT coalesce(sum(head_seq), 0) FROM audit.chain_heads`).Scan(&n))
+		require.Zero(t, n)
+	})
 }
 
 // UPDATE, DELETE and TRUNCATE fail for the owner too; only maintenance gets through.

@@ -75,14 +75,16 @@ func (r *Report) Intact() bool { return len(r.Findings) == 0 }
 // everything but the MACs.
 type Keyring map[string][]byte
 
-// Options for Verify. The zero value verifies every chain with as many
-// readers as there are CPUs, and records the run.
+
+// Options for Verify. The zero value verifies every chain, two readers per
+// CPU, and records the run.
 type Options struct {
 	// Chains limits the run to these chain ids. Defaults to all chains.
 	Chains []int16
 	// Keys checks checkpoint MACs. Defaults to none (MACs not checked).
 	Keys Keyring
-	// Parallel is the number of chains read at once. Defaults to GOMAXPROCS, at least 2.
+	// Parallel is the number of chains read at once. Defaults to twice
+	// GOMAXPROCS: each reader waits on PostgreSQL about as long as it hashes.
 	Parallel int
 	// NoRecord skips writing the run to audit.verification_runs.
 	NoRecord bool
@@ -149,7 +151,7 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 
 	parallel := opts.Parallel
 	if parallel <= 0 {
-		parallel = max(runtime.GOMAXPROCS(0), 2)
+		parallel = 2 * runtime.GOMAXPROCS(0)
 	}
 	var done atomic.Int64
 	stopProgress := make(chan struct{})

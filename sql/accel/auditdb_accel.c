@@ -139,6 +139,23 @@ hex_encode_into(const uint8 *in, int n, char *out)
 	out[n * 2] = '\0';
 }
 
+/*
+ * Splits a copy of auditdb.chain_state, "chain/seq/head/seed", into its four
+ * fields.
+ */
+static void
+parse_state(const char *st, char *f[4])
+{
+	f[0] = pstrdup(st);
+	for (int i = 1; i < 4; i++)
+	{
+		f[i] = strchr(f[i - 1], '/');
+		if (f[i] == NULL)
+			elog(ERROR, "auditdb: malformed auditdb.chain_state");
+		*f[i]++ = '\0';
+	}
+}
+
 static void
 reject(const char *col, int errcode_value, const char *rule)
 {
@@ -352,7 +369,6 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 	Datum	   *all_v;
 	bool	   *all_n;
 	const char *st;
-	char	   *state;
 	char	   *f[4];
 	int16		chain;
 	int64		seq;
@@ -391,20 +407,9 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 		if (!OidIsValid(chain_acquire_oid))
 			chain_acquire_oid = LookupFuncName(list_make2(makeString("audit"), makeString("chain_acquire_c")),
 											   0, NULL, false);
-		state = TextDatumGetCString(OidFunctionCall0(chain_acquire_oid));
+		st = TextDatumGetCString(OidFunctionCall0(chain_acquire_oid));
 	}
-	else
-		state = pstrdup(st);
-
-	/* chain/seq/head/seed */
-	f[0] = state;
-	for (int i = 1; i < 4; i++)
-	{
-		f[i] = strchr(f[i - 1], '/');
-		if (f[i] == NULL)
-			elog(ERROR, "auditdb: malformed auditdb.chain_state");
-		*f[i]++ = '\0';
-	}
+	parse_state(st, f);
 	chain = (int16) pg_strtoint32(f[0]);
 	seq = pg_strtoint64(f[1]) + 1;
 	hex_decode_fixed(f[2], strlen(f[2]), prev, 32);
@@ -608,7 +613,7 @@ Datum
 audit_log_flush_chain_head_c(PG_FUNCTION_ARGS)
 {
 	const char *st;
-	char	   *state, *f[4];
+	char	   *f[4];
 	Datum		args[3];
 	bytea	   *head;
 	uint8		raw[32];
@@ -619,15 +624,7 @@ audit_log_flush_chain_head_c(PG_FUNCTION_ARGS)
 	if (st == NULL || st[0] == '\0')
 		return PointerGetDatum(NULL);
 
-	state = pstrdup(st);
-	f[0] = state;
-	for (int i = 1; i < 4; i++)
-	{
-		f[i] = strchr(f[i - 1], '/');
-		if (f[i] == NULL)
-			elog(ERROR, "auditdb: malformed auditdb.chain_state");
-		*f[i]++ = '\0';
-	}
+	parse_state(st, f);
 	hex_decode_fixed(f[2], strlen(f[2]), raw, 32);
 	head = palloc(VARHDRSZ + 32);
 	SET_VARSIZE(head, VARHDRSZ + 32);

@@ -241,6 +241,21 @@ func (db *DB) LoginRole(t testing.TB, group string) *pgxpool.Pool {
 // Triggers are the insert trigger implementations tests run against.
 var Triggers = []string{"plpgsql", "c"}
 
+// ForEachTrigger runs test once per insert trigger implementation, as
+// parallel subtests named after it, each with a database of its own
+// switched to that implementation.
+func ForEachTrigger(t *testing.T, test func(t *testing.T, db *DB)) {
+	t.Helper()
+	for _, impl := range Triggers {
+		t.Run(impl, func(t *testing.T) {
+			t.Parallel()
+			db := NewDB(t)
+			db.UseTrigger(t, impl)
+			test(t, db)
+		})
+	}
+}
+
 // UseTrigger switches this database's insert trigger to impl ("c" or
 // "plpgsql") and fails the test if that implementation is not available.
 func (db *DB) UseTrigger(t testing.TB, impl string) {
