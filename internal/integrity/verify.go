@@ -75,7 +75,6 @@ func (r *Report) Intact() bool { return len(r.Findings) == 0 }
 // everything but the MACs.
 type Keyring map[string][]byte
 
-
 // Options for Verify. The zero value verifies every chain, two readers per
 // CPU, and records the run.
 type Options struct {
