@@ -66,7 +66,6 @@ BEGIN
         EXCEPTION WHEN serialization_failure THEN
             -- this chain advanced after our snapshot; the lock taken in this
             -- block is released with it
-            c := NULL;
         END;
         c := NULL;
     END LOOP;
@@ -105,6 +104,7 @@ RETURNS void LANGUAGE plpgsql
 AS $$
 DECLARE
     f text;
+    r record;
 BEGIN
     FOREACH f IN ARRAY ARRAY['timestamp', 'action', 'status', 'data_classification', 'retention_policy'] LOOP
         IF (to_jsonb(e) -> f) = 'null'::jsonb THEN
@@ -125,8 +125,8 @@ BEGIN
         RAISE EXCEPTION 'audit_log.%: must not be empty', f
             USING ERRCODE = 'check_violation', COLUMN = f;
     END IF;
-    FOR f IN
-        SELECT l.col FROM (VALUES
+    FOR r IN
+        SELECT l.col, l.cap FROM (VALUES
             ('action', length(e.action), 255), ('principal_id', length(e.principal_id), 255),
             ('principal_type', length(e.principal_type), 255),
             ('organization_id', length(e.organization_id), 255),
@@ -139,10 +139,8 @@ BEGIN
         ) AS l(col, len, cap)
         WHERE l.len > l.cap
     LOOP
-        RAISE EXCEPTION 'audit_log.%: longer than % characters', f,
-            (CASE f WHEN 'event_version' THEN 20 WHEN 'retention_policy' THEN 50
-                    WHEN 'outcome_description' THEN 10000 ELSE 255 END)
-            USING ERRCODE = 'string_data_right_truncation', COLUMN = f;
+        RAISE EXCEPTION 'audit_log.%: longer than % characters', r.col, r.cap
+            USING ERRCODE = 'string_data_right_truncation', COLUMN = r.col;
     END LOOP;
     IF e.details IS NOT NULL AND jsonb_typeof(e.details) <> 'object' THEN
         RAISE EXCEPTION 'audit_log.details: must be a JSON object, not %', jsonb_typeof(e.details)
