@@ -173,6 +173,7 @@ func TestValidation(t *testing.T) {
 		}{
 			{"missing action", `"timestamp", status`, `now(), 'success'`, "audit_log.action: is required", "23502"},
 			{"missing timestamp", `action, status`, `'a', 'success'`, "audit_log.timestamp: is required", "23502"},
+			{"infinite timestamp", `"timestamp", action, status`, `'infinity', 'a', 'success'`, "audit_log.timestamp: must be a finite time, not infinity", "23514"},
 			{"bad status", `"timestamp", action, status`, `now(), 'a', 'ok'`, "audit_log.status: must be one of attempt, success, failure", "23514"},
 			{"bad classification", `"timestamp", action, status, data_classification`, `now(), 'a', 'success', 'SECRET'`, "audit_log.data_classification: must be one of PUBLIC, INTERNAL, CONFIDENTIAL, PHI", "23514"},
 			{"empty action", `"timestamp", action, status`, `now(), '', 'success'`, "audit_log.action: must not be empty", "23514"},

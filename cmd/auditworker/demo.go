@@ -48,6 +48,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 		return err
 	}
 	defer e.stop()
+	fmt.Fprintf(w, "insert trigger: %s (the C accelerator when `make install-extension` has installed it, else PL/pgSQL)\n", e.trigger)
 	if e.redisURL == "" {
 		fmt.Fprintln(w, "(redis-server not installed: nothing in this demo needs it)")
 	}

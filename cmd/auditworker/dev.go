@@ -21,6 +21,7 @@ import (
 type embedded struct {
 	pg       *embeddedpg.Server
 	pool     *pgxpool.Pool
+	trigger  string // the insert trigger's implementation: c or plpgsql
 	redisURL string
 	redis    *exec.Cmd
 }
@@ -37,10 +38,12 @@ func startEmbedded(ctx context.Context, log io.Writer) (*embedded, error) {
 		e.stop()
 		return nil, err
 	}
-	if _, err := migrate.Migrate(ctx, e.pool, migrate.Options{Accelerator: true}); err != nil {
+	res, err := migrate.Migrate(ctx, e.pool, migrate.Options{Accelerator: true})
+	if err != nil {
 		e.stop()
 		return nil, err
 	}
+	e.trigger = res.Trigger
 	if _, err := e.pool.Exec(ctx, `SELECT count(*) FROM audit.ensure_partitions(3)`); err != nil {
 		e.stop()
 		return nil, err

@@ -194,6 +194,8 @@ validate(Datum *v, bool *n)
 		if (n[required[i]])
 			reject(col_names[required[i]], ERRCODE_NOT_NULL_VIOLATION, "is required");
 
+	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(v[C_TIMESTAMP])))
+		reject("timestamp", ERRCODE_CHECK_VIOLATION, "must be a finite time, not infinity");
 	s = TextDatumGetCString(v[C_STATUS]);
 	if (strcmp(s, "attempt") != 0 && strcmp(s, "success") != 0 && strcmp(s, "failure") != 0)
 		reject("status", ERRCODE_CHECK_VIOLATION, "must be one of attempt, success, failure");

@@ -112,6 +112,10 @@ BEGIN
                 USING ERRCODE = 'not_null_violation', COLUMN = f;
         END IF;
     END LOOP;
+    IF NOT isfinite(e."timestamp") THEN
+        RAISE EXCEPTION 'audit_log.timestamp: must be a finite time, not infinity'
+            USING ERRCODE = 'check_violation', COLUMN = 'timestamp';
+    END IF;
     IF e.status NOT IN ('attempt', 'success', 'failure') THEN
         RAISE EXCEPTION 'audit_log.status: must be one of attempt, success, failure'
             USING ERRCODE = 'check_violation', COLUMN = 'status';
@@ -171,7 +175,7 @@ BEGIN
     -- worked out by reject_invalid_event only when something is.
     -- pg_column_size bounds the text form: JSON text is at most ~6 times the
     -- binary size, so the text is only rendered for large documents.
-    IF NEW."timestamp" IS NULL OR NEW.action IS NULL OR NEW.retention_policy IS NULL
+    IF NEW."timestamp" IS NULL OR NOT isfinite(NEW."timestamp") OR NEW.action IS NULL OR NEW.retention_policy IS NULL
        OR NEW.status NOT IN ('attempt', 'success', 'failure') OR NEW.status IS NULL
        OR NEW.data_classification NOT IN ('PUBLIC', 'INTERNAL', 'CONFIDENTIAL', 'PHI')
        OR NEW.data_classification IS NULL
