@@ -82,7 +82,12 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 		}(uint64(i + 1))
 	}
 	done := make(chan struct{})
+	showProgress := isTerminal(w)
 	go func() {
+		if !showProgress {
+			<-done
+			return
+		}
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		for {
