@@ -81,9 +81,10 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 			}
 		}(uint64(i + 1))
 	}
-	done := make(chan struct{})
+	done, drawn := make(chan struct{}), make(chan struct{})
 	showProgress := isTerminal(w)
 	go func() {
+		defer close(drawn)
 		if !showProgress {
 			<-done
 			return
@@ -103,7 +104,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	}()
 	wg.Wait()
 	close(done)
-	time.Sleep(10 * time.Millisecond)
+	<-drawn
 	close(errs)
 	for err := range errs {
 		return fmt.Errorf("writer: %w", err)
