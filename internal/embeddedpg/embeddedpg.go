@@ -169,15 +169,6 @@ func (s *Server) Stop() error {
 	return err
 }
 
-// Restart stops and starts the server on the same port with the same data,
-// as a crash-safe fast shutdown would (used by fault tests).
-func (s *Server) Restart(ctx context.Context, mode string) error {
-	if mode == "" {
-		mode = "fast"
-	}
-	return s.run(ctx, "pg_ctl", "restart", "-w", "-t", "60", "-m", mode, "-D", s.DataDir(), "-l", s.logPath)
-}
-
 // Bin returns the path of one of the server's programs (pgbench, psql...).
 func (s *Server) Bin(name string) string { return filepath.Join(s.binDir, name) }
 

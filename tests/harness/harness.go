@@ -33,9 +33,6 @@ import (
 type Postgres struct {
 	// AdminURL connects as a superuser to the maintenance database.
 	AdminURL string
-	// Server is set when the harness started a local cluster (for fault
-	// tests that restart it); nil otherwise.
-	Server   *embeddedpg.Server
 	template string
 	stop     func()
 }
@@ -89,9 +86,6 @@ func run(m *testing.M, opts Options) int {
 	return code
 }
 
-// Shared returns the test binary's PostgreSQL.
-func Shared() *Postgres { return shared }
-
 // StartPostgres provides a server with a migrated template database.
 func StartPostgres(ctx context.Context) (*Postgres, error) {
 	pg := &Postgres{}
@@ -108,7 +102,6 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 		if err != nil {
 			return nil, err
 		}
-		pg.Server = srv
 		pg.AdminURL = srv.URL("postgres")
 		pg.stop = func() { _ = srv.Stop() }
 	}
