@@ -102,6 +102,19 @@ func connect(c *cli.Context) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
+// withPool wraps an action that needs the database: it connects, runs the
+// action, and closes the pool.
+func withPool(action func(c *cli.Context, pool *pgxpool.Pool) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		pool, err := connect(c)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return action(c, pool)
+	}
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
 	"github.com/auditdb/auditdb/internal/migrate"
@@ -20,12 +21,7 @@ func migrateCommand() *cli.Command {
 			&cli.BoolFlag{Name: "accelerator", Value: true, Usage: "use the C insert trigger where the server has it (superuser only; otherwise PL/pgSQL)", EnvVars: []string{"AUDIT_ACCELERATOR"}},
 			jsonFlag,
 		},
-		Action: func(c *cli.Context) error {
-			pool, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
+		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 			res, err := migrate.Migrate(c.Context, pool, migrate.Options{DryRun: c.Bool("dry-run"), TargetVersion: c.Int("target"), Accelerator: c.Bool("accelerator")})
 			if err != nil {
 				return err
@@ -53,7 +49,7 @@ func migrateCommand() *cli.Command {
 				table(w, []string{"STEP", "NAME", "FILE"}, rows)
 			}
 			return nil
-		},
+		}),
 	}
 }
 

@@ -20,12 +20,7 @@ func partitionsCommand() *cli.Command {
 				Name:  "list",
 				Usage: "every partition with bounds, size, row estimate and what needs doing",
 				Flags: []cli.Flag{jsonFlag},
-				Action: func(c *cli.Context) error {
-					pool, err := connect(c)
-					if err != nil {
-						return err
-					}
-					defer pool.Close()
+				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 					parts, err := listPartitions(c.Context, pool)
 					if err != nil {
 						return err
@@ -35,7 +30,7 @@ func partitionsCommand() *cli.Command {
 					}
 					printPartitions(c.App.Writer, parts)
 					return nil
-				},
+				}),
 			},
 			{
 				Name:  "ensure",
@@ -49,16 +44,18 @@ func partitionsCommand() *cli.Command {
 					if n < 0 || n > 120 {
 						return fmt.Errorf("months-ahead: must be between 0 and 120, got %d", n)
 					}
-					return partitionChange(c, `SELECT partition_name, created, rows_moved FROM audit.ensure_partitions($1)`, n)
+					return withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
+						return partitionChange(c, pool, `SELECT partition_name, created, rows_moved FROM audit.ensure_partitions($1)`, n)
+					})(c)
 				},
 			},
 			{
 				Name:  "rescue",
 				Usage: "move rows out of the default partition into their months (no row lost or re-hashed)",
 				Flags: []cli.Flag{jsonFlag},
-				Action: func(c *cli.Context) error {
-					return partitionChange(c, `SELECT partition_name, created, rows_moved FROM audit.rescue_default_partition()`)
-				},
+				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
+					return partitionChange(c, pool, `SELECT partition_name, created, rows_moved FROM audit.rescue_default_partition()`)
+				}),
 			},
 		},
 	}
@@ -70,12 +67,7 @@ type partitionChangeRow struct {
 	RowsMoved int64  `json:"rows_moved"`
 }
 
-func partitionChange(c *cli.Context, sql string, args ...any) error {
-	pool, err := connect(c)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+func partitionChange(c *cli.Context, pool *pgxpool.Pool, sql string, args ...any) error {
 	rows, err := pool.Query(c.Context, sql, args...)
 	if err != nil {
 		return err

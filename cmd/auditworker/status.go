@@ -29,12 +29,7 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "integrity and partitions at a glance",
 		Flags: []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			pool, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
+		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 			chains, err := integrityStatus(c.Context, pool)
 			if err != nil {
 				return err
@@ -51,7 +46,7 @@ func statusCommand() *cli.Command {
 			fmt.Fprintln(c.App.Writer, "\nPartitions (audit.partition_status)")
 			printPartitions(c.App.Writer, parts)
 			return nil
-		},
+		}),
 	}
 }
 

@@ -21,12 +21,7 @@ func verifyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-record", Usage: "do not record the run in audit.verification_runs", EnvVars: []string{"AUDIT_VERIFY_NO_RECORD"}},
 			&cli.IntFlag{Name: "parallel", Usage: "chains read at once (default: CPUs)", EnvVars: []string{"AUDIT_VERIFY_PARALLEL"}},
 		},
-		Action: func(c *cli.Context) error {
-			pool, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
+		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 			opts := integrity.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel")}
 			for _, id := range c.IntSlice("chain") {
 				if id < 0 || id > 32767 {
@@ -49,7 +44,7 @@ func verifyCommand() *cli.Command {
 				return errTampered
 			}
 			return nil
-		},
+		}),
 	}
 }
 
