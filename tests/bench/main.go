@@ -972,6 +972,20 @@ func insertSelectRangeSQL() string {
 
 // ---------------------------------------------------------------- report
 
+// modeTableHeader writes the header of a table with one column per mode,
+// then ratio, target and result per trigger implementation.
+func (b *bench) modeTableHeader(w *bytes.Buffer, header, rule string) {
+	for _, m := range b.modes() {
+		header += fmt.Sprintf(" %s |", m)
+		rule += "---:|"
+	}
+	for _, impl := range b.cfg.triggers {
+		header += fmt.Sprintf(" %s / off | target | result |", impl)
+		rule += "---:|---|---|"
+	}
+	fmt.Fprintf(w, "%s\n%s\n", header, rule)
+}
+
 func (b *bench) markdown() string {
 	var w bytes.Buffer
 	total := time.Since(b.started).Round(time.Second)
@@ -1026,16 +1040,7 @@ func (b *bench) markdown() string {
 	impls := b.cfg.triggers
 	fmt.Fprintf(&w, "\n## Single-row inserts (pgbench, one event per transaction)\n\n")
 	fmt.Fprintf(&w, "Trigger on in each implementation, and off, on the same database, alternated run by run. tps (average latency in ms).\n\n")
-	header, rule := "| clients |", "|---:|"
-	for _, m := range b.modes() {
-		header += fmt.Sprintf(" %s |", m)
-		rule += "---:|"
-	}
-	for _, impl := range impls {
-		header += fmt.Sprintf(" %s / off | target | result |", impl)
-		rule += "---:|---|---|"
-	}
-	fmt.Fprintf(&w, "%s\n%s\n", header, rule)
+	b.modeTableHeader(&w, "| clients |", "|---:|")
 	for _, s := range b.single {
 		line := fmt.Sprintf("| %d |", s.clients)
 		for _, m := range b.modes() {
@@ -1061,16 +1066,7 @@ func (b *bench) markdown() string {
 	fmt.Fprintf(&w, "\n")
 
 	fmt.Fprintf(&w, "\n## Bulk loads (one statement)\n\nrows/s (time).\n\n")
-	header, rule = "| method | rows |", "|---|---:|"
-	for _, m := range b.modes() {
-		header += fmt.Sprintf(" %s |", m)
-		rule += "---:|"
-	}
-	for _, impl := range impls {
-		header += fmt.Sprintf(" %s / off | target | result |", impl)
-		rule += "---:|---|---|"
-	}
-	fmt.Fprintf(&w, "%s\n%s\n", header, rule)
+	b.modeTableHeader(&w, "| method | rows |", "|---|---:|")
 	for _, r := range b.bulk {
 		line := fmt.Sprintf("| %s | %s |", r.method, thousands(int64(r.rows)))
 		for _, m := range b.modes() {
