@@ -180,6 +180,7 @@ func TestValidation(t *testing.T) {
 			{"long principal", `"timestamp", action, status, principal_id`, `now(), 'a', 'success', '` + long + `'`, "audit_log.principal_id: longer than 255 characters", "22001"},
 			{"details array", `"timestamp", action, status, details`, `now(), 'a', 'success', '[1,2]'`, "audit_log.details: must be a JSON object, not array", "23514"},
 			{"details too large", `"timestamp", action, status, details`, `now(), 'a', 'success', jsonb_build_object('k', repeat('y', 70000))`, "audit_log.details: larger than 65536 bytes as JSON text", "54000"},
+			{"details small stored, large printed", `"timestamp", action, status, details`, `now(), 'a', 'success', '{"n": 1e70000}'`, "audit_log.details: larger than 65536 bytes as JSON text", "54000"},
 			{"negative latency", `"timestamp", action, status, processing_latency`, `now(), 'a', 'success', -1`, "audit_log.processing_latency: must not be negative", "23514"},
 			{"long outcome", `"timestamp", action, status, outcome_description`, `now(), 'a', 'success', repeat('z', 10001)`, "audit_log.outcome_description: longer than 10000 characters", "22001"},
 		} {

@@ -174,10 +174,16 @@ text_chars(Datum d)
 	return pg_mbstrlen_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
-/* The rules of audit.reject_invalid_event, in the same order, same words. */
-static void
+/*
+ * The rules of audit.reject_invalid_event, in the same order, same words.
+ * Returns the text form of details (NULL when details is NULL), which the
+ * size rule needs and the encoding reuses.
+ */
+static char *
 validate(Datum *v, bool *n)
 {
+	char	   *details_text = NULL;
+
 	static const int required[] = {C_TIMESTAMP, C_ACTION, C_STATUS, C_DATA_CLASSIFICATION, C_RETENTION_POLICY};
 	static const struct
 	{
@@ -240,7 +246,8 @@ validate(Datum *v, bool *n)
 					 errmsg("audit_log.details: must be a JSON object, not %s", kind),
 					 err_generic_string(PG_DIAG_COLUMN_NAME, "details")));
 		}
-		if (VARSIZE(j) > 8192 && strlen(JsonbToCString(NULL, &j->root, VARSIZE(j))) > 65536)
+		details_text = JsonbToCString(NULL, &j->root, VARSIZE(j));
+		if (strlen(details_text) > 65536)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("audit_log.details: larger than 65536 bytes as JSON text"),
@@ -248,6 +255,7 @@ validate(Datum *v, bool *n)
 	}
 	if (!n[C_PROCESSING_LATENCY] && DatumGetInt32(v[C_PROCESSING_LATENCY]) < 0)
 		reject("processing_latency", ERRCODE_CHECK_VIOLATION, "must not be negative");
+	return details_text;
 }
 
 /*
@@ -372,6 +380,7 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 	bool	   *all_n;
 	const char *st;
 	char	   *f[4];
+	char	   *details_text;
 	int16		chain;
 	int64		seq;
 	uint8		prev[32], seed[32], salt_full[32], commitment[32], row_hash[32], chain_hash[32];
@@ -401,7 +410,7 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 		n[i] = all_n[m->attnum[i] - 1];
 	}
 
-	validate(v, n);
+	details_text = validate(v, n);
 
 	st = GetConfigOption("auditdb.chain_state", true, false);
 	if (st == NULL || st[0] == '\0')
@@ -447,14 +456,7 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 	}
 	j_text(&b, v, n, C_OUTCOME_DESCRIPTION);
 	j_sep(&b);
-	if (n[C_DETAILS])
-		appendStringInfoString(&b, "null");
-	else
-	{
-		Jsonb	   *j = DatumGetJsonbP(v[C_DETAILS]);
-
-		JsonbToCString(&b, &j->root, VARSIZE(j));
-	}
+	appendStringInfoString(&b, details_text != NULL ? details_text : "null");
 	appendStringInfoChar(&b, ']');
 	sha256_parts(salt_full, 16, (uint8 *) b.data, b.len, commitment);
 
