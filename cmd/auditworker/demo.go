@@ -49,7 +49,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	}
 	defer e.stop()
 	fmt.Fprintf(w, "insert trigger: %s (the C accelerator when `make install-extension` has installed it, else PL/pgSQL)\n", e.trigger)
-	if e.redisURL == "" {
+	if e.redis == nil {
 		fmt.Fprintln(w, "(redis-server not installed: nothing in this demo needs it)")
 	}
 

@@ -2,16 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"strconv"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
 	"github.com/auditdb/auditdb/internal/embeddedpg"
+	"github.com/auditdb/auditdb/internal/embeddedredis"
 	"github.com/auditdb/auditdb/internal/migrate"
 )
 
@@ -19,11 +19,10 @@ import (
 // from the machine's binaries, migrated, with partitions ahead, and Redis
 // when redis-server is installed.
 type embedded struct {
-	pg       *embeddedpg.Server
-	pool     *pgxpool.Pool
-	trigger  string // the insert trigger's implementation: c or plpgsql
-	redisURL string
-	redis    *exec.Cmd
+	pg      *embeddedpg.Server
+	pool    *pgxpool.Pool
+	trigger string                // the insert trigger's implementation: c or plpgsql
+	redis   *embeddedredis.Server // nil without redis-server
 }
 
 func startEmbedded(ctx context.Context, log io.Writer) (*embedded, error) {
@@ -48,14 +47,10 @@ func startEmbedded(ctx context.Context, log io.Writer) (*embedded, error) {
 		e.stop()
 		return nil, err
 	}
-	if bin, err := exec.LookPath("redis-server"); err == nil {
-		port := pg.Port + 1
-		e.redis = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning")
-		if err := e.redis.Start(); err == nil {
-			e.redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-		} else {
-			e.redis = nil
-		}
+	if r, err := embeddedredis.Start(ctx); err == nil {
+		e.redis = r
+	} else if !errors.Is(err, embeddedredis.ErrNotInstalled) {
+		fmt.Fprintln(log, "redis-server did not start, the cache runs L1-only:", err)
 	}
 	return e, nil
 }
@@ -65,8 +60,7 @@ func (e *embedded) stop() {
 		e.pool.Close()
 	}
 	if e.redis != nil {
-		_ = e.redis.Process.Kill()
-		_ = e.redis.Wait()
+		e.redis.Stop()
 	}
 	_ = e.pg.Stop()
 }
@@ -83,8 +77,8 @@ func devCommand() *cli.Command {
 			defer e.stop()
 			w := c.App.Writer
 			fmt.Fprintf(w, "AUDIT_DB_URL=%s\n", e.pg.URL("postgres"))
-			if e.redisURL != "" {
-				fmt.Fprintf(w, "REDIS_URL=%s\n", e.redisURL)
+			if e.redis != nil {
+				fmt.Fprintf(w, "REDIS_URL=%s\n", e.redis.URL)
 			} else {
 				fmt.Fprintln(c.App.ErrWriter, "redis-server is not installed: the cache runs L1-only")
 			}

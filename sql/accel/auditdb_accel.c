@@ -101,42 +101,20 @@ sha256_parts(const uint8 *a, size_t alen, const uint8 *b, size_t blen, uint8 *ou
 		elog(ERROR, "auditdb: SHA-256 failed");
 }
 
+/* Decodes exactly nbytes from 2*nbytes hex digits (PostgreSQL's hex_decode). */
 static void
-hex_decode_fixed(const char *hex, int len, uint8 *out, int nbytes)
+hex_decode_fixed(const char *hex, uint8 *out, int nbytes)
 {
-	if (len != nbytes * 2)
+	if (strlen(hex) != (size_t) nbytes * 2 ||
+		hex_decode(hex, nbytes * 2, (char *) out) != (uint64) nbytes)
 		elog(ERROR, "auditdb: malformed auditdb.chain_state");
-	for (int i = 0; i < nbytes; i++)
-	{
-		int			v = 0;
-
-		for (int j = 0; j < 2; j++)
-		{
-			char		c = hex[i * 2 + j];
-
-			v <<= 4;
-			if (c >= '0' && c <= '9')
-				v |= c - '0';
-			else if (c >= 'a' && c <= 'f')
-				v |= c - 'a' + 10;
-			else
-				elog(ERROR, "auditdb: malformed auditdb.chain_state");
-		}
-		out[i] = (uint8) v;
-	}
 }
 
+/* Lowercase hex of n bytes into out, NUL-terminated (PostgreSQL's hex_encode). */
 static void
 hex_encode_into(const uint8 *in, int n, char *out)
 {
-	static const char digits[] = "0123456789abcdef";
-
-	for (int i = 0; i < n; i++)
-	{
-		out[i * 2] = digits[in[i] >> 4];
-		out[i * 2 + 1] = digits[in[i] & 0xf];
-	}
-	out[n * 2] = '\0';
+	out[hex_encode((const char *) in, n, out)] = '\0';
 }
 
 /*
@@ -423,8 +401,8 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 	parse_state(st, f);
 	chain = (int16) pg_strtoint32(f[0]);
 	seq = pg_strtoint64(f[1]) + 1;
-	hex_decode_fixed(f[2], strlen(f[2]), prev, 32);
-	hex_decode_fixed(f[3], strlen(f[3]), seed, 32);
+	hex_decode_fixed(f[2], prev, 32);
+	hex_decode_fixed(f[3], seed, 32);
 
 	if (n[C_ID])
 	{
@@ -629,7 +607,7 @@ audit_log_flush_chain_head_c(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 
 	parse_state(st, f);
-	hex_decode_fixed(f[2], strlen(f[2]), raw, 32);
+	hex_decode_fixed(f[2], raw, 32);
 	head = palloc(VARHDRSZ + 32);
 	SET_VARSIZE(head, VARHDRSZ + 32);
 	memcpy(VARDATA(head), raw, 32);
