@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -117,7 +118,7 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 		if err := rows.Scan(&c.id, &c.head); err != nil {
 			return nil, err
 		}
-		if len(opts.Chains) > 0 && !containsChain(opts.Chains, c.id) {
+		if len(opts.Chains) > 0 && !slices.Contains(opts.Chains, c.id) {
 			continue
 		}
 		chains = append(chains, c)
@@ -127,11 +128,7 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 		return nil, fmt.Errorf("verify: read chains: %w", err)
 	}
 	for _, want := range opts.Chains {
-		found := false
-		for _, c := range chains {
-			found = found || c.id == want
-		}
-		if !found {
+		if !slices.ContainsFunc(chains, func(c chainInfo) bool { return c.id == want }) {
 			return nil, fmt.Errorf("verify: chain %d: no such chain (see audit.chain_heads)", want)
 		}
 	}
@@ -256,15 +253,6 @@ func strayChains(ctx context.Context, pool *pgxpool.Pool) ([]Finding, error) {
 		f.Detail = fmt.Sprintf("%d row(s) in chain %d, which audit.chain_heads does not have", n, f.ChainID)
 		return f, err
 	})
-}
-
-func containsChain(list []int16, c int16) bool {
-	for _, x := range list {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }
 
 func recordRun(ctx context.Context, pool *pgxpool.Pool, runID int64, rep *Report) error {
