@@ -22,6 +22,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -798,15 +799,11 @@ func copySource(n int, on bool) ([]string, pgx.CopyFromSource) {
 }
 
 func mustHex(s string) []byte {
-	out := make([]byte, len(s)/2)
-	for i := range out {
-		v, err := strconv.ParseUint(s[2*i:2*i+2], 16, 8)
-		if err != nil {
-			panic(err)
-		}
-		out[i] = byte(v)
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
 	}
-	return out
+	return b
 }
 
 // ---------------------------------------------------------------- verification
