@@ -48,13 +48,16 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-var databaseURLFlag = &cli.StringFlag{
-	Name:    "database-url",
-	Usage:   "PostgreSQL URL",
-	EnvVars: []string{"AUDIT_DB_URL"},
+// Flags are built fresh for every app: urfave/cli writes parse state into
+// the flag values, so sharing them between two Run calls is a data race.
+
+func databaseURLFlag() cli.Flag {
+	return &cli.StringFlag{Name: "database-url", Usage: "PostgreSQL URL", EnvVars: []string{"AUDIT_DB_URL"}}
 }
 
-var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON instead of tables", EnvVars: []string{"AUDIT_JSON"}}
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print JSON instead of tables", EnvVars: []string{"AUDIT_JSON"}}
+}
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
@@ -63,7 +66,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Writer:         stdout,
 		ErrWriter:      stderr,
 		ExitErrHandler: func(*cli.Context, error) {},
-		Flags:          []cli.Flag{databaseURLFlag},
+		Flags:          []cli.Flag{databaseURLFlag()},
 		Commands: []*cli.Command{
 			migrateCommand(),
 			verifyCommand(),

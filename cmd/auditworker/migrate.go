@@ -19,7 +19,7 @@ func migrateCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "list the steps that would run, change nothing", EnvVars: []string{"AUDIT_MIGRATE_DRY_RUN"}},
 			&cli.IntFlag{Name: "target", Usage: "stop after this step number (default: newest)", EnvVars: []string{"AUDIT_MIGRATE_TARGET"}},
 			&cli.BoolFlag{Name: "accelerator", Value: true, Usage: "use the C insert trigger where the server has it (superuser only; otherwise PL/pgSQL)", EnvVars: []string{"AUDIT_ACCELERATOR"}},
-			jsonFlag,
+			jsonFlag(),
 		},
 		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 			res, err := migrate.Migrate(c.Context, pool, migrate.Options{DryRun: c.Bool("dry-run"), TargetVersion: c.Int("target"), Accelerator: c.Bool("accelerator")})

@@ -19,7 +19,7 @@ func partitionsCommand() *cli.Command {
 			{
 				Name:  "list",
 				Usage: "every partition with bounds, size, row estimate and what needs doing",
-				Flags: []cli.Flag{jsonFlag},
+				Flags: []cli.Flag{jsonFlag()},
 				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 					parts, err := listPartitions(c.Context, pool)
 					if err != nil {
@@ -37,7 +37,7 @@ func partitionsCommand() *cli.Command {
 				Usage: "create partitions from this month through --months-ahead (idempotent)",
 				Flags: []cli.Flag{
 					&cli.IntFlag{Name: "months-ahead", Value: 3, Usage: "months after the current one", EnvVars: []string{"AUDIT_PARTITIONS_AHEAD"}},
-					jsonFlag,
+					jsonFlag(),
 				},
 				Action: func(c *cli.Context) error {
 					n := c.Int("months-ahead")
@@ -52,7 +52,7 @@ func partitionsCommand() *cli.Command {
 			{
 				Name:  "rescue",
 				Usage: "move rows out of the default partition into their months (no row lost or re-hashed)",
-				Flags: []cli.Flag{jsonFlag},
+				Flags: []cli.Flag{jsonFlag()},
 				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 					return partitionChange(c, pool, `SELECT partition_name, created, rows_moved FROM audit.rescue_default_partition()`)
 				}),

@@ -28,7 +28,7 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "integrity and partitions at a glance",
-		Flags: []cli.Flag{jsonFlag},
+		Flags: []cli.Flag{jsonFlag()},
 		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 			chains, err := integrityStatus(c.Context, pool)
 			if err != nil {

@@ -16,7 +16,7 @@ func verifyCommand() *cli.Command {
 		Name:  "verify",
 		Usage: "re-compute every chain and report tampering (exit 0 intact, 2 tampered, 1 error)",
 		Flags: []cli.Flag{
-			jsonFlag,
+			jsonFlag(),
 			&cli.IntSliceFlag{Name: "chain", Usage: "verify only this chain id (repeatable)", EnvVars: []string{"AUDIT_VERIFY_CHAINS"}},
 			&cli.BoolFlag{Name: "no-record", Usage: "do not record the run in audit.verification_runs", EnvVars: []string{"AUDIT_VERIFY_NO_RECORD"}},
 			&cli.IntFlag{Name: "parallel", Usage: "chains read at once (default: CPUs)", EnvVars: []string{"AUDIT_VERIFY_PARALLEL"}},
