@@ -83,8 +83,16 @@ func TestInstallBothWaysSameSchema(t *testing.T) {
 		insertN(t, pool, 20)
 		requireIntact(t, pool)
 	}
-	// migrate refuses to touch an extension install
-	_, err = migrate.Migrate(ctx, viaExt.Pool, migrate.Options{})
+	// migrate leaves an extension's schema alone but installs River's tables
+	res, err = migrate.Migrate(ctx, viaExt.Pool, migrate.Options{})
+	require.NoError(t, err)
+	require.Empty(t, res.Applied)
+	require.NotEmpty(t, res.River)
+	var jobs bool
+	require.NoError(t, viaExt.Pool.QueryRow(ctx, `SELECT to_regclass('`+migrate.RiverSchema+`.river_job') IS NOT NULL`).Scan(&jobs))
+	require.True(t, jobs)
+	// and refuses a step-targeted migration of it
+	_, err = migrate.Migrate(ctx, viaExt.Pool, migrate.Options{TargetVersion: 1})
 	require.ErrorIs(t, err, migrate.ErrInstalledAsExtension)
 }
 

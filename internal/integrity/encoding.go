@@ -183,6 +183,28 @@ func CheckpointMAC(key []byte, chainID int16, seq int64, hashHex string, sealedA
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// ManifestMAC returns hex HMAC-SHA-256(key, 'auditdb/manifest/v1\n' ||
+// chain_id || '\n' || first_seq || '\n' || last_seq || '\n' || end_hash ||
+// '\n' || row_count || '\n' || archive_sha256). The archive's location is
+// left out on purpose: an archive may move between stores.
+func ManifestMAC(key []byte, chainID int16, firstSeq, lastSeq int64, endHashHex string, rowCount int64, archiveSHA256Hex string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("auditdb/manifest/v1\n" + strconv.Itoa(int(chainID)) + "\n" +
+		strconv.FormatInt(firstSeq, 10) + "\n" + strconv.FormatInt(lastSeq, 10) + "\n" + endHashHex + "\n" +
+		strconv.FormatInt(rowCount, 10) + "\n" + archiveSHA256Hex))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// RedactionMAC returns hex HMAC-SHA-256(key, 'auditdb/redaction/v1\n' ||
+// row_id || '\n' || chain_id || '\n' || chain_seq || '\n' || created_at_us
+// || '\n' || reason). The reason is last, so any text in it is unambiguous.
+func RedactionMAC(key []byte, rowID int64, chainID int16, seq int64, createdAtUS int64, reason string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("auditdb/redaction/v1\n" + strconv.FormatInt(rowID, 10) + "\n" + strconv.Itoa(int(chainID)) + "\n" +
+		strconv.FormatInt(seq, 10) + "\n" + strconv.FormatInt(createdAtUS, 10) + "\n" + reason))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
 // appendJSONString appends s as a JSON string exactly as PostgreSQL's
 // escape_json does: '"' and '\' escaped, \b \f \n \r \t, other bytes below
 // 0x20 as \u00xx in lowercase hex, everything else copied as UTF-8.

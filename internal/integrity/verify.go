@@ -358,15 +358,15 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Ke
 		if err != nil {
 			return err
 		}
-		mans, err := loadManifests(ctx, tx, chainID)
+		mans, forged, err := loadManifests(ctx, tx, chainID, keys)
 		if err != nil {
 			return err
 		}
-		redacted, err := loadRedactions(ctx, tx, chainID)
+		redacted, err := loadRedactions(ctx, tx, chainID, keys)
 		if err != nil {
 			return err
 		}
-		cv := chainVerifier{chainID: chainID, cps: cps, mans: mans, redacted: redacted, keys: keys, prev: Genesis(chainID)}
+		cv := chainVerifier{chainID: chainID, cps: cps, mans: mans, redacted: redacted, keys: keys, prev: Genesis(chainID), findings: forged}
 		rows, err := tx.Query(ctx, rowQuery, pgx.QueryResultFormats{pgx.BinaryFormatCode}, chainID)
 		if err != nil {
 			return fmt.Errorf("chain %d: read rows: %w", chainID, err)
@@ -436,31 +436,70 @@ func loadCheckpoints(ctx context.Context, tx pgx.Tx, chainID int16) ([]checkpoin
 	})
 }
 
-func loadManifests(ctx context.Context, tx pgx.Tx, chainID int16) ([]manifest, error) {
-	rows, err := tx.Query(ctx, `SELECT first_seq, last_seq, end_hash FROM audit.archive_manifests
-		WHERE chain_id = $1 ORDER BY first_seq`, chainID)
+func loadManifests(ctx context.Context, tx pgx.Tx, chainID int16, keys Keyring) ([]manifest, []Finding, error) {
+	rows, err := tx.Query(ctx, `SELECT id, first_seq, last_seq, end_hash, row_count, archive_sha256, key_id, mac
+		FROM audit.archive_manifests WHERE chain_id = $1 ORDER BY first_seq`, chainID)
 	if err != nil {
-		return nil, fmt.Errorf("chain %d: archive manifests: %w", chainID, err)
+		return nil, nil, fmt.Errorf("chain %d: archive manifests: %w", chainID, err)
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (manifest, error) {
-		var m manifest
-		err := row.Scan(&m.first, &m.last, &m.endHash)
+	type sealed struct {
+		manifest
+		id, count  int64
+		digest     string
+		keyID, mac string
+	}
+	all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sealed, error) {
+		var m sealed
+		err := row.Scan(&m.id, &m.first, &m.last, &m.endHash, &m.count, &m.digest, &m.keyID, &m.mac)
 		return m, err
 	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("chain %d: archive manifests: %w", chainID, err)
+	}
+	// A manifest whose seal does not verify covers nothing: the seqs it
+	// claims are then reported as chain_gap, besides the forged seal itself.
+	var mans []manifest
+	var findings []Finding
+	for _, m := range all {
+		if len(keys) > 0 {
+			key, ok := keys[m.keyID]
+			if !ok || !hmac.Equal([]byte(ManifestMAC(key, chainID, m.first, m.last, m.endHash, m.count, m.digest)), []byte(m.mac)) {
+				findings = append(findings, Finding{ChainID: chainID, ChainSeq: m.first, Kind: CheckpointForged,
+					Detail: fmt.Sprintf("archive manifest %d (chain_seq %d..%d) seal does not verify under key %s", m.id, m.first, m.last, m.keyID)})
+				continue
+			}
+		}
+		mans = append(mans, m.manifest)
+	}
+	return mans, findings, nil
 }
 
-func loadRedactions(ctx context.Context, tx pgx.Tx, chainID int16) (map[int64]bool, error) {
-	rows, err := tx.Query(ctx, `SELECT row_id FROM audit.redactions WHERE chain_id = $1`, chainID)
+// loadRedactions returns the row ids that sealed redaction records cover.
+// With keys, a record whose seal does not verify covers nothing, so the
+// row's missing salt is reported as unauthorized_redaction.
+func loadRedactions(ctx context.Context, tx pgx.Tx, chainID int16, keys Keyring) (map[int64]bool, error) {
+	rows, err := tx.Query(ctx, `SELECT row_id, chain_seq, created_at, reason, key_id, mac FROM audit.redactions WHERE chain_id = $1`, chainID)
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: redactions: %w", chainID, err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	m := map[int64]bool{}
+	var (
+		rowID, seq         int64
+		createdAt          time.Time
+		reason, keyID, mac string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&rowID, &seq, &createdAt, &reason, &keyID, &mac}, func() error {
+		if len(keys) > 0 {
+			key, ok := keys[keyID]
+			if !ok || !hmac.Equal([]byte(RedactionMAC(key, rowID, chainID, seq, createdAt.UnixMicro(), reason)), []byte(mac)) {
+				return nil
+			}
+		}
+		m[rowID] = true
+		return nil
+	})
 	if err != nil {
-		return nil, err
-	}
-	m := make(map[int64]bool, len(ids))
-	for _, id := range ids {
-		m[id] = true
+		return nil, fmt.Errorf("chain %d: redactions: %w", chainID, err)
 	}
 	return m, nil
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 
 	auditsql "github.com/auditdb/auditdb/sql"
 )
@@ -31,7 +33,15 @@ type Result struct {
 	// Trigger is the insert trigger's implementation after the run: "c"
 	// (the accelerator) or "plpgsql". Empty in a dry run.
 	Trigger string `json:"trigger,omitempty"`
+	// River lists the River job-queue migrations applied (or, in a dry run,
+	// pending) in schema RiverSchema.
+	River []int `json:"river_applied"`
 }
+
+// RiverSchema holds River's tables (jobs, leader election, queues), apart
+// from the application's own River, if it has one, and from the audit schema
+// that writers see.
+const RiverSchema = "audit_river"
 
 // Applied is one step run (or, in a dry run, one that would run).
 type Applied struct {
@@ -86,7 +96,15 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	if isExtension {
-		return nil, ErrInstalledAsExtension
+		if opts.TargetVersion > 0 {
+			return nil, ErrInstalledAsExtension
+		}
+		// The audit schema is the extension's; River's tables are still ours to install.
+		res := &Result{DryRun: opts.DryRun}
+		if res.River, err = migrateRiver(ctx, pool, opts.DryRun); err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
 	var encoding string
 	if err := conn.QueryRow(ctx, `SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()`).Scan(&encoding); err != nil {
@@ -157,6 +175,11 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 		}
 		res.Current = s.Version
 	}
+	if opts.TargetVersion == 0 {
+		if res.River, err = migrateRiver(ctx, pool, opts.DryRun); err != nil {
+			return nil, err
+		}
+	}
 	if opts.DryRun || res.Current < acceleratorStep {
 		return res, nil
 	}
@@ -173,3 +196,52 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 
 // acceleratorStep is the step that defines audit.use_accelerator.
 const acceleratorStep = 8
+
+// migrateRiver installs or upgrades River's tables in RiverSchema.
+func migrateRiver(ctx context.Context, pool *pgxpool.Pool, dryRun bool) ([]int, error) {
+	if !dryRun {
+		if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+RiverSchema); err != nil {
+			return nil, fmt.Errorf("migrate: river schema: %w", err)
+		}
+	}
+	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: RiverSchema})
+	if err != nil {
+		return nil, fmt.Errorf("migrate: river: %w", err)
+	}
+	if dryRun {
+		var exists bool
+		if err := pool.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL`, RiverSchema).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("migrate: river: %w", err)
+		}
+		if !exists {
+			var all []int
+			for _, v := range m.AllVersions() {
+				all = append(all, v.Version)
+			}
+			return all, nil
+		}
+	}
+	r, err := m.Migrate(ctx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{DryRun: dryRun})
+	if err != nil {
+		return nil, fmt.Errorf("migrate: river: %w", err)
+	}
+	applied := []int{}
+	for _, v := range r.Versions {
+		applied = append(applied, v.Version)
+	}
+	if !dryRun {
+		// The worker (audit_maintainer) runs River: it needs River's tables,
+		// sequences and functions, and nobody else does.
+		_, err = pool.Exec(ctx, `DO $$ BEGIN
+			IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'audit_maintainer') THEN
+				GRANT USAGE ON SCHEMA `+RiverSchema+` TO audit_maintainer;
+				GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA `+RiverSchema+` TO audit_maintainer;
+				GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA `+RiverSchema+` TO audit_maintainer;
+				GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA `+RiverSchema+` TO audit_maintainer;
+			END IF; END $$`)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: river grants: %w", err)
+		}
+	}
+	return applied, nil
+}
