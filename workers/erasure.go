@@ -1,0 +1,321 @@
+package workers
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/auditdb/auditdb/internal/integrity"
+)
+
+// ErasureArgs is the periodic sweep of open GDPR erasure requests
+// (audit.erasure_requests, written by client.RequestErasure or the CLI).
+// A request interrupted by a crash is still open, so the next sweep resumes
+// it where its committed batches ended.
+type ErasureArgs struct{}
+
+// Kind implements river.JobArgs.
+func (ErasureArgs) Kind() string { return "auditdb_erasure" }
+
+// ErasureWorker runs ErasureArgs.
+type ErasureWorker struct {
+	river.WorkerDefaults[ErasureArgs]
+	Deps *Deps
+}
+
+// Work implements river.Worker.
+func (w *ErasureWorker) Work(ctx context.Context, _ *river.Job[ErasureArgs]) error {
+	return w.Deps.ProcessErasures(ctx)
+}
+
+// ErrLegalHold is wrapped when a legal hold blocks an erasure.
+var ErrLegalHold = errors.New("erasure refused: a legal hold covers the subject's events")
+
+// ErrGDPRDisabled is returned when audit.settings has gdpr_enabled = false.
+var ErrGDPRDisabled = errors.New("erasure refused: GDPR mode is off (AUDIT_GDPR_ENABLED=false, audit.settings gdpr_enabled)")
+
+// ErasureResult is the outcome of one erasure request.
+type ErasureResult struct {
+	RequestID int64  `json:"request_id"`
+	Status    string `json:"status"`
+	Rows      int64  `json:"rows"`
+	// Token replaces the subject's ids in every erased row.
+	Token string `json:"token,omitempty"`
+	// Organizations whose cached reads must be dropped.
+	Organizations []string `json:"organizations,omitempty"`
+}
+
+// erasureBatch bounds one transaction: row locks and WAL stay small, and a
+// crash loses at most one uncommitted batch, which the next run redoes.
+const erasureBatch = 500
+
+// erasureLockSpace keys the advisory lock that keeps two workers off one request.
+const erasureLockSpace = 0x65726173 // 'eras'
+
+// ProcessErasures runs every open erasure request in order. A request
+// refused by a legal hold is marked refused and the sweep goes on.
+func (d *Deps) ProcessErasures(ctx context.Context) error {
+	rows, err := d.Pool.Query(ctx, `SELECT id FROM audit.erasure_requests WHERE status IN ('pending', 'running') ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("erasure: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return fmt.Errorf("erasure: %w", err)
+	}
+	for _, id := range ids {
+		res, err := d.Erase(ctx, id, nil)
+		if errors.Is(err, ErrLegalHold) {
+			d.logger().WarnContext(ctx, "erasure: refused by a legal hold", "request_id", id)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		d.logger().InfoContext(ctx, "erasure: done", "request_id", id, "rows", res.Rows)
+	}
+	return nil
+}
+
+// Erase carries out erasure request id: for every event in which the
+// subject is the principal (or one of their write-time pseudonyms) or the
+// target resource, it replaces those ids with the request's token, clears
+// the other PII columns the subject's data may sit in, deletes pii_salt and
+// keeps pii_commitment, and writes a redaction record sealed with the active
+// key, batch by batch, each batch in one transaction with its records. The
+// rows still verify (INTEGRITY.md, Retention and redaction). progress, if
+// not nil, gets rows done and rows in all. Safe to call again after a crash.
+func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total int64)) (*ErasureResult, error) {
+	keyID, key, err := d.Keys.ActiveKey()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := d.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("erasure %d: %w", id, err)
+	}
+	defer conn.Release()
+	var locked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, erasureLockSpace, int32(id)).Scan(&locked); err != nil {
+		return nil, fmt.Errorf("erasure %d: %w", id, err)
+	}
+	if !locked {
+		return nil, fmt.Errorf("erasure %d: another worker is running it", id)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1, $2)`, erasureLockSpace, int32(id))
+	}()
+
+	res := &ErasureResult{RequestID: id}
+	var subject *string
+	var done int64
+	err = conn.QueryRow(ctx, `SELECT subject, status, coalesce(token, ''), rows_done FROM audit.erasure_requests WHERE id = $1`, id).
+		Scan(&subject, &res.Status, &res.Token, &done)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("erasure %d: no such request", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("erasure %d: %w", id, err)
+	}
+	if subject == nil { // done or refused earlier
+		res.Rows = done
+		return res, nil
+	}
+	var gdpr string
+	if err := conn.QueryRow(ctx, `SELECT coalesce((SELECT value FROM audit.settings WHERE key = 'gdpr_enabled'), 'true')`).Scan(&gdpr); err != nil {
+		return nil, fmt.Errorf("erasure %d: %w", id, err)
+	}
+	if gdpr != "true" {
+		return nil, ErrGDPRDisabled
+	}
+
+	// The subject's ids: their own, and the pseudonyms written for them.
+	rows, err := conn.Query(ctx, `SELECT $1::text UNION SELECT pseudonym FROM audit.pseudonyms WHERE principal_id = $1`, *subject)
+	if err != nil {
+		return nil, fmt.Errorf("erasure %d: pseudonyms: %w", id, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("erasure %d: pseudonyms: %w", id, err)
+	}
+
+	if holds, err := coveringHolds(ctx, conn, *subject, ids); err != nil {
+		return nil, fmt.Errorf("erasure %d: %w", id, err)
+	} else if holds != "" {
+		msg := "legal hold " + holds
+		if _, err := conn.Exec(ctx, `UPDATE audit.erasure_requests SET status = 'refused', subject = NULL, error = $2, finished_at = now() WHERE id = $1`, id, msg); err != nil {
+			return nil, fmt.Errorf("erasure %d: %w", id, err)
+		}
+		return nil, fmt.Errorf("%w (request %d: %s)", ErrLegalHold, id, msg)
+	}
+
+	if res.Token == "" {
+		res.Token = ErasureToken(key, *subject)
+	}
+	var total int64
+	err = conn.QueryRow(ctx, `WITH n AS (SELECT count(*) AS c FROM audit.audit_log WHERE principal_id = ANY($2) OR target_resource_id = $3)
+		UPDATE audit.erasure_requests SET status = 'running', token = $4, rows_total = rows_done + n.c FROM n WHERE id = $1
+		RETURNING rows_total`, id, ids, *subject, res.Token).Scan(&total)
+	if err != nil {
+		return nil, fmt.Errorf("erasure %d: %w", id, err)
+	}
+	reason := "gdpr art. 17 erasure, request " + strconv.FormatInt(id, 10)
+	orgs := map[string]bool{}
+	partitions := map[string]bool{}
+	for {
+		n, err := eraseBatch(ctx, conn, id, ids, *subject, res.Token, reason, keyID, key, orgs, partitions)
+		if err != nil {
+			return nil, fmt.Errorf("erasure %d: %w", id, err)
+		}
+		done += n
+		if progress != nil {
+			progress(done, total)
+		}
+		if n < erasureBatch {
+			break
+		}
+	}
+	_, err = conn.Exec(ctx, `WITH p AS (DELETE FROM audit.pseudonyms WHERE principal_id = $2)
+		UPDATE audit.erasure_requests SET status = 'done', subject = NULL, finished_at = now() WHERE id = $1`, id, *subject)
+	if err != nil {
+		return nil, fmt.Errorf("erasure %d: %w", id, err)
+	}
+	res.Status, res.Rows = "done", done
+	for o := range orgs {
+		res.Organizations = append(res.Organizations, o)
+	}
+	// The old row versions, and their index entries, hold the values until
+	// vacuum removes them. VACUUM needs the table's owner; without that the
+	// next autovacuum does it.
+	for p := range partitions {
+		if _, err := conn.Exec(ctx, `VACUUM (INDEX_CLEANUP ON) `+p); err != nil {
+			d.logger().WarnContext(ctx, "erasure: vacuum failed; autovacuum will remove the old row versions", "partition", p, "error", err)
+		}
+	}
+	return res, nil
+}
+
+func eraseBatch(ctx context.Context, conn interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, id int64, ids []string, subject, token, reason, keyID string, key []byte, orgs, partitions map[string]bool) (int64, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var (
+		rowIDs  []int64
+		times   []time.Time
+		chains  []int16
+		seqs    []int64
+		macs    []string
+		created time.Time
+	)
+	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&created); err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, `SELECT id, "timestamp", chain_id, chain_seq, coalesce(organization_id, ''), tableoid::regclass::text
+		FROM audit.audit_log WHERE principal_id = ANY($1) OR target_resource_id = $2 ORDER BY id LIMIT $3`, ids, subject, erasureBatch)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		rowID     int64
+		ts        time.Time
+		chain     int16
+		seq       int64
+		org, part string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&rowID, &ts, &chain, &seq, &org, &part}, func() error {
+		rowIDs, times, chains, seqs = append(rowIDs, rowID), append(times, ts), append(chains, chain), append(seqs, seq)
+		macs = append(macs, integrity.RedactionMAC(key, rowID, chain, seq, created.UnixMicro(), reason))
+		if org != "" {
+			orgs[org] = true
+		}
+		partitions[part] = true
+		return nil
+	})
+	if err != nil || len(rowIDs) == 0 {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `SET LOCAL auditdb.maintenance = 'erasure'`)
+	if err != nil {
+		return 0, err
+	}
+	// Ids that are the subject's become the token. The source address is the
+	// principal's; outcome text and details may mention anyone involved, so
+	// they go in every row.
+	tag, err := tx.Exec(ctx, `UPDATE audit.audit_log SET
+			source_ip = CASE WHEN principal_id = ANY($3) THEN NULL ELSE source_ip END,
+			principal_id = CASE WHEN principal_id = ANY($3) THEN $5 ELSE principal_id END,
+			target_resource_id = CASE WHEN target_resource_id = $4 THEN $5 ELSE target_resource_id END,
+			outcome_description = NULL, details = NULL, pii_salt = NULL
+		WHERE (id, "timestamp") IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))`,
+		rowIDs, times, ids, subject, token)
+	if err != nil {
+		return 0, err
+	}
+	if tag.RowsAffected() != int64(len(rowIDs)) {
+		return 0, fmt.Errorf("updated %d rows of %d", tag.RowsAffected(), len(rowIDs))
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO audit.redactions (row_id, chain_id, chain_seq, reason, created_at, key_id, mac)
+		SELECT r, c, s, $4, $5, $6, m FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $7::text[]) AS u(r, c, s, m)`,
+		rowIDs, chains, seqs, reason, created, keyID, macs)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE audit.erasure_requests SET rows_done = rows_done + $2 WHERE id = $1`, id, len(rowIDs)); err != nil {
+		return 0, err
+	}
+	return int64(len(rowIDs)), tx.Commit(ctx)
+}
+
+// coveringHolds describes the active legal holds that cover any of the
+// subject's events, or a hold on the subject itself; "" when none.
+func coveringHolds(ctx context.Context, conn interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, subject string, ids []string) (string, error) {
+	rows, err := conn.Query(ctx, `SELECT h.id, h.scope FROM audit.legal_holds h
+		WHERE h.released_at IS NULL AND (
+			(h.scope = 'subject' AND h.value = ANY($1))
+			OR EXISTS (SELECT 1 FROM audit.audit_log l
+				WHERE (l.principal_id = ANY($1) OR l.target_resource_id = $2)
+				AND ((h.scope = 'resource' AND l.target_resource_type = h.target_resource_type AND l.target_resource_id = h.value)
+					OR (h.scope = 'organization' AND l.organization_id = h.value))))
+		ORDER BY h.id`, ids, subject)
+	if err != nil {
+		return "", fmt.Errorf("legal holds: %w", err)
+	}
+	var parts []string
+	var hid int64
+	var scope string
+	_, err = pgx.ForEachRow(rows, []any{&hid, &scope}, func() error {
+		parts = append(parts, fmt.Sprintf("%d (%s)", hid, scope))
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("legal holds: %w", err)
+	}
+	return strings.Join(parts, ", "), nil
+}
+
+// ErasureToken is the stable token that replaces a subject's ids: 'erased_'
+// and 32 hex digits of HMAC-SHA-256 under a key derived from the seal key,
+// so the same subject gets the same token (their events still group
+// together) and nobody without the key can test a guess.
+func ErasureToken(sealKey []byte, subject string) string {
+	k := hmac.New(sha256.New, sealKey)
+	k.Write([]byte("auditdb/erasure-token-key/v1"))
+	m := hmac.New(sha256.New, k.Sum(nil))
+	m.Write([]byte(subject))
+	return "erased_" + hex.EncodeToString(m.Sum(nil)[:16])
+}
