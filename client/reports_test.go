@@ -67,7 +67,7 @@ func TestAccessReport(t *testing.T) {
 		reportEvent(2, "fhir.patient.write", StatusSuccess, "dr-1", "Patient", "patient-a"),
 		evil,
 		reportEvent(4, "fhir.patient.read", StatusAttempt, "nurse-9", "Patient", "patient-a"),
-		reportEvent(5, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", "patient-b"),    // other patient
+		reportEvent(5, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", "patient-b"),     // other patient
 		reportEvent(6, "fhir.patient.read", StatusSuccess, "dr-1", "Observation", "patient-a"), // other type
 		reportEvent(-10, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", "patient-a"),   // before From
 		reportEvent(100, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", "patient-a"),   // at To: excluded
@@ -197,8 +197,8 @@ func TestDisclosureReport(t *testing.T) {
 			map[string]any{"recipient": "=HYPERLINK(\"x\")"}),
 		reportEvent(3, "ehr.chart.print", StatusSuccess, "dr-1", "Patient", "patient-a"),
 		internal, // not PHI
-		reportEvent(5, "ehr.record.disclose", StatusFailure, "dr-1", "Patient", "patient-a"), // nothing disclosed
-		reportEvent(6, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", "patient-a"),   // not a disclosure
+		reportEvent(5, "ehr.record.disclose", StatusFailure, "dr-1", "Patient", "patient-a"),  // nothing disclosed
+		reportEvent(6, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", "patient-a"),    // not a disclosure
 		reportEvent(7, "ehr.record.disclosed", StatusSuccess, "dr-1", "Patient", "patient-a"), // suffix differs
 		reportEvent(8, "ehr.record.disclose", StatusSuccess, "dr-1", "Device", "patient-a"),   // not a patient
 		oldest, tooOld,
