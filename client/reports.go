@@ -228,10 +228,9 @@ func (c *Client) readOnly(ctx context.Context, what string, fn func(tx pgx.Tx, n
 func pageEvents(ctx context.Context, tx pgx.Tx, what, cols string, where func(b *whereBuilder), maxRows int,
 	scan func(pgx.Rows) (row []any, ts time.Time, id int64, err error)) ([][]any, error) {
 	var (
-		out    [][]any
-		after  *Cursor
-		tsCol  = `"timestamp"`
-		inPage int
+		out   [][]any
+		after *Cursor
+		tsCol = `"timestamp"`
 	)
 	for {
 		var b whereBuilder
@@ -248,7 +247,7 @@ func pageEvents(ctx context.Context, tx pgx.Tx, what, cols string, where func(b 
 		if err != nil {
 			return nil, fmt.Errorf("client: %s: %w", what, err)
 		}
-		inPage = 0
+		inPage := 0
 		for rows.Next() {
 			row, ts, id, err := scan(rows)
 			if err != nil {
@@ -898,15 +897,16 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 			ReportField{Key: "archive_manifests", Label: "Archive manifests", Value: manifests},
 			ReportField{Key: "archived_rows", Label: "Rows archived under manifests", Value: archived},
 		)
-		notes := []string{"Verdict " + verdict + ". " + statement}
+		statement = "Verdict " + verdict + ". " + statement
 		switch verdict {
 		case VerdictTampered:
-			notes = append(notes, fmt.Sprintf("TAMPERED: %d open findings on %d chains; see Open findings.", openFindings, tampered))
+			statement += fmt.Sprintf(" TAMPERED: %d open findings on %d chains; see Open findings.", openFindings, tampered)
 		case VerdictStale:
-			notes = append(notes, fmt.Sprintf("STALE: the newest verification is older than %s.", req.MaxAge))
+			statement += fmt.Sprintf(" STALE: the newest verification is older than %s.", req.MaxAge)
 		case VerdictIncomplete:
-			notes = append(notes, fmt.Sprintf("INCOMPLETE: %d chains hold rows that no verification has covered.", incomplete))
+			statement += fmt.Sprintf(" INCOMPLETE: %d chains hold rows that no verification has covered.", incomplete)
 		}
+		var notes []string
 		if openFindings > int64(len(findingRows)) {
 			notes = append(notes, fmt.Sprintf("Open findings lists the first %d of %d.", len(findingRows), openFindings))
 		}
@@ -920,8 +920,9 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 			Title:    "Integrity attestation",
 			Subtitle: "Tamper-evidence of the audit log: verification, hash chains, checkpoints, archives",
 			Parameters: []ReportField{
-				{Key: "max_age_seconds", Label: "Freshness threshold", Value: req.MaxAge.String()},
+				{Key: "max_age", Label: "Freshness threshold", Value: req.MaxAge.String()},
 			},
+			Statement: statement,
 			Columns: []ReportColumn{
 				{Key: "chain_id", Label: "Chain"}, {Key: "head_seq", Label: "Head seq"}, {Key: "head_hash", Label: "Head hash"},
 				{Key: "last_checkpoint_seq", Label: "Checkpoint seq"}, {Key: "last_checkpoint_at", Label: "Checkpoint at (UTC)"},

@@ -292,7 +292,7 @@ func TestIntegrityAttestation(t *testing.T) {
 	rep, v := verdict(AttestationRequest{})
 	require.Equal(t, VerdictUnverified, v)
 	require.Len(t, rep.Rows, 16)
-	require.Contains(t, rep.Notes[0], "NO VERIFICATION HAS RUN")
+	require.Contains(t, rep.Statement, "Verdict UNVERIFIED. NO VERIFICATION HAS RUN")
 
 	events := make([]Event, 40)
 	for i := range events {

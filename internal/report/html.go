@@ -23,11 +23,11 @@ type htmlTable struct {
 }
 
 type htmlPage struct {
-	Title, Subtitle, Kind, GeneratedAt, Integrity string
-	Parameters, Summary                           []htmlField
-	Main                                          htmlTable
-	Sections                                      []htmlTable
-	Notes                                         []string
+	Title, Subtitle, Kind, GeneratedAt, Statement, Integrity string
+	Parameters, Summary                                      []htmlField
+	Main                                                     htmlTable
+	Sections                                                 []htmlTable
+	Notes                                                    []string
 }
 
 // writeHTML writes r as one self-contained HTML page: inline CSS with a
@@ -36,7 +36,7 @@ type htmlPage struct {
 func (r *Report) writeHTML(w io.Writer) error {
 	p := htmlPage{
 		Title: r.Title, Subtitle: r.Subtitle, Kind: r.Kind, GeneratedAt: FormatTime(r.GeneratedAt),
-		Integrity: r.Integrity, Parameters: htmlFields(r.Parameters), Summary: htmlFields(r.Summary),
+		Statement: r.Statement, Integrity: r.Integrity, Parameters: htmlFields(r.Parameters), Summary: htmlFields(r.Summary),
 		Main: htmlTableOf("", r.Columns, r.Rows), Notes: r.Notes,
 	}
 	for _, s := range r.Sections {

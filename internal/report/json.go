@@ -12,6 +12,7 @@ type jsonReport struct {
 	Title       string           `json:"title"`
 	Subtitle    string           `json:"subtitle,omitempty"`
 	GeneratedAt string           `json:"generated_at"`
+	Statement   string           `json:"statement,omitempty"`
 	Parameters  map[string]any   `json:"parameters"`
 	Columns     []jsonColumn     `json:"columns"`
 	Rows        []map[string]any `json:"rows"`
@@ -35,7 +36,7 @@ type jsonSection struct {
 // writeJSON writes r as one indented JSON object.
 func (r *Report) writeJSON(w io.Writer) error {
 	out := jsonReport{
-		Kind: r.Kind, Title: r.Title, Subtitle: r.Subtitle, GeneratedAt: FormatTime(r.GeneratedAt),
+		Kind: r.Kind, Title: r.Title, Subtitle: r.Subtitle, GeneratedAt: FormatTime(r.GeneratedAt), Statement: r.Statement,
 		Parameters: jsonFields(r.Parameters), Columns: jsonColumns(r.Columns), Rows: jsonRows(r.Columns, r.Rows),
 		Summary: jsonFields(r.Summary), Sections: make([]jsonSection, len(r.Sections)),
 		Notes: r.Notes, Integrity: r.Integrity,

@@ -62,6 +62,9 @@ type Report struct {
 	Parameters []Field
 	// GeneratedAt is when the report was made (the database's clock).
 	GeneratedAt time.Time
+	// Statement is the report's conclusion, shown before the tables (the
+	// attestation's verdict); empty for reports that list facts only.
+	Statement string
 	// Columns and Rows are the main table; each row has one value per column.
 	Columns []Column
 	Rows    [][]any

@@ -29,6 +29,7 @@ func sample() *Report {
 		Sections:  []Section{{Title: "By action", Columns: []Column{{Key: "action", Label: "Action"}}, Rows: [][]any{{script}}}},
 		Notes:     []string{"a note & " + script},
 		Integrity: "16 chains intact",
+		Statement: "Verdict INTACT & " + script,
 	}
 }
 
@@ -53,6 +54,7 @@ func TestJSON(t *testing.T) {
 	require.Equal(t, map[string]any{"events": float64(3), "ok": true}, got["summary"])
 	require.Equal(t, "By action", got["sections"].([]any)[0].(map[string]any)["title"])
 	require.Equal(t, "16 chains intact", got["integrity"])
+	require.Equal(t, "Verdict INTACT & "+script, got["statement"])
 }
 
 func TestCSVDefusesFormulas(t *testing.T) {
@@ -76,7 +78,7 @@ func TestHTMLEscapesAndIsSelfContained(t *testing.T) {
 	out := render(t, sample(), FormatHTML)
 	require.NotContains(t, out, script)
 	require.Contains(t, out, "&lt;script&gt;alert(1)&lt;/script&gt;")
-	require.Equal(t, 4, strings.Count(out, "&lt;script&gt;alert(1)&lt;/script&gt;"), "subtitle, parameter, section cell, note")
+	require.Equal(t, 5, strings.Count(out, "&lt;script&gt;alert(1)&lt;/script&gt;"), "subtitle, parameter, statement, section cell, note")
 	require.Contains(t, out, "a note &amp; ")
 	require.NotContains(t, strings.ToLower(out), "<script")
 	require.NotContains(t, out, "http://evil\"", "quotes escaped too")
@@ -95,6 +97,7 @@ func TestTextShowsControlCharactersAsEscapes(t *testing.T) {
 	require.NotContains(t, out, "\x1b")
 	require.Contains(t, out, `line1\nline2\x1b[31m`)
 	require.Contains(t, out, "Integrity at generation: 16 chains intact")
+	require.Contains(t, out, "\nVerdict INTACT & "+script+"\n\nTIME")
 	require.Contains(t, out, "TIME")
 	lines := strings.Split(out, "\n")
 	require.Equal(t, "Access report", lines[0])

@@ -18,6 +18,9 @@ func (r *Report) writeText(w io.Writer) error {
 	fmt.Fprintln(bw)
 	writeFields(bw, append([]Field{{Key: "generated_at", Label: "Generated", Value: r.GeneratedAt}}, r.Parameters...))
 	fmt.Fprintln(bw)
+	if r.Statement != "" {
+		fmt.Fprintf(bw, "%s\n\n", visible(r.Statement))
+	}
 	writeTable(bw, r.Columns, r.Rows)
 	if len(r.Summary) > 0 {
 		fmt.Fprintln(bw, "\nSummary")
