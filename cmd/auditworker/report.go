@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -192,7 +193,7 @@ func reportAction(c *cli.Context, period bool, build func(cl *client.Client, fro
 		return err
 	}
 	if out := c.String("out"); out != "" {
-		if err := os.WriteFile(out, buf.Bytes(), 0o600); err != nil {
+		if err := writeFileAtomic(out, buf.Bytes()); err != nil {
 			return fmt.Errorf("out: %w", err)
 		}
 		fmt.Fprintf(c.App.Writer, "%s report (%s, %d rows) written to %s\n", rep.Kind, format, len(rep.Rows), out)
@@ -200,6 +201,26 @@ func reportAction(c *cli.Context, period bool, build func(cl *client.Client, fro
 	}
 	_, err = c.App.Writer.Write(buf.Bytes())
 	return err
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// folder, renamed into place: the file is mode 0600 (reports hold PHI) even
+// when it replaces a file readable by others, and a failure leaves no
+// partial report behind.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".auditworker-report-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after a successful rename there is nothing to remove
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // parseReportTime reads a --from or --to value: RFC 3339, or a date
