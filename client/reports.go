@@ -204,7 +204,13 @@ func (c *Client) readOnly(ctx context.Context, what string, fn func(tx pgx.Tx, n
 	if err != nil {
 		return nil, fmt.Errorf("client: %s: %w", what, err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only: nothing to undo
+	defer func() {
+		// read-only, so there is nothing to undo; ending the transaction
+		// returns the connection, even when ctx was cancelled
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		_ = tx.Rollback(rctx)
+		cancel()
+	}()
 	var now time.Time
 	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
 		return nil, fmt.Errorf("client: %s: %w", what, err)
@@ -218,19 +224,28 @@ func (c *Client) readOnly(ctx context.Context, what string, fn func(tx pgx.Tx, n
 	if rep.Integrity, err = integrityLine(ctx, tx); err != nil {
 		return nil, fmt.Errorf("client: %s: %w", what, err)
 	}
+	if rep.Kind != "attestation" { // which lists the manifests itself
+		var manifests int64
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM audit.archive_manifests`).Scan(&manifests); err != nil {
+			return nil, fmt.Errorf("client: %s: %w", what, err)
+		}
+		if manifests > 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("Retention has archived rows out of the audit log under %d archive manifests "+
+				"(see the integrity attestation); events among them are not in this report: consult the archives for periods they cover.", manifests))
+		}
+	}
 	return rep, nil
 }
 
-// pageEvents reads the events selected by where (conditions on
-// audit.audit_log, whose parameters it adds to b) in (timestamp, id)
-// order, reportBatch at a time by keyset, and returns scan's row for each.
+// pageEvents reads the events of audit.audit_log that where's conditions
+// select, in (timestamp, id) order, reportBatch at a time by keyset, and
+// returns scan's row for each.
 // More than maxRows events is an error wrapping ErrReportTooLarge.
 func pageEvents(ctx context.Context, tx pgx.Tx, what, cols string, where func(b *whereBuilder), maxRows int,
 	scan func(pgx.Rows) (row []any, ts time.Time, id int64, err error)) ([][]any, error) {
 	var (
 		out   [][]any
 		after *Cursor
-		tsCol = `"timestamp"`
 	)
 	for {
 		var b whereBuilder
@@ -238,11 +253,11 @@ func pageEvents(ctx context.Context, tx pgx.Tx, what, cols string, where func(b 
 		if after != nil {
 			ts, id := b.arg(after.Timestamp), b.arg(after.ID)
 			// the first condition lets the planner seek in its index
-			b.add(tsCol + ` >= ` + ts + ` AND (` + tsCol + `, id) > (` + ts + `, ` + id + `)`)
+			b.add(`"timestamp" >= ` + ts + ` AND ("timestamp", id) > (` + ts + `, ` + id + `)`)
 		}
-		limit := min(reportBatch, maxRows+1-len(out))
-		sql := `SELECT id, ` + tsCol + `, ` + cols + ` FROM audit.audit_log` + b.clause() +
-			` ORDER BY ` + tsCol + `, id LIMIT ` + b.arg(limit)
+		limit := min(reportBatch, maxRows+1-len(out)) // one more than maxRows tells the cap was passed
+		sql := `SELECT id, "timestamp", ` + cols + ` FROM audit.audit_log` + b.clause() +
+			` ORDER BY "timestamp", id LIMIT ` + b.arg(limit)
 		rows, err := tx.Query(ctx, sql, b.args...)
 		if err != nil {
 			return nil, fmt.Errorf("client: %s: %w", what, err)

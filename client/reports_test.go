@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -181,7 +184,7 @@ func TestReportsPageAndCap(t *testing.T) {
 func TestDisclosureReport(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c, _ := setup(t, Config{})
+	c, db := setup(t, Config{})
 
 	withDetails := func(e Event, details map[string]any) Event { e.Details = details; return e }
 	internal := reportEvent(4, "ehr.record.disclose", StatusSuccess, "dr-1", "Patient", "patient-a")
@@ -221,6 +224,7 @@ func TestDisclosureReport(t *testing.T) {
 		{"patient-c", 1, oldest.Timestamp, oldest.Timestamp},
 	}, rep.Sections[0].Rows)
 	require.Equal(t, to.AddDate(-6, 0, 0), rep.Parameters[1].Value, "six years back from To")
+	require.Len(t, rep.Notes, 4, "no archive note without manifests")
 
 	recs, err := csv.NewReader(strings.NewReader(renderReport(t, rep, ReportCSV))).ReadAll()
 	require.NoError(t, err)
@@ -236,6 +240,13 @@ func TestDisclosureReport(t *testing.T) {
 	rep, err = c.DisclosureReport(ctx, DisclosureReportRequest{TargetResourceType: "Device", To: to})
 	require.NoError(t, err)
 	require.Len(t, rep.Rows, 1)
+
+	_, err = db.Pool.Exec(ctx, `INSERT INTO audit.archive_manifests (chain_id, first_seq, last_seq, end_hash, row_count,
+		archive_uri, archive_sha256, key_id, mac) VALUES (3, 1, 10, repeat('a', 64), 10, 'file:///a', repeat('b', 64), 'k', 'm')`)
+	require.NoError(t, err)
+	rep, err = c.DisclosureReport(ctx, DisclosureReportRequest{To: to})
+	require.NoError(t, err)
+	require.Contains(t, rep.Notes[len(rep.Notes)-1], "under 1 archive manifests")
 }
 
 func TestActionPatternsAreLiteral(t *testing.T) {
@@ -417,4 +428,36 @@ func TestReportsAsReader(t *testing.T) {
 	require.NoError(t, err)
 	_, err = reader.IntegrityAttestation(ctx, AttestationRequest{})
 	require.NoError(t, err)
+}
+
+// An access report on one patient's record for January, written as a
+// printable HTML page for an auditor. (It needs a database, so it has no
+// checked output.)
+func ExampleClient_AccessReport() {
+	ctx := context.Background()
+	c, err := New(ctx, "") // AUDIT_DB_URL
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	rep, err := c.AccessReport(ctx, AccessReportRequest{
+		TargetResourceType: "Patient",
+		TargetResourceID:   "patient-456",
+		From:               time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC),
+		To:                 time.Date(2026, time.February, 1, 0, 0, 0, 0, time.UTC),
+	})
+	if errors.Is(err, ErrReportTooLarge) {
+		log.Fatal("narrow the period or raise MaxRows: ", err)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	f, err := os.OpenFile("access-patient-456.html", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) // PHI
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	if err := rep.Render(f, ReportHTML); err != nil {
+		log.Fatal(err)
+	}
 }
