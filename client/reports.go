@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -595,7 +596,8 @@ func actionPatterns(req string, actions []string) ([]string, error) {
 // WorkforceActivityReport lists what one workforce member did in a period,
 // oldest first, with a summary (events, PHI events, distinct patients and
 // resources, failures) and a section per action counting events, distinct
-// patients and failures. A patient is a target resource of type Patient.
+// patients and failures, and one per patient counting events. A patient is
+// a target resource of type Patient.
 func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReportRequest) (*Report, error) {
 	const name = "ActivityReportRequest"
 	if err := checkRequired(name, "PrincipalID", req.PrincipalID); err != nil {
@@ -635,13 +637,18 @@ func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReport
 			events, failures int
 			patients         map[string]bool
 		}
+		type byPatient struct {
+			events      int
+			first, last time.Time
+		}
 		var (
-			actions             = map[string]*byAction{}
-			patients, resources = map[string]bool{}, map[string]bool{}
-			phi, failures       int
+			actions       = map[string]*byAction{}
+			patients      = map[string]*byPatient{}
+			resources     = map[string]bool{}
+			phi, failures int
 		)
 		for _, row := range rows {
-			action := row[2].(string)
+			ts, action := row[0].(time.Time), row[2].(string)
 			ba := actions[action]
 			if ba == nil {
 				ba = &byAction{patients: map[string]bool{}}
@@ -660,19 +667,24 @@ func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReport
 			if isID {
 				resources[rtype+"\x00"+rid] = true
 				if rtype == "Patient" {
-					patients[rid] = true
 					ba.patients[rid] = true
+					bp := patients[rid]
+					if bp == nil {
+						bp = &byPatient{first: ts}
+						patients[rid] = bp
+					}
+					bp.events++
+					bp.last = ts
 				}
 			}
 		}
-		names := make([]string, 0, len(actions))
-		for a := range actions {
-			names = append(names, a)
+		perAction := make([][]any, 0, len(actions))
+		for _, a := range slices.Sorted(maps.Keys(actions)) {
+			perAction = append(perAction, []any{a, actions[a].events, len(actions[a].patients), actions[a].failures})
 		}
-		slices.Sort(names)
-		perAction := make([][]any, len(names))
-		for i, a := range names {
-			perAction[i] = []any{a, actions[a].events, len(actions[a].patients), actions[a].failures}
+		perPatient := make([][]any, 0, len(patients))
+		for _, p := range slices.Sorted(maps.Keys(patients)) {
+			perPatient = append(perPatient, []any{p, patients[p].events, patients[p].first, patients[p].last})
 		}
 
 		return &Report{
@@ -704,6 +716,13 @@ func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReport
 					{Key: "patients", Label: "Distinct patients"}, {Key: "failures", Label: "Failed"},
 				},
 				Rows: perAction,
+			}, {
+				Title: "Events by patient",
+				Columns: []ReportColumn{
+					{Key: "target_resource_id", Label: "Patient"}, {Key: "events", Label: "Events"},
+					{Key: "first", Label: "First (UTC)"}, {Key: "last", Label: "Last (UTC)"},
+				},
+				Rows: perPatient,
 			}},
 			Notes: []string{
 				"Events are those whose principal_id is the workforce member, with timestamps in [From, To), oldest first, read from one database snapshot.",

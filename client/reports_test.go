@@ -287,6 +287,10 @@ func TestWorkforceActivityReport(t *testing.T) {
 		{"fhir.observation.write", 1, 0, 0},
 		{"fhir.patient.read", 3, 2, 1},
 	}, rep.Sections[0].Rows)
+	require.Equal(t, [][]any{
+		{"p-1", 2, baseTime.Add(time.Second), baseTime.Add(3 * time.Second)},
+		{"p-2", 1, baseTime.Add(2 * time.Second), baseTime.Add(2 * time.Second)},
+	}, rep.Sections[1].Rows)
 }
 
 func TestIntegrityAttestation(t *testing.T) {

@@ -33,8 +33,23 @@ type jsonSection struct {
 	Rows    []map[string]any `json:"rows"`
 }
 
+// MarshalJSON encodes r in the shape Render writes for FormatJSON, so a
+// report embedded in other JSON reads the same.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(r.jsonShape())
+}
+
 // writeJSON writes r as one indented JSON object.
 func (r *Report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r.jsonShape())
+}
+
+func (r *Report) jsonShape() jsonReport {
 	out := jsonReport{
 		Kind: r.Kind, Title: r.Title, Subtitle: r.Subtitle, GeneratedAt: FormatTime(r.GeneratedAt), Statement: r.Statement,
 		Parameters: jsonFields(r.Parameters), Columns: jsonColumns(r.Columns), Rows: jsonRows(r.Columns, r.Rows),
@@ -47,9 +62,7 @@ func (r *Report) writeJSON(w io.Writer) error {
 	for i, s := range r.Sections {
 		out.Sections[i] = jsonSection{Title: s.Title, Columns: jsonColumns(s.Columns), Rows: jsonRows(s.Columns, s.Rows)}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return out
 }
 
 func jsonFields(fields []Field) map[string]any {

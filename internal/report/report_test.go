@@ -57,6 +57,17 @@ func TestJSON(t *testing.T) {
 	require.Equal(t, "Verdict INTACT & "+script, got["statement"])
 }
 
+func TestMarshalJSONMatchesRender(t *testing.T) {
+	t.Parallel()
+	b, err := json.Marshal(sample())
+	require.NoError(t, err)
+	require.JSONEq(t, render(t, sample(), FormatJSON), string(b))
+	bad := sample()
+	bad.Summary[0].Value = 1.5
+	_, err = json.Marshal(bad)
+	require.ErrorIs(t, err, ErrValueType)
+}
+
 func TestCSVDefusesFormulas(t *testing.T) {
 	t.Parallel()
 	recs, err := csv.NewReader(strings.NewReader(render(t, sample(), FormatCSV))).ReadAll()
