@@ -72,6 +72,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			verifyCommand(),
 			partitionsCommand(),
 			statusCommand(),
+			reportCommand(),
 			devCommand(),
 			demoCommand(),
 			gdprCommand(),

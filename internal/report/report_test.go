@@ -1,0 +1,147 @@
+package report
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const script = `<script>alert(1)</script>`
+
+func sample() *Report {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 890000000, time.UTC)
+	return &Report{
+		Kind: "access", Title: "Access report", Subtitle: "Patient " + script,
+		Parameters:  []Field{{Key: "resource_id", Label: "Resource", Value: script}},
+		GeneratedAt: at,
+		Columns:     []Column{{Key: "time", Label: "Time"}, {Key: "who", Label: "Who"}, {Key: "n", Label: "N"}, {Key: "note", Label: "Note"}},
+		Rows: [][]any{
+			{at, "=HYPERLINK(\"http://evil\")", int64(-3), nil},
+			{at.Add(time.Second), "dr-1", 7, "line1\nline2\x1b[31m"},
+			{at.Add(2 * time.Second), "@SUM(A1)", int16(2), "-2+3"},
+		},
+		Summary:   []Field{{Key: "events", Label: "Events", Value: 3}, {Key: "ok", Label: "OK", Value: true}},
+		Sections:  []Section{{Title: "By action", Columns: []Column{{Key: "action", Label: "Action"}}, Rows: [][]any{{script}}}},
+		Notes:     []string{"a note & " + script},
+		Integrity: "16 chains intact",
+		Statement: "Verdict INTACT & " + script,
+	}
+}
+
+func render(t *testing.T, r *Report, f Format) string {
+	t.Helper()
+	var b bytes.Buffer
+	require.NoError(t, r.Render(&b, f))
+	return b.String()
+}
+
+func TestJSON(t *testing.T) {
+	t.Parallel()
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(render(t, sample(), FormatJSON)), &got))
+	require.Equal(t, "access", got["kind"])
+	require.Equal(t, "2026-03-04T05:06:07.890000Z", got["generated_at"])
+	require.Equal(t, map[string]any{"resource_id": script}, got["parameters"])
+	rows := got["rows"].([]any)
+	require.Len(t, rows, 3)
+	require.Equal(t, map[string]any{"time": "2026-03-04T05:06:07.890000Z", "who": "=HYPERLINK(\"http://evil\")", "n": float64(-3), "note": nil}, rows[0],
+		"JSON keeps values as they are, with their types")
+	require.Equal(t, map[string]any{"events": float64(3), "ok": true}, got["summary"])
+	require.Equal(t, "By action", got["sections"].([]any)[0].(map[string]any)["title"])
+	require.Equal(t, "16 chains intact", got["integrity"])
+	require.Equal(t, "Verdict INTACT & "+script, got["statement"])
+}
+
+func TestMarshalJSONMatchesRender(t *testing.T) {
+	t.Parallel()
+	b, err := json.Marshal(sample())
+	require.NoError(t, err)
+	require.JSONEq(t, render(t, sample(), FormatJSON), string(b))
+	bad := sample()
+	bad.Summary[0].Value = 1.5
+	_, err = json.Marshal(bad)
+	require.ErrorIs(t, err, ErrValueType)
+}
+
+func TestCSVDefusesFormulas(t *testing.T) {
+	t.Parallel()
+	recs, err := csv.NewReader(strings.NewReader(render(t, sample(), FormatCSV))).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, [][]string{
+		{"time", "who", "n", "note"},
+		{"2026-03-04T05:06:07.890000Z", "'=HYPERLINK(\"http://evil\")", "-3", ""},
+		{"2026-03-04T05:06:08.890000Z", "dr-1", "7", "line1\nline2\x1b[31m"},
+		{"2026-03-04T05:06:09.890000Z", "'@SUM(A1)", "2", "'-2+3"},
+	}, recs)
+	for _, s := range []string{"+1", "\tx", "\rx", "-x", "=1", "@x", "  =1", "\n=1", "＝1", "＠x"} {
+		require.Equal(t, "'"+s, defuseFormula(s), s)
+	}
+	for _, s := range []string{"a=1", "", "  ", "dr-1", "'=1"} {
+		require.Equal(t, s, defuseFormula(s), s)
+	}
+}
+
+func TestHTMLEscapesAndIsSelfContained(t *testing.T) {
+	t.Parallel()
+	out := render(t, sample(), FormatHTML)
+	require.NotContains(t, out, script)
+	require.Contains(t, out, "&lt;script&gt;alert(1)&lt;/script&gt;")
+	require.Equal(t, 5, strings.Count(out, "&lt;script&gt;alert(1)&lt;/script&gt;"), "subtitle, parameter, statement, section cell, note")
+	require.Contains(t, out, "a note &amp; ")
+	require.NotContains(t, strings.ToLower(out), "<script")
+	require.NotContains(t, out, "http://evil\"", "quotes escaped too")
+	for _, external := range []string{"<link", "src=", "@import", "url("} {
+		require.NotContains(t, out, external)
+	}
+	require.Contains(t, out, "@media print")
+	require.Contains(t, out, "<footer>")
+	require.Contains(t, out, "16 chains intact")
+	require.Contains(t, out, "2026-03-04T05:06:07.890000Z")
+}
+
+func TestTextShowsControlCharactersAsEscapes(t *testing.T) {
+	t.Parallel()
+	out := render(t, sample(), FormatTable)
+	require.NotContains(t, out, "\x1b")
+	require.Contains(t, out, `line1\nline2\x1b[31m`)
+	require.Contains(t, out, "Integrity at generation: 16 chains intact")
+	require.Contains(t, out, "\nVerdict INTACT & "+script+"\n\nTIME")
+	require.Contains(t, out, "TIME")
+	lines := strings.Split(out, "\n")
+	require.Equal(t, "Access report", lines[0])
+}
+
+func TestRenderRejectsBadReports(t *testing.T) {
+	t.Parallel()
+	r := sample()
+	r.Rows = append(r.Rows, []any{1})
+	require.ErrorContains(t, r.Render(&bytes.Buffer{}, FormatJSON), "row 3 has 1 values for 4 columns")
+	r = sample()
+	r.Rows[0][2] = 1.5
+	require.ErrorIs(t, r.Render(&bytes.Buffer{}, FormatCSV), ErrValueType)
+	require.ErrorContains(t, sample().Render(&bytes.Buffer{}, "pdf"), "format: must be one of table, json, csv, html")
+	_, err := ParseFormat("HTML")
+	require.Error(t, err)
+	f, err := ParseFormat("csv")
+	require.NoError(t, err)
+	require.Equal(t, FormatCSV, f)
+}
+
+func TestEmptyReport(t *testing.T) {
+	t.Parallel()
+	r := &Report{Kind: "access", Title: "Access report", Columns: []Column{{Key: "a", Label: "A"}}}
+	for _, f := range Formats {
+		out := render(t, r, f)
+		require.NotEmpty(t, out, f)
+	}
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(render(t, r, FormatJSON)), &got))
+	require.Equal(t, []any{}, got["rows"])
+	require.Contains(t, render(t, r, FormatTable), "(none)")
+	require.Contains(t, render(t, r, FormatHTML), "None.")
+}
