@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/auditdb/auditdb/internal/report"
 )
 
 // HoldScope says what a legal hold covers.
@@ -342,15 +344,11 @@ func SortedCounts(m map[string]int64) [][2]string {
 	return out
 }
 
-// csvSafe defuses spreadsheet formulas: a cell that starts with = + - @ (or
-// a tab or carriage return) gets a leading quote, so values written by
-// anyone into an audit event never run as formulas where the export is
-// opened.
+// csvSafe defuses spreadsheet formulas in every cell (values written by
+// anyone into an audit event never run where the export is opened).
 func csvSafe(cells []string) []string {
 	for i, c := range cells {
-		if c != "" && (c[0] == '=' || c[0] == '+' || c[0] == '-' || c[0] == '@' || c[0] == '\t' || c[0] == '\r') {
-			cells[i] = "'" + c
-		}
+		cells[i] = report.DefuseFormula(c)
 	}
 	return cells
 }

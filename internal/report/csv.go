@@ -32,7 +32,7 @@ func (r *Report) writeCSV(w io.Writer) error {
 		for i, v := range row {
 			s := text(v)
 			if _, isText := v.(string); isText {
-				s = defuseFormula(s)
+				s = DefuseFormula(s)
 			}
 			record[i] = s
 		}
@@ -44,10 +44,10 @@ func (r *Report) writeCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// defuseFormula prefixes s with an apostrophe when a spreadsheet could read
+// DefuseFormula prefixes s with an apostrophe when a spreadsheet could read
 // it as a formula. Leading spaces are skipped because some spreadsheets
 // trim them before looking for the formula sign.
-func defuseFormula(s string) string {
+func DefuseFormula(s string) string {
 	if strings.HasPrefix(s, "\t") || strings.HasPrefix(s, "\r") {
 		return "'" + s
 	}

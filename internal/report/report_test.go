@@ -79,10 +79,10 @@ func TestCSVDefusesFormulas(t *testing.T) {
 		{"2026-03-04T05:06:09.890000Z", "'@SUM(A1)", "2", "'-2+3"},
 	}, recs)
 	for _, s := range []string{"+1", "\tx", "\rx", "-x", "=1", "@x", "  =1", "\n=1", "＝1", "＠x"} {
-		require.Equal(t, "'"+s, defuseFormula(s), s)
+		require.Equal(t, "'"+s, DefuseFormula(s), s)
 	}
 	for _, s := range []string{"a=1", "", "  ", "dr-1", "'=1"} {
-		require.Equal(t, s, defuseFormula(s), s)
+		require.Equal(t, s, DefuseFormula(s), s)
 	}
 }
 
