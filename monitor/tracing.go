@@ -20,22 +20,35 @@ func newOtelTracer(tp trace.TracerProvider) *otelpgx.Tracer {
 		otelpgx.WithTracerProvider(tp),
 		otelpgx.WithDisableSQLStatementInAttributes(),
 		otelpgx.WithDisableConnectionDetailsInAttributes(),
+		// "query SELECT" and "prepare SELECT" rather than two "SELECT"s
+		otelpgx.WithQuerySpanNamePrefix(),
 	)
 }
 
 // otelQueries is otelpgx with the normalised statement added as
-// db.query.text to the spans it starts for queries. Embedding keeps
+// db.query.text to the spans it starts for queries and prepares. Embedding keeps
 // otelpgx's batch, COPY, prepare, connect and acquire tracing.
 type otelQueries struct{ *otelpgx.Tracer }
 
 func (t otelQueries) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	parent := trace.SpanFromContext(ctx).SpanContext().SpanID()
 	ctx = t.Tracer.TraceQueryStart(ctx, conn, data)
+	setStatement(ctx, parent, data.SQL)
+	return ctx
+}
+
+func (t otelQueries) TracePrepareStart(ctx context.Context, conn *pgx.Conn, data pgx.TracePrepareStartData) context.Context {
+	parent := trace.SpanFromContext(ctx).SpanContext().SpanID()
+	ctx = t.Tracer.TracePrepareStart(ctx, conn, data)
+	setStatement(ctx, parent, data.SQL)
+	return ctx
+}
+
+func setStatement(ctx context.Context, parent trace.SpanID, sql string) {
 	// otelpgx starts a span only under a recording parent
 	if span := trace.SpanFromContext(ctx); span.IsRecording() && span.SpanContext().SpanID() != parent {
-		span.SetAttributes(semconv.DBQueryText(NormalizeSQL(data.SQL)))
+		span.SetAttributes(semconv.DBQueryText(NormalizeSQL(sql)))
 	}
-	return ctx
 }
 
 // Tracer returns the pgx tracer to set as pgxpool.Config.ConnConfig.Tracer
