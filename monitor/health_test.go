@@ -21,7 +21,7 @@ type testCache struct {
 }
 
 func (c *testCache) Health(context.Context) (string, string) { return c.status, c.detail }
-func (c *testCache) Counts() (int64, int64)                   { return c.hits.Load(), c.misses.Load() }
+func (c *testCache) Counts() (int64, int64)                  { return c.hits.Load(), c.misses.Load() }
 
 func newMonitor(t *testing.T, cfg Config) *Monitor {
 	t.Helper()

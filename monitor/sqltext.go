@@ -12,7 +12,7 @@ import (
 const normalizedMaxLen = 300
 
 // NormalizeSQL returns sql in a form safe to log: every literal (quoted
-// string, E'' or dollar-quoted string, number) becomes ?, comments are
+// string, E” or dollar-quoted string, number) becomes ?, comments are
 // dropped (they can hold anything) and runs of white space become one
 // space; it is cut at 300 bytes with "…". Parameters ($1) and identifiers
 // stay, so the statement is still recognisable. Statements written with
@@ -138,7 +138,7 @@ func identChar(c byte) bool {
 func utf8Start(c byte) bool { return c&0xC0 != 0x80 }
 
 // skipQuoted returns the index after the string literal opening at i.
-// backslash says whether \ escapes (E'' strings).
+// backslash says whether \ escapes (E” strings).
 func skipQuoted(s string, i int, backslash bool) int {
 	for j := i + 1; j < len(s); j++ {
 		switch {
