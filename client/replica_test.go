@@ -109,6 +109,15 @@ func TestReplicaRouting(t *testing.T) {
 	require.Equal(t, r.Primary.Port, port)
 	require.False(t, standby)
 
+	// an idle primary: the last replayed commit grows older than the bound,
+	// but the standby has everything, so it stays in use
+	time.Sleep(3 * 300 * time.Millisecond)
+	require.Eventually(t, func() bool {
+		port, _ := serverOf(t, c.ReadPool(ctx))
+		st, _ := c.ReplicaState()
+		return port == r.Standby.Port && st.InUse && st.Lag == 0 && st.BytesBehind == 0
+	}, 10*time.Second, 20*time.Millisecond)
+
 	// the standby stops replaying: it falls behind, and reads go to the
 	// primary, where the new event is
 	_, err = standbyAdmin.Exec(ctx, `SELECT pg_wal_replay_pause()`)

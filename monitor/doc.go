@@ -7,7 +7,8 @@
 // A [Monitor] is made before the pool it watches, because pgx takes its
 // tracer at pool creation:
 //
-//	m, err := monitor.New(monitor.ConfigFromEnv())
+//	cfg, err := monitor.ConfigFromEnv()
+//	m, err := monitor.New(cfg)
 //	pcfg.ConnConfig.Tracer = m.Tracer()
 //	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 //	health := m.Health(ctx, pool, cache)   // cache may be nil
