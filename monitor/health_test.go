@@ -66,6 +66,14 @@ func TestHealthFreshDatabase(t *testing.T) {
 	require.Equal(t, StatusDegraded, v.Status)
 	require.Contains(t, v.Detail, "no verification run has finished yet")
 	require.Equal(t, StatusDegraded, h.Overall)
+
+	// a reader role can run every check
+	reader := m.Health(context.Background(), db.LoginRole(t, "audit_reader"), nil)
+	require.Equal(t, h.Overall, reader.Overall)
+	for i, c := range reader.Components {
+		require.Equal(t, h.Components[i].Status, c.Status, c.Name)
+		require.Equal(t, h.Components[i].Detail, c.Detail, c.Name)
+	}
 }
 
 func TestHealthVerification(t *testing.T) {

@@ -2,12 +2,14 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // QueryTracer is a pgx tracer (queries and COPY) that times every
@@ -40,8 +42,11 @@ type SlowQuery struct {
 	Duration time.Duration `json:"duration_ns"`
 	// At is when it finished.
 	At time.Time `json:"at"`
-	// Failed says whether it ended in an error.
-	Failed bool `json:"failed"`
+	// Failed says whether it ended in an error; SQLState is the server's
+	// error code when the server raised it. The error's message is not
+	// kept: it can quote values (a constraint violation's key).
+	Failed   bool   `json:"failed"`
+	SQLState string `json:"sqlstate,omitempty"`
 }
 
 // QueryStats summarises the statements traced so far.
@@ -114,6 +119,10 @@ func (t *QueryTracer) end(ctx context.Context, err error) {
 		// normalised outside the lock: it is the costly part
 		entry = SlowQuery{Query: NormalizeSQL(start.sql), Duration: d, At: now, Failed: err != nil}
 		entry.Fingerprint = fingerprintOf(entry.Query)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			entry.SQLState = pgErr.Code
+		}
 	}
 
 	t.mu.Lock()
@@ -141,12 +150,17 @@ func (t *QueryTracer) end(ctx context.Context, err error) {
 	t.mu.Unlock()
 
 	if slow {
-		t.logger.LogAttrs(ctx, slog.LevelWarn, "monitor: slow query",
+		attrs := []slog.Attr{
 			slog.String("fingerprint", entry.Fingerprint),
 			slog.String("query", entry.Query),
 			slog.Float64("duration_ms", float64(d)/float64(time.Millisecond)),
 			slog.Float64("threshold_ms", float64(t.threshold)/float64(time.Millisecond)),
-			slog.Bool("failed", entry.Failed))
+			slog.Bool("failed", entry.Failed),
+		}
+		if entry.SQLState != "" {
+			attrs = append(attrs, slog.String("sqlstate", entry.SQLState))
+		}
+		t.logger.LogAttrs(ctx, slog.LevelWarn, "monitor: slow query", attrs...)
 	}
 }
 

@@ -51,6 +51,7 @@ func TestQueryTracerSlowQueryLog(t *testing.T) {
 	require.False(t, slow[0].Failed)
 	require.GreaterOrEqual(t, slow[0].Duration, 300*time.Millisecond)
 	require.True(t, slow[1].Failed)
+	require.Equal(t, "22P02", slow[1].SQLState, "invalid input syntax for type integer")
 
 	out := logs.String()
 	require.NotContains(t, out, "patient-jane-doe")
@@ -64,6 +65,10 @@ func TestQueryTracerSlowQueryLog(t *testing.T) {
 	require.Equal(t, slow[0].Fingerprint, rec["fingerprint"])
 	require.Equal(t, slow[0].Query, rec["query"])
 	require.GreaterOrEqual(t, rec["duration_ms"].(float64), 300.0)
+	require.NotContains(t, rec, "sqlstate")
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &rec))
+	require.Equal(t, "22P02", rec["sqlstate"])
+	require.Equal(t, true, rec["failed"])
 }
 
 func TestQueryTracerTimesCopy(t *testing.T) {

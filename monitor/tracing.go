@@ -14,12 +14,13 @@ import (
 // parameters unless asked (WithIncludeQueryParameters, never used here);
 // its raw statement attribute is turned off too, because a statement
 // written with inline literals would carry them: statementText puts the
-// normalised text in its place (otelQueries).
+// normalised text in its place (otelQueries). Connection details (host,
+// port, database, user; never the password) stay: they tell a replica's
+// reads from the primary's.
 func newOtelTracer(tp trace.TracerProvider) *otelpgx.Tracer {
 	return otelpgx.NewTracer(
 		otelpgx.WithTracerProvider(tp),
 		otelpgx.WithDisableSQLStatementInAttributes(),
-		otelpgx.WithDisableConnectionDetailsInAttributes(),
 		// "query SELECT" and "prepare SELECT" rather than two "SELECT"s
 		otelpgx.WithQuerySpanNamePrefix(),
 	)

@@ -58,6 +58,14 @@ func TestTracerSpansCarryNoParameters(t *testing.T) {
 		if s.Name == "query SELECT" {
 			querySpans++
 			require.Equal(t, parent.SpanContext().TraceID(), s.Parent.TraceID())
+			// which server answered (a replica or the primary) is recorded
+			var port int64
+			for _, kv := range s.Attributes {
+				if kv.Key == "server.port" {
+					port = kv.Value.AsInt64()
+				}
+			}
+			require.Equal(t, int64(pool.Config().ConnConfig.Port), port)
 		}
 	}
 	require.Equal(t, 2, querySpans, "one span per query inside the request: %v", spanNames(spans))
