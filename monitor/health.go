@@ -168,7 +168,8 @@ func checkPartitions(ctx context.Context, pool *pgxpool.Pool, minAhead int) (Sta
 
 // checkSealLag measures, per chain, how long ago the first row after the
 // newest checkpoint was written: the age of the oldest row no HMAC
-// checkpoint covers yet.
+// checkpoint covers yet. When retention has already removed that row, the
+// time the chain's head last moved stands in (a lower bound).
 func checkSealLag(ctx context.Context, pool *pgxpool.Pool, maxLag time.Duration) (Status, string) {
 	var chains int
 	var unsealed int64
