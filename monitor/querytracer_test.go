@@ -116,3 +116,34 @@ func TestQueryTracerRings(t *testing.T) {
 	require.Equal(t, "SELECT xxxxx", slow[0].Query, "oldest first")
 	require.Equal(t, "SELECT xxxxxx", slow[1].Query)
 }
+
+// BenchmarkQueryTracer is the cost the tracer adds to each statement that
+// is not slow (the common case): a context value, two clock reads, a lock.
+func BenchmarkQueryTracer(b *testing.B) {
+	if testing.Short() {
+		b.Skip("benchmark")
+	}
+	qt := NewQueryTracer(Config{Logger: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	data := pgx.TraceQueryStartData{SQL: `SELECT ` + selectList + ` FROM audit.audit_log WHERE id = $1`}
+	b.ReportAllocs()
+	for b.Loop() {
+		qt.TraceQueryEnd(qt.TraceQueryStart(ctx, nil, data), nil, pgx.TraceQueryEndData{})
+	}
+}
+
+// BenchmarkNormalizeSQL is the cost paid per slow statement and per traced
+// span.
+func BenchmarkNormalizeSQL(b *testing.B) {
+	if testing.Short() {
+		b.Skip("benchmark")
+	}
+	sql := `SELECT ` + selectList + ` FROM audit.audit_log WHERE "timestamp" <= $1 AND action = 'fhir.read' ORDER BY id DESC LIMIT 101`
+	b.ReportAllocs()
+	for b.Loop() {
+		NormalizeSQL(sql)
+	}
+}
+
+const selectList = `id, chain_id, chain_seq, "timestamp", recorded_at, action, status, principal_id,
+	principal_type, organization_id, target_resource_type, target_resource_id, source_ip`
