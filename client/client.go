@@ -27,6 +27,7 @@ var ErrSchemaNotInstalled = errors.New("client: auditdb schema not installed (ru
 type Client struct {
 	pool       *pgxpool.Pool
 	maxRetries int
+	replica    *replicaRouter // nil without Config.ReplicaURL
 }
 
 // New connects to url, or to AUDIT_DB_URL when url is empty, with every
@@ -92,7 +93,14 @@ func NewWithConfig(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: open pool: %w", err)
 	}
-	return &Client{pool: pool, maxRetries: max(cfg.MaxRetries, 0)}, nil
+	c := &Client{pool: pool, maxRetries: max(cfg.MaxRetries, 0)}
+	if cfg.ReplicaURL != "" {
+		if c.replica, err = newReplicaRouter(ctx, cfg, pool, pcfg); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // requireTLS makes every TCP destination of cc use tlsCfg, dropping the
@@ -148,9 +156,14 @@ func (c *Client) CheckConnection(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every connection of the pool, waiting for those in use to
+// Close closes every connection of the pools, waiting for those in use to
 // be released.
-func (c *Client) Close() { c.pool.Close() }
+func (c *Client) Close() {
+	c.pool.Close()
+	if c.replica != nil {
+		c.replica.replica.Close()
+	}
+}
 
 // Retryable reports whether err (or an error it wraps) is a serialization
 // failure (SQLSTATE 40001) or a deadlock (40P01): the transaction did

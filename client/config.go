@@ -22,6 +22,8 @@ const (
 	IdleTimeoutDefault      time.Duration = 5 * time.Minute
 	ApplicationNameDefault                = "auditdb-client"
 	MaxRetriesDefault                     = 3
+	ReplicaMaxLagDefault    time.Duration = 5 * time.Second
+	ReplicaCheckDefault     time.Duration = time.Second
 )
 
 // The environment variables ConfigFromEnv and New read.
@@ -29,6 +31,7 @@ const (
 	EnvURL     = "AUDIT_DB_URL"
 	EnvPoolMin = "AUDIT_DB_POOL_MIN"
 	EnvPoolMax = "AUDIT_DB_POOL_MAX"
+	EnvReplica = "AUDIT_DB_REPLICA_URL"
 )
 
 // statement_timeout is an int4 of milliseconds on the server.
@@ -85,6 +88,22 @@ type Config struct {
 	// serialization failure (SQLSTATE 40001) or a deadlock (40P01); a
 	// negative value turns retries off. Defaults to 3.
 	MaxRetries int
+
+	// ReplicaURL is a read replica (a streaming standby of URL's server)
+	// for Search, Count, Get and ReadPool, with the same pool settings as
+	// URL. Reads go to the primary instead while the replica does not
+	// answer or lags more than ReplicaMaxLag. Never shown in errors.
+	// Defaults to empty: every read goes to the primary; ConfigFromEnv
+	// reads AUDIT_DB_REPLICA_URL.
+	ReplicaURL string
+
+	// ReplicaMaxLag is how far behind the primary the replica may be for
+	// reads to go to it. Defaults to 5s.
+	ReplicaMaxLag time.Duration
+
+	// ReplicaCheckInterval is how often the replica's state (up, lag) is
+	// checked again, on the first read after it passes. Defaults to 1s.
+	ReplicaCheckInterval time.Duration
 }
 
 // WithDefaults returns c with every field left zero set to its default.
@@ -109,6 +128,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = MaxRetriesDefault
+	}
+	if c.ReplicaMaxLag == 0 {
+		c.ReplicaMaxLag = ReplicaMaxLagDefault
+	}
+	if c.ReplicaCheckInterval == 0 {
+		c.ReplicaCheckInterval = ReplicaCheckDefault
 	}
 	return c
 }
@@ -150,11 +175,22 @@ func (c Config) Validate() error {
 			return errors.New("client: ApplicationName: must be printable ASCII")
 		}
 	}
+	if c.ReplicaURL != "" {
+		if err := checkURL("ReplicaURL", c.ReplicaURL); err != nil {
+			return err
+		}
+	}
+	if c.ReplicaMaxLag < 0 {
+		return fmt.Errorf("client: ReplicaMaxLag: must not be negative (%s)", c.ReplicaMaxLag)
+	}
+	if c.ReplicaCheckInterval < 0 {
+		return fmt.Errorf("client: ReplicaCheckInterval: must not be negative (%s)", c.ReplicaCheckInterval)
+	}
 	return nil
 }
 
-// ConfigFromEnv reads AUDIT_DB_URL, AUDIT_DB_POOL_MIN and AUDIT_DB_POOL_MAX
-// into a Config; unset or empty variables leave their field zero (so the
+// ConfigFromEnv reads AUDIT_DB_URL, AUDIT_DB_POOL_MIN, AUDIT_DB_POOL_MAX and
+// AUDIT_DB_REPLICA_URL into a Config; unset or empty variables leave their field zero (so the
 // default applies). Errors name the variable. A missing AUDIT_DB_URL is not
 // an error here: set Config.URL before NewWithConfig, which requires one.
 func ConfigFromEnv() (Config, error) {
@@ -166,6 +202,12 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 	c.URL = strings.TrimSpace(getenv(EnvURL))
 	if c.URL != "" {
 		if err := checkURL(EnvURL, c.URL); err != nil {
+			return Config{}, err
+		}
+	}
+	c.ReplicaURL = strings.TrimSpace(getenv(EnvReplica))
+	if c.ReplicaURL != "" {
+		if err := checkURL(EnvReplica, c.ReplicaURL); err != nil {
 			return Config{}, err
 		}
 	}

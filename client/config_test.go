@@ -20,18 +20,21 @@ const secretURL = "postgres://auditor:s3cr3t-pw@db.example:5432/audit"
 func TestConfigWithDefaults(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, Config{
-		URL:              secretURL,
-		PoolMin:          PoolMinDefault,
-		PoolMax:          PoolMaxDefault,
-		ConnectTimeout:   ConnectTimeoutDefault,
-		StatementTimeout: StatementTimeoutDefault,
-		IdleTimeout:      IdleTimeoutDefault,
-		ApplicationName:  ApplicationNameDefault,
-		MaxRetries:       MaxRetriesDefault,
+		URL:                  secretURL,
+		PoolMin:              PoolMinDefault,
+		PoolMax:              PoolMaxDefault,
+		ConnectTimeout:       ConnectTimeoutDefault,
+		StatementTimeout:     StatementTimeoutDefault,
+		IdleTimeout:          IdleTimeoutDefault,
+		ApplicationName:      ApplicationNameDefault,
+		MaxRetries:           MaxRetriesDefault,
+		ReplicaMaxLag:        ReplicaMaxLagDefault,
+		ReplicaCheckInterval: ReplicaCheckDefault,
 	}, Config{URL: secretURL}.WithDefaults())
 
 	set := Config{URL: secretURL, PoolMin: 1, PoolMax: 4, ConnectTimeout: time.Second,
-		StatementTimeout: -1, IdleTimeout: time.Minute, ApplicationName: "x", MaxRetries: -1}
+		StatementTimeout: -1, IdleTimeout: time.Minute, ApplicationName: "x", MaxRetries: -1,
+		ReplicaMaxLag: time.Minute, ReplicaCheckInterval: time.Millisecond}
 	require.Equal(t, set, set.WithDefaults(), "fields that are set stay")
 }
 

@@ -12,7 +12,9 @@
 //     nothing);
 //   - [Client.WithTx], a transaction that commits when its function returns
 //     nil and is retried on serialization failures and deadlocks;
-//   - [Client.Search] with keyset pagination, [Client.Count] and [Client.Get].
+//   - [Client.Search] with keyset pagination, [Client.Count] and [Client.Get],
+//     served by a read replica ([Config.ReplicaURL]) while it is up and
+//     within [Config.ReplicaMaxLag] of the primary, by the primary otherwise.
 //
 // A client is made from a URL ([New], which falls back to AUDIT_DB_URL) or
 // from a [Config] ([NewWithConfig], [ConfigFromEnv]). Errors name the field

@@ -93,15 +93,25 @@ type Page struct {
 // Search returns the events q selects, newest first (by timestamp, then
 // id), one page at a time: pass the page's Next as q.After for the next.
 // Pages stay consistent while events are written, since they are found by
-// position rather than by offset.
-func (c *Client) Search(ctx context.Context, q Query) (Page, error) { return search(ctx, c.pool, q) }
+// position rather than by offset. With a replica (Config.ReplicaURL) it
+// reads there while the replica is within Config.ReplicaMaxLag.
+func (c *Client) Search(ctx context.Context, q Query) (Page, error) {
+	return routed(ctx, c, func(db querier) (Page, error) { return search(ctx, db, q) })
+}
 
 // Count returns how many events q selects. Limit and After are checked as
-// Search checks them but do not restrict the count.
-func (c *Client) Count(ctx context.Context, q Query) (int64, error) { return count(ctx, c.pool, q) }
+// Search checks them but do not restrict the count. It reads where Search
+// does.
+func (c *Client) Count(ctx context.Context, q Query) (int64, error) {
+	return routed(ctx, c, func(db querier) (int64, error) { return count(ctx, db, q) })
+}
 
-// Get returns the event with this id, or an error wrapping ErrNotFound.
-func (c *Client) Get(ctx context.Context, id int64) (StoredEvent, error) { return get(ctx, c.pool, id) }
+// Get returns the event with this id, or an error wrapping ErrNotFound. It
+// reads where Search does: an event just written may not be on the
+// replica yet.
+func (c *Client) Get(ctx context.Context, id int64) (StoredEvent, error) {
+	return routed(ctx, c, func(db querier) (StoredEvent, error) { return get(ctx, db, id) })
+}
 
 const selectColumns = `id, chain_id, chain_seq, "timestamp", recorded_at, action, status, principal_id,
 	principal_type, organization_id, target_resource_type, target_resource_id, source_ip,

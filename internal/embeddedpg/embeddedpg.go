@@ -89,47 +89,36 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	dir, err := os.MkdirTemp("", "auditdb-pg-")
+	s, err := newServer(binDir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, binDir: binDir, logPath: filepath.Join(dir, "server.log")}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, errors.New("embeddedpg: running as root and there is no 'postgres' user to run the server as")
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-
 	if err := s.run(ctx, "initdb", "-D", s.DataDir(), "-U", "postgres", "-A", "trust",
 		"-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
-		os.RemoveAll(dir)
+		os.RemoveAll(s.dir)
 		return nil, err
 	}
 
+	if err := s.start(ctx, cfg); err != nil {
+		os.RemoveAll(s.dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// start runs the server on s.DataDir() with cfg's port and settings.
+func (s *Server) start(ctx context.Context, cfg Config) error {
 	s.Port = cfg.Port
 	if s.Port == 0 {
+		var err error
 		if s.Port, err = freePort(); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
+			return err
 		}
 	}
 	settings := map[string]string{
 		"listen_addresses":        "127.0.0.1",
 		"port":                    strconv.Itoa(s.Port),
-		"unix_socket_directories": dir,
+		"unix_socket_directories": s.dir,
 		"max_connections":         "200",
 		"shared_buffers":          "256MB",
 		"log_min_messages":        "warning",
@@ -154,8 +143,36 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.run(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", s.DataDir(), "-l", s.logPath,
 		"-o", strings.Join(opts, " ")); err != nil {
 		log, _ := os.ReadFile(s.logPath)
+		return fmt.Errorf("%w\nserver log:\n%s", err, log)
+	}
+	return nil
+}
+
+// newServer makes the temporary folder of a server, owned by the user the
+// server will run as.
+func newServer(binDir string) (*Server, error) {
+	dir, err := os.MkdirTemp("", "auditdb-pg-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir, binDir: binDir, logPath: filepath.Join(dir, "server.log")}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, errors.New("embeddedpg: running as root and there is no 'postgres' user to run the server as")
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("%w\nserver log:\n%s", err, log)
+		return nil, err
 	}
 	return s, nil
 }

@@ -1,0 +1,241 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Status is the state of a component or of the whole.
+type Status string
+
+// Statuses, from best to worst.
+const (
+	StatusHealthy Status = "healthy"
+	// StatusDegraded works but needs attention (the worker behind, Redis
+	// gone and the cache on L1 only).
+	StatusDegraded Status = "degraded"
+	// StatusUnhealthy does not work, or the log was found tampered with.
+	StatusUnhealthy Status = "unhealthy"
+)
+
+func (s Status) rank() int {
+	switch s {
+	case StatusHealthy:
+		return 0
+	case StatusDegraded:
+		return 1
+	}
+	return 2
+}
+
+// Names of the components Health checks.
+const (
+	ComponentDatabase     = "database"
+	ComponentCache        = "cache"
+	ComponentPartitions   = "partitions"
+	ComponentSealLag      = "seal_lag"
+	ComponentVerification = "verification"
+)
+
+// Cache is what Health and Metrics need of a query cache. The cache
+// package implements it; monitor does not import it.
+type Cache interface {
+	// Health returns "healthy", "degraded" (working with less, e.g. L1 only
+	// because Redis does not answer) or "unhealthy", and a detail safe to
+	// show (no keys, no values, no URL). Any other status counts as
+	// unhealthy.
+	Health(ctx context.Context) (status, detail string)
+	// Counts returns the cache's hits and misses since it started.
+	Counts() (hits, misses int64)
+}
+
+// ComponentHealth is the result of one check.
+type ComponentHealth struct {
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	// Detail says why, in words; never values of the log.
+	Detail string `json:"detail"`
+	// Latency is how long the check took.
+	Latency time.Duration `json:"latency_ns"`
+}
+
+// HealthStatus is the result of Health: the worst component's status as
+// Overall, and every component.
+type HealthStatus struct {
+	Overall    Status            `json:"overall"`
+	Components []ComponentHealth `json:"components"`
+	CheckedAt  time.Time         `json:"checked_at"`
+}
+
+// Component returns the named component's result, and whether it was
+// checked.
+func (h HealthStatus) Component(name string) (ComponentHealth, bool) {
+	for _, c := range h.Components {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return ComponentHealth{}, false
+}
+
+// Health checks the database (it answers), the cache (when cache is not
+// nil), the partitions ahead, the seal lag and the newest verification run,
+// each bounded by Config.CheckTimeout. It never fails: a check that cannot
+// run reports its component unhealthy. The role of pool needs to read the
+// audit schema's status views (audit_reader).
+func (m *Monitor) Health(ctx context.Context, pool *pgxpool.Pool, cache Cache) HealthStatus {
+	checks := []struct {
+		name string
+		run  func(context.Context) (Status, string)
+	}{
+		{ComponentDatabase, func(ctx context.Context) (Status, string) { return checkDatabase(ctx, pool) }},
+		{ComponentCache, func(ctx context.Context) (Status, string) { return checkCache(ctx, cache) }},
+		{ComponentPartitions, func(ctx context.Context) (Status, string) {
+			return checkPartitions(ctx, pool, m.cfg.PartitionsAheadMin)
+		}},
+		{ComponentSealLag, func(ctx context.Context) (Status, string) { return checkSealLag(ctx, pool, m.cfg.SealLagMax) }},
+		{ComponentVerification, func(ctx context.Context) (Status, string) {
+			return checkVerification(ctx, pool, m.cfg.VerificationMaxAge)
+		}},
+	}
+	h := HealthStatus{Overall: StatusHealthy, CheckedAt: time.Now()}
+	for _, c := range checks {
+		if c.name == ComponentCache && cache == nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.CheckTimeout)
+		start := time.Now()
+		status, detail := c.run(cctx)
+		cancel()
+		h.Components = append(h.Components, ComponentHealth{Name: c.name, Status: status, Detail: detail, Latency: time.Since(start)})
+		if status.rank() > h.Overall.rank() {
+			h.Overall = status
+		}
+	}
+	return h
+}
+
+func checkDatabase(ctx context.Context, pool *pgxpool.Pool) (Status, string) {
+	var installed bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('audit.audit_log') IS NOT NULL`).Scan(&installed); err != nil {
+		return StatusUnhealthy, "does not answer: " + errorClass(err)
+	}
+	if !installed {
+		return StatusUnhealthy, "answers, but the auditdb schema is not installed (run auditworker migrate)"
+	}
+	return StatusHealthy, "answers"
+}
+
+func checkCache(ctx context.Context, cache Cache) (Status, string) {
+	status, detail := cache.Health(ctx)
+	switch s := Status(status); s {
+	case StatusHealthy, StatusDegraded, StatusUnhealthy:
+		return s, detail
+	}
+	return StatusUnhealthy, fmt.Sprintf("unknown status %q: %s", status, detail)
+}
+
+func checkPartitions(ctx context.Context, pool *pgxpool.Pool, minAhead int) (Status, string) {
+	var ahead, current int
+	var strays, missingTriggers bool
+	err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE note = 'ahead'),
+			count(*) FILTER (WHERE NOT is_default AND range_start <= now() AND range_end > now()),
+			bool_or(is_default AND note LIKE 'holds rows%'),
+			bool_or(NOT triggers_ok AND NOT is_default)
+		FROM audit.partition_status`).Scan(&ahead, &current, &strays, &missingTriggers)
+	if err != nil {
+		return StatusUnhealthy, "cannot read audit.partition_status: " + errorClass(err)
+	}
+	switch {
+	case missingTriggers:
+		// rows in such a partition skip the per-statement chain head flush
+		return StatusUnhealthy, "a partition lacks the statement triggers: run auditworker partitions ensure"
+	case current == 0:
+		return StatusDegraded, "no partition for the current month: new rows land in the default partition"
+	case strays:
+		return StatusDegraded, "the default partition holds rows: run auditworker partitions rescue"
+	case ahead < minAhead:
+		return StatusDegraded, fmt.Sprintf("%d months ahead, fewer than %d: run auditworker partitions ensure", ahead, minAhead)
+	}
+	return StatusHealthy, fmt.Sprintf("%d months ahead", ahead)
+}
+
+// checkSealLag measures, per chain, how long ago the first row after the
+// newest checkpoint was written: the age of the oldest row no HMAC
+// checkpoint covers yet. When retention has already removed that row, the
+// time the chain's head last moved stands in (a lower bound).
+func checkSealLag(ctx context.Context, pool *pgxpool.Pool, maxLag time.Duration) (Status, string) {
+	var chains int
+	var unsealed int64
+	var lag *time.Duration
+	err := pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(s.unsealed_rows), 0)::bigint,
+			max(now() - coalesce(r.recorded_at, s.head_updated_at))
+		FROM audit.integrity_status s
+		LEFT JOIN LATERAL (
+			SELECT min(l.recorded_at) AS recorded_at FROM audit.audit_log l
+			WHERE l.chain_id = s.chain_id AND l.chain_seq = coalesce(s.last_checkpoint_seq, 0) + 1
+		) r ON true
+		WHERE s.unsealed_rows > 0`).Scan(&chains, &unsealed, &lag)
+	if err != nil {
+		return StatusUnhealthy, "cannot read audit.integrity_status: " + errorClass(err)
+	}
+	if chains == 0 {
+		return StatusHealthy, "every row is sealed"
+	}
+	age := max(*lag, 0).Round(time.Second)
+	detail := fmt.Sprintf("%d unsealed rows on %d chains, the oldest written %s ago", unsealed, chains, age)
+	if *lag > maxLag {
+		return StatusDegraded, detail + fmt.Sprintf(", over %s: is the seal job running with a key?", maxLag)
+	}
+	return StatusHealthy, detail
+}
+
+func checkVerification(ctx context.Context, pool *pgxpool.Pool, maxAge time.Duration) (Status, string) {
+	var id int64
+	var status string
+	var findings int
+	var age time.Duration
+	err := pool.QueryRow(ctx, `SELECT id, status, findings_count, now() - finished_at
+		FROM audit.verification_runs
+		WHERE finished_at IS NOT NULL
+		ORDER BY finished_at DESC, id DESC
+		LIMIT 1`).Scan(&id, &status, &findings, &age)
+	if err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return StatusDegraded, "no verification run has finished yet: run auditworker verify"
+		}
+		return StatusUnhealthy, "cannot read audit.verification_runs: " + errorClass(err)
+	}
+	ago := max(age, 0).Round(time.Second)
+	switch {
+	case status == "tampered":
+		return StatusUnhealthy, fmt.Sprintf("run %d, %s ago, found %d findings: the log was tampered with", id, ago, findings)
+	case status == "failed":
+		return StatusDegraded, fmt.Sprintf("run %d, %s ago, failed before finishing", id, ago)
+	case age > maxAge:
+		return StatusDegraded, fmt.Sprintf("run %d found the log intact, but %s ago, over %s", id, ago, maxAge)
+	}
+	return StatusHealthy, fmt.Sprintf("run %d found the log intact %s ago", id, ago)
+}
+
+// errorClass describes err for a health detail without what connection
+// errors carry (user, host, database names): the server's SQLSTATE and
+// message for the fixed, parameterless queries above, else the kind.
+func errorClass(err error) string {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr):
+		return pgErr.Code + " " + pgErr.Message
+	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
+		return "timed out"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return "connection failed"
+}
