@@ -157,7 +157,10 @@ func (c *Cache) fill(ctx context.Context, key Key, ep epoch, load func(context.C
 		return nil, err
 	}
 	c.l1.put(key.id, key.org, ep, v, time.Now())
-	if inL2 {
+	// The generation already keeps a value loaded before an invalidation
+	// from being read; skipping the store when this instance has seen one
+	// also keeps it from overwriting a fresh value stored meanwhile.
+	if inL2 && c.l1.epochOf(key.org) == ep {
 		if probe, ok := c.l2Begin(ctx); ok {
 			c.l2Done(probe, c.l2Store(ctx, key, gen, v))
 		}
