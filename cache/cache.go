@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,9 +200,16 @@ func (c *Cache) InvalidateOrganization(ctx context.Context, organization string)
 func (c *Cache) listen(ctx context.Context) {
 	defer c.done.Done()
 	for {
-		msg, err := c.pubsub.Receive(ctx)
+		// The timeout wakes the loop to probe Redis while the breaker is
+		// open, since reads may be too few to do it.
+		msg, err := c.pubsub.ReceiveTimeout(ctx, c.cfg.RetryMin)
 		if ctx.Err() != nil {
 			return
+		}
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() && c.subscribed.Load() {
+			c.recover(ctx, false)
+			continue
 		}
 		if err != nil {
 			if c.subscribed.Swap(false) {
@@ -218,6 +226,7 @@ func (c *Cache) listen(ctx context.Context) {
 		case *redis.Subscription:
 			c.l1.flush()
 			c.subscribed.Store(true)
+			c.recover(ctx, true)
 		case *redis.Message:
 			sender, org, ok := strings.Cut(m.Payload, " ")
 			if ok && sender != c.instance {
@@ -225,6 +234,29 @@ func (c *Cache) listen(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// recover probes Redis while the breaker is open, so the cache resumes
+// (and applies the invalidations it kept) without waiting for a read to
+// probe; now probes without waiting for the backoff, for when the
+// subscription has just come back.
+func (c *Cache) recover(ctx context.Context, now bool) {
+	c.br.mu.Lock()
+	if !c.br.open {
+		c.br.mu.Unlock()
+		return
+	}
+	if now {
+		c.br.retryAt = time.Time{}
+	}
+	c.br.mu.Unlock()
+	probe, ok := c.l2Begin(ctx)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.L2Timeout)
+	defer cancel()
+	c.l2Done(probe, c.rdb.Ping(ctx).Err())
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
