@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,12 +83,17 @@ func key(t testing.TB, org string, parts ...any) cache.Key {
 // itself never lists keys.
 func scanKeys(t testing.TB, rdb redis.UniversalClient, p string) []string {
 	t.Helper()
-	var keys []string
+	var (
+		mu   sync.Mutex // ForEachMaster scans the nodes concurrently
+		keys []string
+	)
 	ctx := context.Background()
 	scan := func(ctx context.Context, c *redis.Client) error {
 		iter := c.Scan(ctx, 0, p+"*", 100).Iterator()
 		for iter.Next(ctx) {
+			mu.Lock()
 			keys = append(keys, iter.Val())
+			mu.Unlock()
 		}
 		return iter.Err()
 	}
