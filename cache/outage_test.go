@@ -28,7 +28,7 @@ func privateRedis(t *testing.T) (*embeddedredis.Server, *redis.Options) {
 	return srv, opt
 }
 
-func client(t *testing.T, opt *redis.Options) *redis.Client {
+func redisClient(t *testing.T, opt *redis.Options) *redis.Client {
 	t.Helper()
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -43,7 +43,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	require.NoError(t, err)
 	port, err := strconv.Atoi(u.Port())
 	require.NoError(t, err)
-	rdb := client(t, opt)
+	rdb := redisClient(t, opt)
 	cfg := cache.Config{RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond}
 	c := newCache(t, cfg, rdb)
 	cfg.L1MaxBytes = -1
@@ -98,9 +98,9 @@ func TestInvalidationKeptDuringOutage(t *testing.T) {
 	_, opt := privateRedis(t)
 	adminOpt := *opt
 	adminOpt.PoolSize = 1 // one connection, authenticated before the password is set
-	admin := client(t, &adminOpt)
+	admin := redisClient(t, &adminOpt)
 	cfg := cache.Config{RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond}
-	c := newCache(t, cfg, client(t, opt))
+	c := newCache(t, cfg, redisClient(t, opt))
 	var src source
 	k := key(t, "org-1", "search")
 	require.Equal(t, "q@v0", get(t, c, k, src.load("q")))
@@ -116,7 +116,7 @@ func TestInvalidationKeptDuringOutage(t *testing.T) {
 	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "").Err())
 	require.Eventually(t, func() bool { return c.Health().Status == cache.HealthOK },
 		10*time.Second, 10*time.Millisecond, "%+v", c.Health())
-	strict := newCache(t, cache.Config{L1MaxBytes: -1}, client(t, opt))
+	strict := newCache(t, cache.Config{L1MaxBytes: -1}, redisClient(t, opt))
 	v, err := strict.Get(ctx, k, func(context.Context) ([]byte, error) { return []byte("reloaded"), nil })
 	require.NoError(t, err)
 	require.Equal(t, "reloaded", string(v), "the value stored before the outage no longer matches")
