@@ -96,6 +96,15 @@ func TestGetLevels(t *testing.T) {
 	require.Equal(t, "q@v0", get(t, a, k2, src.load("q")))
 	require.EqualValues(t, 1, a.Stats().Loads.Errors)
 
+	// a caller's cancelled context is not a Redis failure
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	k3 := key(t, "org-1", "search", 3)
+	_, _ = a.Get(ctx, k3, src.load("q"))
+	require.ErrorIs(t, a.InvalidateOrganization(ctx, "org-1"), context.Canceled)
+	require.Equal(t, "q@v0", get(t, a, k3, src.load("q")))
+	require.Equal(t, cache.HealthOK, a.Health().Status)
+	require.Zero(t, a.Stats().L2.Errors)
 }
 
 func TestTTL(t *testing.T) {

@@ -69,32 +69,30 @@ func (b *breaker) defer_(org string) {
 }
 
 // l2Begin says whether to call Redis now. While the breaker is open, one
-// call after the backoff is let through as the probe; it first applies the
-// invalidations kept while Redis was down, since values stored before the
-// outage must not be read after it.
+// call after the backoff is let through as the probe. Invalidations kept
+// while Redis failed are applied first, since values stored before them
+// must not be read.
 func (c *Cache) l2Begin(ctx context.Context) (probe, ok bool) {
 	if c.rdb == nil {
 		return false, false
 	}
 	b := &c.br
 	b.mu.Lock()
-	if !b.open {
-		b.mu.Unlock()
-		return false, true
+	if b.open {
+		if b.probing || time.Now().Before(b.retryAt) {
+			b.mu.Unlock()
+			return false, false
+		}
+		b.probing, probe = true, true
 	}
-	if b.probing || time.Now().Before(b.retryAt) {
-		b.mu.Unlock()
-		return false, false
-	}
-	b.probing = true
-	orgs := make([]string, 0, len(b.pending))
+	var orgs []string
 	for org := range b.pending {
 		orgs = append(orgs, org)
 	}
 	b.mu.Unlock()
 	if len(orgs) > 0 {
 		if err := c.l2Invalidate(ctx, orgs); err != nil {
-			c.l2Done(true, err)
+			c.l2Done(probe, err)
 			return false, false
 		}
 		b.mu.Lock()
@@ -103,7 +101,7 @@ func (c *Cache) l2Begin(ctx context.Context) (probe, ok bool) {
 		}
 		b.mu.Unlock()
 	}
-	return true, true
+	return probe, true
 }
 
 // l2Done records the outcome of a Redis call that l2Begin let through.

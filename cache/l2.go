@@ -71,7 +71,8 @@ func decode(b []byte) (uint64, []byte, error) {
 // the generation to store a loaded value under; so does an error wrapping
 // errBadValue (Redis held something not in our format).
 func (c *Cache) l2Lookup(ctx context.Context, k Key) (value []byte, gen uint64, hit bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.L2Timeout)
+	// The caller's cancellation must not pass for a Redis failure.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.L2Timeout)
 	defer cancel()
 	pipe := c.rdb.Pipeline()
 	genCmd := pipe.Get(ctx, c.genKey(k.org))
@@ -134,7 +135,8 @@ func (c *Cache) createGen(ctx context.Context, org string) (uint64, error) {
 }
 
 func (c *Cache) l2Store(ctx context.Context, k Key, gen uint64, value []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.L2Timeout)
+	// The caller's cancellation must not pass for a Redis failure.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.L2Timeout)
 	defer cancel()
 	b, compressed := c.encode(gen, value)
 	if err := c.rdb.Set(ctx, c.valueKey(k), b, c.cfg.L2TTL).Err(); err != nil {
@@ -150,7 +152,8 @@ func (c *Cache) l2Store(ctx context.Context, k Key, gen uint64, value []byte) er
 // l2Invalidate gives each organization a new generation and tells the
 // other instances.
 func (c *Cache) l2Invalidate(ctx context.Context, orgs []string) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.L2Timeout)
+	// The caller's cancellation must not pass for a Redis failure.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.L2Timeout)
 	defer cancel()
 	pipe := c.rdb.Pipeline()
 	for _, org := range orgs {
