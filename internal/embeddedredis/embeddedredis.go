@@ -27,18 +27,25 @@ type Server struct {
 	dir string
 }
 
-// Start starts redis-server and waits until it answers PING.
-func Start(ctx context.Context) (*Server, error) {
+// Start starts redis-server on a free port and waits until it answers PING.
+func Start(ctx context.Context) (*Server, error) { return StartPort(ctx, 0) }
+
+// StartPort is Start on a given loopback port (0: a free one); tests of
+// Redis outages use it to bring a stopped server back where clients expect
+// it.
+func StartPort(ctx context.Context, port int) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, ErrNotInstalled
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+	if port == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	dir, err := os.MkdirTemp("", "auditdb-redis-")
 	if err != nil {
 		return nil, err

@@ -1,0 +1,267 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+)
+
+// Cache is a two-level read cache. It is safe for concurrent use.
+type Cache struct {
+	cfg      Config
+	rdb      redis.UniversalClient // nil: L1 only
+	l1       *l1
+	flights  singleflight.Group
+	m        metrics
+	br       breaker
+	instance string // tells this instance's own invalidation messages apart
+
+	pubsub     *redis.PubSub
+	subscribed atomic.Bool
+	stop       context.CancelFunc
+	done       sync.WaitGroup
+}
+
+// New returns a cache with the given configuration in front of rdb (a
+// *redis.Client, *redis.ClusterClient or other UniversalClient, owned by
+// the caller); nil rdb gives an L1-only cache. With Redis, New subscribes to
+// the invalidation channel; call Close to stop that.
+func New(cfg Config, rdb redis.UniversalClient) (*Cache, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id) // never fails (crypto/rand documents it)
+	c := &Cache{
+		cfg: cfg, rdb: rdb, l1: newL1(cfg.L1MaxBytes, cfg.L1TTL),
+		instance: hex.EncodeToString(id),
+		br:       breaker{pending: map[string]struct{}{}},
+	}
+	if rdb != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.stop = cancel
+		c.pubsub = rdb.Subscribe(ctx, c.channel())
+		c.done.Add(1)
+		go c.listen(ctx)
+	}
+	return c, nil
+}
+
+// Close stops listening for invalidations. The Redis client stays open:
+// it belongs to the caller.
+func (c *Cache) Close() error {
+	if c.pubsub == nil {
+		return nil
+	}
+	c.stop()
+	err := c.pubsub.Close() // interrupts a blocked Receive
+	c.done.Wait()
+	if err != nil && !errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("cache: close subscription: %w", err)
+	}
+	return nil
+}
+
+// Get returns the value of key from L1, else from Redis, else from load,
+// storing what it found in the levels above. Concurrent Gets of one key
+// share one call of load. An error of load is returned as is and not
+// cached; Redis errors are never returned (see the package documentation).
+//
+// The load runs with ctx's values and deadline but not its cancellation,
+// since other Gets may be waiting on it; a Get whose ctx is cancelled
+// returns ctx.Err() at once.
+//
+// The returned slice is shared with the cache and with other callers: read
+// it, never modify it (nor the slice load returned). Not copying is what
+// makes an L1 hit cost a map lookup rather than a copy of the page.
+func (c *Cache) Get(ctx context.Context, key Key, load func(context.Context) ([]byte, error)) ([]byte, error) {
+	if key.id == "" {
+		return nil, errors.New("cache: get: zero Key, build it with NewKey or QueryKey")
+	}
+	if c.l1.enabled() {
+		start := time.Now()
+		v, ok := c.l1.get(key.id, start)
+		c.m.l1.latency.record(time.Since(start))
+		if ok {
+			c.m.l1.hits.Add(1)
+			return v, nil
+		}
+		c.m.l1.misses.Add(1)
+	}
+	ep := c.l1.epochOf(key.org)
+	// The epoch in the flight's name keeps a Get that starts after an
+	// invalidation from joining a load that started before it.
+	flight := key.id + "/" + strconv.FormatUint(ep.all, 10) + "." + strconv.FormatUint(ep.org, 10)
+	led := false
+	ch := c.flights.DoChan(flight, func() (any, error) {
+		led = true
+		fctx := context.WithoutCancel(ctx)
+		if d, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			fctx, cancel = context.WithDeadline(fctx, d)
+			defer cancel()
+		}
+		return c.fill(fctx, key, ep, load)
+	})
+	select {
+	case r := <-ch:
+		if !led {
+			c.m.coalesced.Add(1)
+		}
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.([]byte), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fill is the miss path of Get, run once per key at a time.
+func (c *Cache) fill(ctx context.Context, key Key, ep epoch, load func(context.Context) ([]byte, error)) ([]byte, error) {
+	var (
+		gen  uint64
+		inL2 bool // gen is valid: store the loaded value in Redis under it
+	)
+	if probe, ok := c.l2Begin(ctx); ok {
+		start := time.Now()
+		v, g, hit, err := c.l2Lookup(ctx, key)
+		c.m.l2.latency.record(time.Since(start))
+		c.l2Done(probe, err)
+		switch {
+		case err != nil && !errors.Is(err, errBadValue):
+		case hit:
+			c.m.l2.hits.Add(1)
+			c.l1.put(key.id, key.org, ep, v, time.Now())
+			return v, nil
+		default:
+			c.m.l2.misses.Add(1)
+			gen, inL2 = g, true
+		}
+	}
+	start := time.Now()
+	v, err := load(ctx)
+	c.m.loadLatency.record(time.Since(start))
+	c.m.loads.Add(1)
+	if err != nil {
+		c.m.loadErrors.Add(1)
+		return nil, err
+	}
+	c.l1.put(key.id, key.org, ep, v, time.Now())
+	// The generation already keeps a value loaded before an invalidation
+	// from being read; skipping the store when this instance has seen one
+	// also keeps it from overwriting a fresh value stored meanwhile.
+	if inL2 && c.l1.epochOf(key.org) == ep {
+		if probe, ok := c.l2Begin(ctx); ok {
+			c.l2Done(probe, c.l2Store(ctx, key, gen, v))
+		}
+	}
+	return v, nil
+}
+
+// InvalidateOrganization makes every cached value of organization miss:
+// at once on this instance and in Redis, and on other instances when they
+// receive the message. While Redis is unavailable the Redis part is kept
+// and applied when Redis is back (by this process: values stored in Redis
+// before an outage can outlive a process that exits during it, up to
+// L2TTL). It returns an error only when ctx ends.
+func (c *Cache) InvalidateOrganization(ctx context.Context, organization string) error {
+	org := orgHash(organization)
+	c.l1.invalidate(org)
+	if c.rdb == nil {
+		return ctx.Err()
+	}
+	probe, ok := c.l2Begin(ctx)
+	if !ok {
+		c.br.defer_(org)
+		return ctx.Err()
+	}
+	err := c.l2Invalidate(ctx, []string{org})
+	if err != nil {
+		c.br.defer_(org)
+	}
+	c.l2Done(probe, err)
+	return ctx.Err()
+}
+
+// listen drops L1 entries of organizations that other instances
+// invalidate, and all of L1 whenever the subscription is (re)made, since
+// messages published while it was down are lost.
+func (c *Cache) listen(ctx context.Context) {
+	defer c.done.Done()
+	for {
+		// The timeout wakes the loop to probe Redis while the breaker is
+		// open, since reads may be too few to do it.
+		msg, err := c.pubsub.ReceiveTimeout(ctx, c.cfg.RetryMin)
+		if ctx.Err() != nil {
+			return
+		}
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() && c.subscribed.Load() {
+			c.recover(ctx, false)
+			continue
+		}
+		if err != nil {
+			if c.subscribed.Swap(false) {
+				c.cfg.Logger.WarnContext(ctx, "cache: invalidation channel lost", slog.Any("error", err))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(c.cfg.RetryMin):
+			}
+			// A refused SUBSCRIBE (NOAUTH, say) leaves a connection that is
+			// up but subscribed to nothing, which go-redis does not redo by
+			// itself; on a dead connection this reconnects and subscribes.
+			_ = c.pubsub.Subscribe(ctx, c.channel())
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			c.l1.flush()
+			c.subscribed.Store(true)
+			c.recover(ctx, true)
+		case *redis.Message:
+			sender, org, ok := strings.Cut(m.Payload, " ")
+			if ok && sender != c.instance {
+				c.l1.invalidate(org)
+			}
+		}
+	}
+}
+
+// recover probes Redis while the breaker is open, so the cache resumes
+// (and applies the invalidations it kept) without waiting for a read to
+// probe; now probes without waiting for the backoff, for when the
+// subscription has just come back.
+func (c *Cache) recover(ctx context.Context, now bool) {
+	c.br.mu.Lock()
+	if !c.br.open {
+		c.br.mu.Unlock()
+		return
+	}
+	if now {
+		c.br.retryAt = time.Time{}
+	}
+	c.br.mu.Unlock()
+	probe, ok := c.l2Begin(ctx)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.L2Timeout)
+	defer cancel()
+	c.l2Done(probe, c.rdb.Ping(ctx).Err())
+}
