@@ -37,4 +37,5 @@ func TestRedisCluster(t *testing.T) {
 	}))
 	require.EqualValues(t, 3, masters.Load())
 	require.Len(t, scanKeys(t, rdb, p), 4, "two generations and two values")
+	testPurge(t, rdb, p+"purge:")
 }

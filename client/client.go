@@ -28,6 +28,12 @@ type Client struct {
 	pool       *pgxpool.Pool
 	maxRetries int
 	replica    *replicaRouter // nil without Config.ReplicaURL
+
+	// Hooks of the enhanced client, nil in the others: check runs on every
+	// event before it is sent; written gets the organizations of events
+	// once they are committed.
+	check   func(Event) error
+	written func(ctx context.Context, organizations map[string]bool)
 }
 
 // New connects to url, or to AUDIT_DB_URL when url is empty, with every
@@ -81,6 +87,9 @@ func NewWithConfig(ctx context.Context, cfg Config) (*Client, error) {
 		cc.RuntimeParams = map[string]string{}
 	}
 	cc.RuntimeParams["application_name"] = cfg.ApplicationName
+	if cfg.Tracer != nil {
+		cc.Tracer = cfg.Tracer
+	}
 	cc.RuntimeParams["statement_timeout"] = "0"
 	if cfg.StatementTimeout > 0 {
 		cc.RuntimeParams["statement_timeout"] = strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"math"
 	"os"
 	"strconv"
@@ -100,6 +101,11 @@ type Config struct {
 	// ReplicaMaxLag is how far behind the primary the replica may be for
 	// reads to go to it. Defaults to 5s.
 	ReplicaMaxLag time.Duration
+
+	// Tracer receives every statement of the client's pools, for timing and
+	// tracing: monitor.Monitor's Tracer, for instance (the enhanced client
+	// sets it). Defaults to none.
+	Tracer pgx.QueryTracer
 
 	// ReplicaCheckInterval is how often the replica's state (up, lag) is
 	// checked again, on the first read after it passes. Defaults to 1s.

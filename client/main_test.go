@@ -13,7 +13,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	harness.Main(m, harness.Options{})
+	harness.Main(m, harness.Options{Redis: true})
 }
 
 // setup gives a test its own migrated database and a client on it.

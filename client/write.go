@@ -47,7 +47,45 @@ var insertSQL = func() string {
 // Insert validates e and writes it, returning what the database assigned.
 // An invalid event returns its *ValidationError without a round trip.
 func (c *Client) Insert(ctx context.Context, e Event) (Receipt, error) {
-	return insert(ctx, c.pool, e)
+	if err := c.checkEvents([]Event{e}, false); err != nil {
+		return Receipt{}, err
+	}
+	r, err := insert(ctx, c.pool, e)
+	if err == nil {
+		c.wrote(ctx, map[string]bool{e.OrganizationID: true})
+	}
+	return r, err
+}
+
+// checkEvents runs the enhanced client's extra rules (HIPAA mode) on
+// events, naming the index of a batch's bad event.
+func (c *Client) checkEvents(events []Event, batch bool) error {
+	if c.check == nil {
+		return nil
+	}
+	for i, e := range events {
+		if err := c.check(e); err != nil {
+			if batch {
+				return fmt.Errorf("events[%d]: %w", i, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Client) wrote(ctx context.Context, orgs map[string]bool) {
+	if c.written != nil && len(orgs) > 0 {
+		c.written(ctx, orgs)
+	}
+}
+
+func organizations(events []Event) map[string]bool {
+	orgs := make(map[string]bool, 1)
+	for _, e := range events {
+		orgs[e.OrganizationID] = true
+	}
+	return orgs
 }
 
 // InsertBatch validates every event, then writes them all with one COPY
@@ -56,7 +94,14 @@ func (c *Client) Insert(ctx context.Context, e Event) (Receipt, error) {
 // its index ("events[3]: audit_log.action: is required"); when the database
 // refuses the COPY no row is written. It returns the number of rows written.
 func (c *Client) InsertBatch(ctx context.Context, events []Event) (int64, error) {
-	return insertBatch(ctx, c.pool, events)
+	if err := c.checkEvents(events, true); err != nil {
+		return 0, err
+	}
+	n, err := insertBatch(ctx, c.pool, events)
+	if err == nil {
+		c.wrote(ctx, organizations(events))
+	}
+	return n, err
 }
 
 func insert(ctx context.Context, q querier, e Event) (Receipt, error) {
@@ -116,18 +161,36 @@ type TxOptions struct {
 // to WithTx returns, and is not safe for concurrent use. Every event a
 // transaction inserts goes into one hash chain.
 type Tx struct {
-	tx pgx.Tx
+	tx   pgx.Tx
+	c    *Client
+	orgs map[string]bool // of the events written, for Client.written after commit
 }
 
 // Insert is Client.Insert inside the transaction.
 func (t *Tx) Insert(ctx context.Context, e Event) (Receipt, error) {
-	return insert(ctx, t.tx, e)
+	if err := t.c.checkEvents([]Event{e}, false); err != nil {
+		return Receipt{}, err
+	}
+	r, err := insert(ctx, t.tx, e)
+	if err == nil {
+		t.orgs[e.OrganizationID] = true
+	}
+	return r, err
 }
 
 // InsertBatch is Client.InsertBatch inside the transaction. A refused COPY
 // aborts the transaction: return the error to roll it back.
 func (t *Tx) InsertBatch(ctx context.Context, events []Event) (int64, error) {
-	return insertBatch(ctx, t.tx, events)
+	if err := t.c.checkEvents(events, true); err != nil {
+		return 0, err
+	}
+	n, err := insertBatch(ctx, t.tx, events)
+	if err == nil {
+		for o := range organizations(events) {
+			t.orgs[o] = true
+		}
+	}
+	return n, err
 }
 
 // Search is Client.Search inside the transaction: it sees the
@@ -195,13 +258,15 @@ func (c *Client) runTx(ctx context.Context, opts pgx.TxOptions, fn func(tx *Tx) 
 			cancel()
 		}
 	}()
-	if err := fn(&Tx{tx: ptx}); err != nil {
+	tx := &Tx{tx: ptx, c: c, orgs: map[string]bool{}}
+	if err := fn(tx); err != nil {
 		return err
 	}
 	committed = true
 	if err := ptx.Commit(ctx); err != nil {
 		return fmt.Errorf("client: commit: %w", err)
 	}
+	c.wrote(ctx, tx.orgs)
 	return nil
 }
 

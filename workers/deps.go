@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,6 +20,10 @@ type Deps struct {
 	Keys *integrity.SealKeys
 	// Logger receives structured logs. Defaults to slog.Default().
 	Logger *slog.Logger
+	// AfterErasure, when set, is called with the organizations an erasure
+	// touched, to purge cached reads that may hold the erased values
+	// (client.Enhanced.InvalidateAfterErasure). Defaults to nil.
+	AfterErasure func(ctx context.Context, organizations []string) error
 }
 
 func (d *Deps) logger() *slog.Logger {

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -169,10 +171,9 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
 	reason := "gdpr art. 17 erasure, request " + strconv.FormatInt(id, 10)
-	orgs := map[string]bool{}
 	partitions := map[string]bool{}
 	for {
-		n, err := eraseBatch(ctx, conn, id, ids, *subject, res.Token, reason, keyID, key, orgs, partitions)
+		n, err := eraseBatch(ctx, conn, id, ids, *subject, res.Token, reason, keyID, key, partitions)
 		if err != nil {
 			return nil, fmt.Errorf("erasure %d: %w", id, err)
 		}
@@ -184,15 +185,24 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 			break
 		}
 	}
+	// Cached reads go before the request is done: when purging fails the
+	// request stays open and the next run purges again, with every
+	// organization the earlier runs touched.
+	if err := conn.QueryRow(ctx, `SELECT organizations FROM audit.erasure_requests WHERE id = $1`, id).Scan(&res.Organizations); err != nil {
+		return nil, fmt.Errorf("erasure %d: %w", id, err)
+	}
+	sort.Strings(res.Organizations)
+	if d.AfterErasure != nil {
+		if err := d.AfterErasure(ctx, res.Organizations); err != nil {
+			return nil, fmt.Errorf("erasure %d: purge cached reads: %w", id, err)
+		}
+	}
 	_, err = conn.Exec(ctx, `WITH p AS (DELETE FROM audit.pseudonyms WHERE principal_id = $2)
 		UPDATE audit.erasure_requests SET status = 'done', subject = NULL, finished_at = now() WHERE id = $1`, id, *subject)
 	if err != nil {
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
 	res.Status, res.Rows = "done", done
-	for o := range orgs {
-		res.Organizations = append(res.Organizations, o)
-	}
 	// The old row versions, and their index entries, hold the values until
 	// vacuum removes them. VACUUM needs the table's owner; without that the
 	// next autovacuum does it.
@@ -206,7 +216,7 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 
 func eraseBatch(ctx context.Context, conn interface {
 	Begin(context.Context) (pgx.Tx, error)
-}, id int64, ids []string, subject, token, reason, keyID string, key []byte, orgs, partitions map[string]bool) (int64, error) {
+}, id int64, ids []string, subject, token, reason, keyID string, key []byte, partitions map[string]bool) (int64, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return 0, err
@@ -218,6 +228,7 @@ func eraseBatch(ctx context.Context, conn interface {
 		chains  []int16
 		seqs    []int64
 		macs    []string
+		orgs    []string
 		created time.Time
 	)
 	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&created); err != nil {
@@ -238,8 +249,8 @@ func eraseBatch(ctx context.Context, conn interface {
 	_, err = pgx.ForEachRow(rows, []any{&rowID, &ts, &chain, &seq, &org, &part}, func() error {
 		rowIDs, times, chains, seqs = append(rowIDs, rowID), append(times, ts), append(chains, chain), append(seqs, seq)
 		macs = append(macs, integrity.RedactionMAC(key, rowID, chain, seq, created.UnixMicro(), reason))
-		if org != "" {
-			orgs[org] = true
+		if org != "" && !slices.Contains(orgs, org) {
+			orgs = append(orgs, org)
 		}
 		partitions[part] = true
 		return nil
@@ -273,7 +284,8 @@ func eraseBatch(ctx context.Context, conn interface {
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE audit.erasure_requests SET rows_done = rows_done + $2 WHERE id = $1`, id, len(rowIDs)); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE audit.erasure_requests SET rows_done = rows_done + $2,
+		organizations = ARRAY(SELECT DISTINCT unnest(organizations || $3::text[]) ORDER BY 1) WHERE id = $1`, id, len(rowIDs), orgs); err != nil {
 		return 0, err
 	}
 	return int64(len(rowIDs)), tx.Commit(ctx)

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS audit.erasure_requests (
     status       text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'refused')),
     rows_total   bigint NOT NULL DEFAULT 0,
     rows_done    bigint NOT NULL DEFAULT 0,
+    -- organizations of the erased rows, for purging cached reads; no PII
+    organizations text[] NOT NULL DEFAULT '{}',
     requested_by text NOT NULL DEFAULT current_user,
     requested_at timestamptz NOT NULL DEFAULT now(),
     finished_at  timestamptz,
