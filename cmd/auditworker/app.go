@@ -74,6 +74,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statusCommand(),
 			devCommand(),
 			demoCommand(),
+			optimizeCommand(),
+			alertsCommand(),
 			{
 				Name:   "extension-script",
 				Usage:  "print the CREATE EXTENSION script built from sql/ (used by make install-extension)",
