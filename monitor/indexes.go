@@ -133,6 +133,7 @@ type FindingKind string
 // The kinds of Finding.
 const (
 	FindingUnusedIndex     FindingKind = "unused_index"
+	FindingInvalidIndex    FindingKind = "invalid_index"
 	FindingDuplicateIndex  FindingKind = "duplicate_index"
 	FindingBloatedIndex    FindingKind = "bloated_index"
 	FindingSeqScanHeavy    FindingKind = "seq_scan_heavy"
@@ -309,6 +310,38 @@ ORDER BY 2, 1`, cfg.Schemas)
 	})
 	if err != nil {
 		return fmt.Errorf("optimize: indexes: %w", err)
+	}
+
+	// An invalid index is what a failed CREATE INDEX or REINDEX
+	// CONCURRENTLY leaves: maintained on every write, used by no read.
+	rows, err = pool.Query(ctx, `
+SELECT format('%I.%I', n.nspname, ic.relname), format('%I.%I', n.nspname, tc.relname), ic.relkind = 'I'
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_class tc ON tc.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = tc.relnamespace
+WHERE n.nspname = ANY ($1) AND NOT i.indisvalid
+ORDER BY 1`, cfg.Schemas)
+	if err != nil {
+		return fmt.Errorf("optimize: invalid indexes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, table string
+		var partitioned bool
+		if err := rows.Scan(&name, &table, &partitioned); err != nil {
+			return fmt.Errorf("optimize: invalid indexes: %w", err)
+		}
+		f := Finding{Kind: FindingInvalidIndex, Table: table, Index: name, Detail: "invalid: a CREATE INDEX or REINDEX CONCURRENTLY failed",
+			Recommendation: fmt.Sprintf("DROP INDEX CONCURRENTLY %s, then rebuild it if it is needed", name)}
+		if partitioned {
+			f.Detail = "partitioned index not valid: some partition lacks its index"
+			f.Recommendation = "create the missing partitions' indexes and ALTER INDEX ... ATTACH PARTITION them"
+		}
+		rep.Findings = append(rep.Findings, f)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("optimize: invalid indexes: %w", err)
 	}
 
 	redundant := map[string]bool{}

@@ -70,6 +70,9 @@ func scratchSchema(t *testing.T, pool *pgxpool.Pool) {
 		`RESET enable_seqscan`,
 		`CREATE TABLE scratch.fresh (id int) WITH (autovacuum_enabled = false)`,
 		`INSERT INTO scratch.fresh SELECT generate_series(1, 5000)`,
+		// what a failed CREATE INDEX CONCURRENTLY leaves behind
+		`CREATE INDEX fresh_id_idx ON scratch.fresh (id)`,
+		`UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'scratch.fresh_id_idx'::regclass`,
 	)
 }
 
@@ -115,6 +118,10 @@ func TestAnalyzeIndexes(t *testing.T) {
 			require.NotContains(t, unused, "scratch.items_a_b_idx", "scanned")
 			require.NotContains(t, unused, "scratch.items_b_idx", "scanned")
 			require.NotContains(t, unused, "scratch.items_a_idx", "reported as a duplicate already")
+
+			invalid := findingsOf(rep, FindingInvalidIndex)
+			require.Len(t, invalid, 1)
+			require.Equal(t, "DROP INDEX CONCURRENTLY scratch.fresh_id_idx, then rebuild it if it is needed", invalid["scratch.fresh_id_idx"].Recommendation)
 
 			bloated := findingsOf(rep, FindingBloatedIndex)
 			require.Contains(t, bloated, "scratch.items_b_idx")
