@@ -418,6 +418,7 @@ type optimizeLeaf struct {
 	tuples       float64
 	fillfactor   int
 	width        *float64
+	owned        bool // the current role may reindex it
 }
 
 func analyzeBloat(ctx context.Context, pool *pgxpool.Pool, cfg OptimizeConfig, rep *IndexReport) error {
@@ -425,6 +426,7 @@ func analyzeBloat(ctx context.Context, pool *pgxpool.Pool, cfg OptimizeConfig, r
 SELECT ic.oid, format('%I.%I', n.nspname, ic.relname), format('%I.%I', n.nspname, tc.relname),
        pg_relation_size(ic.oid), pg_relation_size(ic.oid) / current_setting('block_size')::bigint,
        ic.reltuples::float8,
+       pg_has_role(tc.relowner, 'USAGE'),
        coalesce((SELECT substr(o, 12)::int FROM unnest(ic.reloptions) o WHERE o LIKE 'fillfactor=%'), 90),
        -- average key width from pg_stats; NULL when a column has no statistics
        (SELECT CASE WHEN count(s.avg_width) = count(*) THEN sum(s.avg_width)::float8 END
@@ -445,7 +447,7 @@ ORDER BY 2`, cfg.Schemas, cfg.BloatMinBytes)
 	}
 	leaves, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (optimizeLeaf, error) {
 		var x optimizeLeaf
-		err := r.Scan(&x.oid, &x.name, &x.table, &x.bytes, &x.pages, &x.tuples, &x.fillfactor, &x.width)
+		err := r.Scan(&x.oid, &x.name, &x.table, &x.bytes, &x.pages, &x.tuples, &x.owned, &x.fillfactor, &x.width)
 		return x, err
 	})
 	if err != nil {
@@ -496,8 +498,15 @@ ORDER BY 2`, cfg.Schemas, cfg.BloatMinBytes)
 			Detail: fmt.Sprintf("about %.0f%% of %s wasted (%s)", 100*ratio, optimizeBytes(x.bytes), rep.BloatMethod),
 		}
 		// Every index here has relkind 'i': rebuilding it concurrently
-		// touches one partition's (or one plain table's) index only.
-		f.Action = &Action{Kind: ActionReindex, Target: x.name, SQL: "REINDEX INDEX CONCURRENTLY " + x.name}
+		// touches one partition's (or one plain table's) index only. Only
+		// the table's owner may, and no function can lend that right
+		// (CONCURRENTLY refuses to run inside one).
+		sql := "REINDEX INDEX CONCURRENTLY " + x.name
+		if x.owned {
+			f.Action = &Action{Kind: ActionReindex, Target: x.name, SQL: sql}
+		} else {
+			f.Recommendation = sql + " as the table's owner (the role that ran migrate)"
+		}
 		rep.Findings = append(rep.Findings, f)
 	}
 	return nil
