@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -66,7 +67,8 @@ func optimizeCommand() *cli.Command {
 				Flags: append(optimizeFlags(),
 					&cli.BoolFlag{Name: "dry-run", Usage: "list the actions without running them", EnvVars: []string{"AUDIT_OPTIMIZE_DRY_RUN"}}),
 				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-					deps := &workers.Deps{Pool: pool}
+					// the table printed below says what the log would
+					deps := &workers.Deps{Pool: pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 					res, err := deps.Optimize(c.Context, optimizeConfig(c), c.Bool("dry-run"))
 					if res == nil {
 						return err
