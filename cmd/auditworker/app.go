@@ -77,6 +77,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			demoCommand(),
 			gdprCommand(),
 			complianceCommand(),
+			optimizeCommand(),
+			alertsCommand(),
 			{
 				Name:   "extension-script",
 				Usage:  "print the CREATE EXTENSION script built from sql/ (used by make install-extension)",
