@@ -13,10 +13,8 @@ import (
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
-// Not parallel: urfave/cli v2 writes its package-level help flag and help
-// command while running a command with subcommands, a race between two
-// concurrent Runs; sequential tests finish before parallel ones start.
 func TestAlertsListAckResolve(t *testing.T) {
+	t.Parallel()
 	db := harness.NewDB(t)
 	ctx := context.Background()
 	store := monitor.NewAlertStore(db.Pool, monitor.AlertStoreOptions{})

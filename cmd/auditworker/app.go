@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,6 +30,15 @@ var errTampered = &exitError{code: 2}
 // code: 0 success, 1 error, 2 verification found tampering.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
+	// urfave/cli v2 writes into package-level values while it parses (the
+	// help flag's defaults, the help command), so two Runs in one process
+	// (parallel tests) race there. Parsing is serialised; the lock is let go
+	// as the chosen action starts, so long commands (run) do not hold it.
+	setupMu.Lock()
+	var release sync.Once
+	unlock := func() { release.Do(setupMu.Unlock) }
+	defer unlock()
+	releaseOnAction(app.Commands, unlock)
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return 0
@@ -42,6 +52,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "auditworker:", oneLine(err.Error()))
 	return 1
+}
+
+var setupMu sync.Mutex
+
+func releaseOnAction(cmds []*cli.Command, unlock func()) {
+	for _, c := range cmds {
+		if action := c.Action; action != nil {
+			c.Action = func(cc *cli.Context) error {
+				unlock()
+				return action(cc)
+			}
+		}
+		releaseOnAction(c.Subcommands, unlock)
+	}
 }
 
 func oneLine(s string) string {

@@ -14,10 +14,8 @@ import (
 	"github.com/auditdb/auditdb/workers"
 )
 
-// Not parallel: urfave/cli v2 writes its package-level help flag and help
-// command while running a command with subcommands, a race between two
-// concurrent Runs; sequential tests finish before parallel ones start.
 func TestOptimizeReportAndApply(t *testing.T) {
+	t.Parallel()
 	db := harness.NewDB(t)
 	ctx := context.Background()
 	_, err := db.Pool.Exec(ctx, `CREATE TABLE audit.scratch (id bigint PRIMARY KEY, v int) WITH (autovacuum_enabled = false);
