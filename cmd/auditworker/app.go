@@ -72,6 +72,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			verifyCommand(),
 			partitionsCommand(),
 			statusCommand(),
+			retentionCommand(),
+			archiveCommand(),
 			devCommand(),
 			demoCommand(),
 			{
