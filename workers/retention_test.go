@@ -128,6 +128,19 @@ func TestRetentionArchivesDuePrefixOfEachChain(t *testing.T) {
 	old9y := count(t, db.Pool, `SELECT count(*) FROM audit.audit_log WHERE "timestamp" < now() - interval '8 years'`)
 	require.EqualValues(t, 20, old9y)
 
+	// Checkpoints inside the range to archive, at its end and after it:
+	// the verifier must still check them all once the rows are gone.
+	keyID, key, err := keys.ActiveKey()
+	require.NoError(t, err)
+	for _, seq := range []int64{10, 50, 51} {
+		var hash string
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT hash FROM audit.audit_log WHERE chain_id = $1 AND chain_seq = $2`, chain, seq).Scan(&hash))
+		sealedAt := time.Now().Truncate(time.Microsecond)
+		_, err = db.Pool.Exec(ctx, `INSERT INTO audit.integrity_checkpoints (chain_id, chain_seq, hash, sealed_at, key_id, mac)
+			VALUES ($1, $2, $3, $4, $5, $6)`, chain, seq, hash, sealedAt, keyID, integrity.CheckpointMAC(key, chain, seq, hash, sealedAt.UnixMicro()))
+		require.NoError(t, err)
+	}
+
 	deps := &Deps{Pool: db.Pool, Keys: keys}
 	cfg := &RetentionConfig{ArchiveDir: dir}
 	plan, err := deps.PlanRetention(ctx, cfg)
@@ -179,6 +192,9 @@ func TestRetentionArchivesDuePrefixOfEachChain(t *testing.T) {
 	require.EqualValues(t, inserted-50, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log`))
 	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM audit.partitions() WHERE partition_name = $1`, dropped[0]))
 	requireIntact(t, db.Pool, keys)
+	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{Keys: keys.Ring, NoRecord: true, Chains: []int16{chain}})
+	require.NoError(t, err)
+	require.Equal(t, 2, rep.Chains[0].Checkpoints, "the checkpoints at the manifest's end and after it are compared")
 	requireArchivesAccountFor(t, db.Pool, keys, dir, inserted)
 
 	again, err := deps.RunRetention(ctx, cfg, RetentionRunOptions{})
@@ -189,7 +205,7 @@ func TestRetentionArchivesDuePrefixOfEachChain(t *testing.T) {
 	// A forged manifest is caught by the verifier, so it cannot hide rows.
 	_, err = db.Pool.Exec(ctx, `UPDATE audit.archive_manifests SET row_count = row_count + 1`)
 	require.NoError(t, err)
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{Keys: keys.Ring, NoRecord: true})
+	rep, err = integrity.Verify(ctx, db.Pool, integrity.Options{Keys: keys.Ring, NoRecord: true})
 	require.NoError(t, err)
 	require.False(t, rep.Intact())
 }
@@ -201,7 +217,9 @@ func TestRetentionKeepsNewestRowAndBatches(t *testing.T) {
 	keys := testKeys(t)
 	dir := t.TempDir()
 	insertTx(t, db.Pool, rowsOf(25, "minimal", "PUBLIC", "200 days")) // default partition
-	deps := &Deps{Pool: db.Pool, Keys: keys}
+	// the worker's role is enough: no DELETE grant, removal goes through
+	// audit.retention_remove
+	deps := &Deps{Pool: db.LoginRole(t, "audit_maintainer"), Keys: keys}
 	res, err := deps.RunRetention(ctx, &RetentionConfig{ArchiveDir: dir, MaxRowsPerArchive: 10}, RetentionRunOptions{})
 	require.NoError(t, err)
 	require.Len(t, res.Archives, 3, "24 rows in archives of at most 10")
