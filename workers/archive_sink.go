@@ -22,6 +22,8 @@ type ArchiveSink interface {
 	Create(ctx context.Context, name string) (ArchiveObject, error)
 	// Open reads a committed object.
 	Open(ctx context.Context, name string) (io.ReadCloser, error)
+	// List names the committed objects, sorted.
+	List(ctx context.Context) ([]string, error)
 	// URI is how an object is named in audit.archive_manifests.archive_uri.
 	URI(name string) string
 }
@@ -97,6 +99,22 @@ func (s *LocalDirSink) Open(_ context.Context, name string) (io.ReadCloser, erro
 		return nil, fmt.Errorf("archive %s: %w", name, err)
 	}
 	return f, nil
+}
+
+// List implements ArchiveSink. Hidden files (temporaries of killed runs,
+// ".NAME.*.tmp", safe to delete) are left out.
+func (s *LocalDirSink) List(_ context.Context) ([]string, error) {
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("archive directory: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
 }
 
 // URI implements ArchiveSink: a file:// URL.

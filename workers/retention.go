@@ -58,10 +58,10 @@ const RetentionKind = "auditdb.retention"
 
 // Defaults of RetentionConfig.
 const (
-	RetentionArchiveDirDefault     = "./archive"
-	RetentionMaxRowsPerArchiveDflt = 100_000
-	RetentionIntervalDefault       = time.Hour
-	RetentionJobTimeoutDefault     = time.Hour
+	RetentionArchiveDirDefault        = "./archive"
+	RetentionMaxRowsPerArchiveDefault = 100_000
+	RetentionIntervalDefault          = time.Hour
+	RetentionJobTimeoutDefault        = time.Hour
 )
 
 // RetentionConfig configures retention runs. The zero value (or nil) means
@@ -97,7 +97,7 @@ func (c *RetentionConfig) WithDefaults() *RetentionConfig {
 		out.ArchiveDir = RetentionArchiveDirDefault
 	}
 	if out.MaxRowsPerArchive == 0 {
-		out.MaxRowsPerArchive = RetentionMaxRowsPerArchiveDflt
+		out.MaxRowsPerArchive = RetentionMaxRowsPerArchiveDefault
 	}
 	if out.Interval == 0 {
 		out.Interval = RetentionIntervalDefault
@@ -238,7 +238,11 @@ type RetentionPlan struct {
 	// Pending are manifests whose rows are still present: an earlier run
 	// stopped between sealing and removal; the next run removes them.
 	Pending []integrity.ArchiveManifest `json:"pending_manifests"`
-	Rows    int64                       `json:"rows"`
+	// Unsealed lists archives in the sink that no manifest refers to: files
+	// of runs that stopped before sealing. Their rows are still in audit_log
+	// (and archived again by a later run), so they can be deleted.
+	Unsealed []string `json:"unsealed_archives"`
+	Rows     int64    `json:"rows"`
 }
 
 // PlanRetention computes what a run would archive now, without changing
@@ -256,7 +260,41 @@ func (d *Deps) PlanRetention(ctx context.Context, cfg *RetentionConfig) (*Retent
 	if err := d.planDetail(ctx, plan); err != nil {
 		return nil, err
 	}
+	sink, err := cfg.sink()
+	if err != nil {
+		return nil, err
+	}
+	if plan.Unsealed, err = unsealedArchives(ctx, d.Pool, sink); err != nil {
+		return nil, err
+	}
 	return plan, nil
+}
+
+// unsealedArchives lists the sink's archives that no manifest names.
+func unsealedArchives(ctx context.Context, q querier, sink ArchiveSink) ([]string, error) {
+	names, err := sink.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.Query(ctx, `SELECT DISTINCT archive_uri FROM audit.archive_manifests`)
+	if err != nil {
+		return nil, fmt.Errorf("retention: archive manifests: %w", err)
+	}
+	uris, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("retention: archive manifests: %w", err)
+	}
+	sealed := map[string]bool{}
+	for _, u := range uris {
+		sealed[ArchiveNameFromURI(u)] = true
+	}
+	out := []string{}
+	for _, n := range names {
+		if !sealed[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 type querier interface {
@@ -267,7 +305,7 @@ type querier interface {
 // plan picks, per chain, the run of due rows after the covered prefix,
 // limited to maxRows in all.
 func (d *Deps) plan(ctx context.Context, q querier, maxRows int) (*RetentionPlan, error) {
-	p := &RetentionPlan{Policies: []RetentionPolicy{}, Chains: []ChainRetention{}, Pending: []integrity.ArchiveManifest{}}
+	p := &RetentionPlan{Policies: []RetentionPolicy{}, Chains: []ChainRetention{}, Pending: []integrity.ArchiveManifest{}, Unsealed: []string{}}
 	if err := q.QueryRow(ctx, `SELECT now()`).Scan(&p.At); err != nil {
 		return nil, fmt.Errorf("retention: %w", err)
 	}
@@ -703,7 +741,7 @@ func (d *Deps) archive(ctx context.Context, cfg *RetentionConfig, sink ArchiveSi
 			RowCount: c.Rows, StartHash: c.StartHash, EndHash: c.EndHash})
 		fmt.Fprintf(ranges, "%d:%d-%d,", c.ChainID, c.FirstSeq, c.LastSeq)
 	}
-	name := fmt.Sprintf("auditdb-%s-%s.jsonl.gz", plan.At.UTC().Format("20060102T150405Z"), hex.EncodeToString(ranges.Sum(nil))[:12])
+	name := fmt.Sprintf("auditdb-%s-%s.jsonl.gz", plan.At.UTC().Format("20060102T150405.000000Z"), hex.EncodeToString(ranges.Sum(nil))[:12])
 	ar := &ArchiveResult{Name: name, URI: sink.URI(name), Ranges: hdr.Ranges, Rows: plan.Rows}
 
 	// (2) write

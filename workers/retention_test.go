@@ -368,6 +368,14 @@ func TestRetentionSurvivesKill(t *testing.T) {
 			requireArchivesAccountFor(t, db.Pool, keys, dir, inserted)
 			require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log l JOIN audit.archive_manifests m
 				ON m.chain_id = l.chain_id AND l.chain_seq BETWEEN m.first_seq AND m.last_seq`), "no sealed range is left half done")
+			plan, err := (&Deps{Pool: db.Pool}).PlanRetention(ctx, &RetentionConfig{ArchiveDir: dir})
+			require.NoError(t, err)
+			require.Zero(t, plan.Rows)
+			if step == "archive_written" || step == "archive_verified" {
+				require.Len(t, plan.Unsealed, 1, "the killed run's file, which no manifest names, is reported")
+			} else {
+				require.Empty(t, plan.Unsealed)
+			}
 		})
 	}
 }

@@ -17,7 +17,7 @@ func retentionFlags() []cli.Flag {
 	return []cli.Flag{
 		jsonFlag(),
 		&cli.StringFlag{Name: "archive-dir", Value: workers.RetentionArchiveDirDefault, Usage: "directory the archives go to", EnvVars: []string{"AUDIT_ARCHIVE_DIR"}},
-		&cli.IntFlag{Name: "max-rows-per-archive", Value: workers.RetentionMaxRowsPerArchiveDflt, Usage: "rows in one archive file (one manifest transaction, one removal)", EnvVars: []string{"AUDIT_RETENTION_MAX_ROWS_PER_ARCHIVE"}},
+		&cli.IntFlag{Name: "max-rows-per-archive", Value: workers.RetentionMaxRowsPerArchiveDefault, Usage: "rows in one archive file (one manifest transaction, one removal)", EnvVars: []string{"AUDIT_RETENTION_MAX_ROWS_PER_ARCHIVE"}},
 	}
 }
 
@@ -151,6 +151,10 @@ func printRetentionPlan(w io.Writer, p *workers.RetentionPlan) {
 	}
 	if len(p.Pending) > 0 {
 		fmt.Fprintf(w, "\n%d sealed manifest(s) still have rows in audit_log (a run stopped before removal); the next run verifies their archives and removes them\n", len(p.Pending))
+	}
+	if len(p.Unsealed) > 0 {
+		fmt.Fprintf(w, "\n%d archive file(s) that no manifest names (runs stopped before sealing; their rows are still in audit_log, so the files can be deleted): %s\n",
+			len(p.Unsealed), strings.Join(p.Unsealed, ", "))
 	}
 	fmt.Fprintln(w, "\nRows behind a row not yet due are held back: archives cover each chain's seqs in order (see `auditworker retention --help`).")
 }
