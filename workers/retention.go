@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -253,7 +254,8 @@ func (d *Deps) PlanRetention(ctx context.Context, cfg *RetentionConfig) (*Retent
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	plan, err := d.plan(ctx, d.Pool, cfg.MaxRowsPerArchive)
+	// everything a whole run would archive, over all its archives
+	plan, err := d.plan(ctx, d.Pool, math.MaxInt64)
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +306,7 @@ type querier interface {
 
 // plan picks, per chain, the run of due rows after the covered prefix,
 // limited to maxRows in all.
-func (d *Deps) plan(ctx context.Context, q querier, maxRows int) (*RetentionPlan, error) {
+func (d *Deps) plan(ctx context.Context, q querier, maxRows int64) (*RetentionPlan, error) {
 	p := &RetentionPlan{Policies: []RetentionPolicy{}, Chains: []ChainRetention{}, Pending: []integrity.ArchiveManifest{}, Unsealed: []string{}}
 	if err := q.QueryRow(ctx, `SELECT now()`).Scan(&p.At); err != nil {
 		return nil, fmt.Errorf("retention: %w", err)
@@ -356,7 +358,7 @@ func (d *Deps) plan(ctx context.Context, q querier, maxRows int) (*RetentionPlan
 	if err != nil {
 		return nil, fmt.Errorf("retention: chains: %w", err)
 	}
-	budget := int64(maxRows)
+	budget := maxRows
 	for _, id := range chains {
 		c := ChainRetention{ChainID: id}
 		g := integrity.Genesis(id)
@@ -394,27 +396,32 @@ func chainRange(ctx context.Context, q querier, c *ChainRetention, names, classe
 		c.StoppedBy = "newest row is kept"
 		return nil
 	}
+	last := *newest - 1
+	c.StoppedBy = "newest row is kept"
+	if last-start+1 > budget {
+		last = start + budget - 1
+		c.StoppedBy = "rows per archive reached"
+	}
+	if last < start {
+		return nil
+	}
+	// The first row not due, looked for only up to last: the scan walks the
+	// (chain_id, chain_seq) index and costs what the archive will hold.
 	var notDue int64
 	var notDueAt time.Time
 	var notDuePolicy string
 	err := q.QueryRow(ctx, `SELECT l.chain_seq, l."timestamp", l.retention_policy FROM audit.audit_log l
-		WHERE l.chain_id = $1 AND l.chain_seq >= $2
-		  AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[], $5::timestamptz[]) e(policy, cls, cutoff)
+		WHERE l.chain_id = $1 AND l.chain_seq BETWEEN $2 AND $3
+		  AND NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[], $6::timestamptz[]) e(policy, cls, cutoff)
 		                  WHERE e.policy = l.retention_policy AND e.cls = l.data_classification AND l."timestamp" < e.cutoff)
-		ORDER BY l.chain_seq LIMIT 1`, c.ChainID, start, names, classes, cutoffs).Scan(&notDue, &notDueAt, &notDuePolicy)
-	last := *newest - 1
-	c.StoppedBy = "newest row is kept"
+		ORDER BY l.chain_seq LIMIT 1`, c.ChainID, start, last, names, classes, cutoffs).Scan(&notDue, &notDueAt, &notDuePolicy)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
 		return fmt.Errorf("retention: chain %d: %w", c.ChainID, err)
-	case notDue-1 < last:
+	default:
 		last = notDue - 1
 		c.StoppedBy = fmt.Sprintf("seq %d (policy %s, %s) is not due yet", notDue, notDuePolicy, notDueAt.UTC().Format("2006-01-02"))
-	}
-	if last-start+1 > budget {
-		last = start + budget - 1
-		c.StoppedBy = "rows per archive reached"
 	}
 	if last < start {
 		return nil
@@ -617,7 +624,7 @@ func (d *Deps) RunRetention(ctx context.Context, cfg *RetentionConfig, opts Rete
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		plan, err := d.plan(ctx, d.Pool, cfg.MaxRowsPerArchive)
+		plan, err := d.plan(ctx, d.Pool, int64(cfg.MaxRowsPerArchive))
 		if err != nil {
 			return res, err
 		}

@@ -220,6 +220,9 @@ func TestRetentionKeepsNewestRowAndBatches(t *testing.T) {
 	// the worker's role is enough: no DELETE grant, removal goes through
 	// audit.retention_remove
 	deps := &Deps{Pool: db.LoginRole(t, "audit_maintainer"), Keys: keys}
+	plan, err := deps.PlanRetention(ctx, &RetentionConfig{ArchiveDir: dir, MaxRowsPerArchive: 10})
+	require.NoError(t, err)
+	require.EqualValues(t, 24, plan.Rows, "a plan covers the whole run, all its archives")
 	res, err := deps.RunRetention(ctx, &RetentionConfig{ArchiveDir: dir, MaxRowsPerArchive: 10}, RetentionRunOptions{})
 	require.NoError(t, err)
 	require.Len(t, res.Archives, 3, "24 rows in archives of at most 10")
