@@ -503,27 +503,37 @@ func (d *Deps) planDetail(ctx context.Context, p *RetentionPlan) error {
 	for i, c := range p.Chains {
 		covered[i] = max(c.ArchivedThrough, c.LastSeq)
 	}
-	rows, err = d.Pool.Query(ctx, `SELECT partition_name FROM audit.partitions() WHERE is_default OR range_start < $1`, latest)
+	// Partitions starting before the latest cutoff may hold due rows; they
+	// are read whole (up to the end of the last of them) through the parent
+	// table, which is all the maintainer role may read.
+	var bound time.Time
+	if err := d.Pool.QueryRow(ctx, `SELECT coalesce(max(range_end), $1) FROM audit.partitions()
+		WHERE NOT is_default AND range_start < $1`, latest).Scan(&bound); err != nil {
+		return fmt.Errorf("retention: plan: partitions: %w", err)
+	}
+	rows, err = d.Pool.Query(ctx, `SELECT c.relname::text, count(*), count(*) FILTER (WHERE l.chain_seq <= v.through),
+			coalesce(pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', false)
+		FROM audit.audit_log l
+		JOIN pg_class c ON c.oid = l.tableoid
+		LEFT JOIN unnest($1::smallint[], $2::bigint[]) v(chain_id, through) ON v.chain_id = l.chain_id
+		WHERE l."timestamp" < $3
+		GROUP BY c.oid, c.relname ORDER BY c.relname`, ids, covered, bound)
 	if err != nil {
 		return fmt.Errorf("retention: plan: partitions: %w", err)
 	}
-	parts, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("retention: plan: partitions: %w", err)
-	}
-	for _, name := range parts {
-		pr := PartitionRetention{Partition: name}
-		err := d.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE l.chain_seq <= c.through)
-			FROM audit.`+pgx.Identifier{name}.Sanitize()+` l
-			LEFT JOIN unnest($1::smallint[], $2::bigint[]) c(chain_id, through) ON c.chain_id = l.chain_id`,
-			ids, covered).Scan(&pr.Rows, &pr.RowsCovered)
-		if err != nil {
-			return fmt.Errorf("retention: plan: partition %s: %w", name, err)
-		}
-		pr.Droppable = pr.Rows > 0 && pr.Rows == pr.RowsCovered && name != "audit_log_default"
-		if pr.RowsCovered > 0 || pr.Droppable {
+	var (
+		pr        PartitionRetention
+		isDefault bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&pr.Partition, &pr.Rows, &pr.RowsCovered, &isDefault}, func() error {
+		pr.Droppable = !isDefault && pr.Rows == pr.RowsCovered
+		if pr.RowsCovered > 0 {
 			p.Partitions = append(p.Partitions, pr)
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("retention: plan: partitions: %w", err)
 	}
 	return nil
 }
