@@ -18,8 +18,11 @@ import (
 	"github.com/auditdb/auditdb/workers"
 )
 
+// Not parallel: urfave/cli v2 writes package globals (cli.HelpFlag's
+// default, the shared help command's HelpName) every time a command runs,
+// so two Runs with subcommands at once are a data race under -race. A
+// sequential test finishes before the parallel ones start.
 func TestRetentionAndArchiveVerifyCLI(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	db := harness.NewDB(t)
 	dir := t.TempDir()
