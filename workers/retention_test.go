@@ -286,7 +286,7 @@ func helperMain() int {
 		return 1
 	}
 	pauseAt := os.Getenv(pauseEnv)
-	cfg := &RetentionConfig{ArchiveDir: os.Getenv(helperDirEnv), MaxRowsPerArchive: 1000, StepHook: func(step string) {
+	cfg := &RetentionConfig{ArchiveDir: os.Getenv(helperDirEnv), MaxRowsPerArchive: 300, StepHook: func(step string) {
 		if step == pauseAt {
 			fmt.Println("PAUSED", step)
 			select {} // wait for SIGKILL
@@ -320,14 +320,14 @@ func TestRetentionSurvivesKill(t *testing.T) {
 			tx2, err := db.Pool.Begin(ctx)
 			require.NoError(t, err)
 			for _, tx := range []pgx.Tx{tx1, tx2} {
-				_, err = tx.Exec(ctx, rowsOf(1500, "minimal", "PUBLIC", "400 days"))
+				_, err = tx.Exec(ctx, rowsOf(400, "minimal", "PUBLIC", "400 days"))
 				require.NoError(t, err)
 				_, err = tx.Exec(ctx, rowsOf(1, "minimal", "PUBLIC", "1 day"))
 				require.NoError(t, err)
 			}
 			require.NoError(t, tx1.Commit(ctx))
 			require.NoError(t, tx2.Commit(ctx))
-			const inserted = 3002
+			const inserted = 802
 			require.EqualValues(t, 2, count(t, db.Pool, `SELECT count(DISTINCT chain_id) FROM audit.audit_log`))
 
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -356,7 +356,7 @@ func TestRetentionSurvivesKill(t *testing.T) {
 			deadline := time.Now().Add(30 * time.Second)
 			var res *RetentionResult
 			for {
-				res, err = (&Deps{Pool: db.Pool, Keys: keys}).RunRetention(ctx, &RetentionConfig{ArchiveDir: dir, MaxRowsPerArchive: 1000}, RetentionRunOptions{})
+				res, err = (&Deps{Pool: db.Pool, Keys: keys}).RunRetention(ctx, &RetentionConfig{ArchiveDir: dir, MaxRowsPerArchive: 300}, RetentionRunOptions{})
 				if !errors.Is(err, ErrRetentionBusy) || time.Now().After(deadline) {
 					break // the killed session's lock goes when PostgreSQL notices the closed socket
 				}
