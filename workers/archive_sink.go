@@ -105,6 +105,9 @@ func (s *LocalDirSink) Open(_ context.Context, name string) (io.ReadCloser, erro
 // ".NAME.*.tmp", safe to delete) are left out.
 func (s *LocalDirSink) List(_ context.Context) ([]string, error) {
 	entries, err := os.ReadDir(s.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("archive directory: %w", err)
 	}

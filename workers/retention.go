@@ -262,9 +262,10 @@ func (d *Deps) PlanRetention(ctx context.Context, cfg *RetentionConfig) (*Retent
 	if err := d.planDetail(ctx, plan); err != nil {
 		return nil, err
 	}
-	sink, err := cfg.sink()
-	if err != nil {
-		return nil, err
+	// a plan only looks: it does not create the archive directory
+	sink := cfg.Sink
+	if sink == nil {
+		sink = &LocalDirSink{Dir: cfg.ArchiveDir}
 	}
 	if plan.Unsealed, err = unsealedArchives(ctx, d.Pool, sink); err != nil {
 		return nil, err
