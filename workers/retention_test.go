@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditdb/auditdb/internal/integrity"
@@ -381,4 +382,27 @@ func TestRetentionSurvivesKill(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRetentionWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	insertTx(t, db.Pool, rowsOf(5, "minimal", "PUBLIC", "200 days"))
+	w := &RetentionWorker{Deps: &Deps{Pool: db.Pool, Keys: testKeys(t)}, Config: &RetentionConfig{ArchiveDir: t.TempDir()}}
+	require.Equal(t, RetentionJobTimeoutDefault, w.Timeout(nil))
+
+	// another run holds the lock: the job skips without failing
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `SELECT pg_advisory_lock(audit.chain_lock_namespace(), -2)`)
+	require.NoError(t, err)
+	require.NoError(t, w.Work(ctx, &river.Job[RetentionArgs]{}))
+	require.EqualValues(t, 5, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log`))
+	_, err = conn.Exec(ctx, `SELECT pg_advisory_unlock(audit.chain_lock_namespace(), -2)`)
+	require.NoError(t, err)
+	conn.Release()
+
+	require.NoError(t, w.Work(ctx, &river.Job[RetentionArgs]{}))
+	require.EqualValues(t, 1, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log`))
 }

@@ -156,7 +156,7 @@ func printRetentionPlan(w io.Writer, p *workers.RetentionPlan) {
 		fmt.Fprintf(w, "\n%d archive file(s) that no manifest names (runs stopped before sealing; their rows are still in audit_log, so the files can be deleted): %s\n",
 			len(p.Unsealed), strings.Join(p.Unsealed, ", "))
 	}
-	fmt.Fprintln(w, "\nRows behind a row not yet due are held back: archives cover each chain's seqs in order (see `auditworker retention --help`).")
+	fmt.Fprintln(w, "\nHELD BACK: due rows a run leaves for now: rows behind a row not yet due (archives cover each chain's\nseqs in order, see `auditworker retention --help`) and the newest row of each chain, which is always kept.")
 }
 
 func printRetentionResult(w io.Writer, res *workers.RetentionResult) {

@@ -170,7 +170,7 @@ func (aw *ArchiveWriter) WriteRow(a *ArchiveRow) error {
 		return fmt.Errorf("archive: chain %d seq %d (row id %d): %s", a.ChainID, a.ChainSeq, a.ID, problem)
 	}
 	if p := aw.chain.problems(); len(p) > 0 {
-		return errors.New("archive: " + strings.Join(p, "; "))
+		return errors.New("archive: " + details(p))
 	}
 	if err := aw.enc.Encode(a); err != nil {
 		return fmt.Errorf("archive: write: %w", err)
@@ -186,7 +186,7 @@ func (aw *ArchiveWriter) Close() (string, error) {
 	}
 	aw.closed = true
 	if p := aw.chain.finish(); len(p) > 0 {
-		return "", errors.New("archive: " + strings.Join(p, "; "))
+		return "", errors.New("archive: " + details(p))
 	}
 	if err := aw.gz.Close(); err != nil {
 		return "", fmt.Errorf("archive: %w", err)
@@ -202,7 +202,7 @@ type archiveChain struct {
 	rows   int64
 	prev   [32]byte // recomputed chain hash at seq
 	enc    Encoder
-	ended  []string // problems found at the ends of ranges
+	ended  []Finding // problems found at the ends of ranges
 }
 
 func (c *archiveChain) start(ranges []ArchiveRange, idx int) error {
@@ -297,30 +297,44 @@ func (c *archiveChain) endRange() {
 		problem = fmt.Sprintf("chain %d seq %d..%d: %d rows, the header says %d", rg.ChainID, rg.FirstSeq, rg.LastSeq, c.rows, rg.RowCount)
 	}
 	if problem != "" {
-		c.ended = append(c.ended, problem)
+		c.note(rg, problem)
 	}
+	c.startNext()
+}
+
+func (c *archiveChain) note(rg ArchiveRange, problem string) {
+	c.ended = append(c.ended, Finding{ChainID: rg.ChainID, ChainSeq: rg.LastSeq, Kind: RowModified, Detail: problem})
+}
+
+func (c *archiveChain) startNext() {
 	if err := c.start(c.ranges, c.idx+1); err != nil {
-		c.ended = append(c.ended, err.Error())
+		c.ended = append(c.ended, Finding{Kind: RowModified, Detail: err.Error()})
 	}
 }
 
 // problems returns and forgets what endRange noted.
-func (c *archiveChain) problems() []string {
+func (c *archiveChain) problems() []Finding {
 	p := c.ended
 	c.ended = nil
 	return p
 }
 
+func details(fs []Finding) string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.Detail
+	}
+	return strings.Join(out, "; ")
+}
+
 // finish checks that the rows reached the end of every range and returns
 // every problem not yet returned.
-func (c *archiveChain) finish() []string {
+func (c *archiveChain) finish() []Finding {
 	for c.idx < len(c.ranges) {
 		rg := c.ranges[c.idx]
 		if c.seq != rg.LastSeq {
-			c.ended = append(c.ended, fmt.Sprintf("chain %d seq %d..%d: rows end at seq %d", rg.ChainID, rg.FirstSeq, rg.LastSeq, c.seq))
-			if err := c.start(c.ranges, c.idx+1); err != nil {
-				c.ended = append(c.ended, err.Error())
-			}
+			c.note(rg, fmt.Sprintf("chain %d seq %d..%d: rows end at seq %d", rg.ChainID, rg.FirstSeq, rg.LastSeq, c.seq))
+			c.startNext()
 			continue
 		}
 		c.endRange()
@@ -398,9 +412,7 @@ func VerifyArchive(r io.Reader, progress func(bytesRead int64)) (*ArchiveReport,
 					rep.Redacted++
 				}
 				kind, p := c.next(&a)
-				for _, e := range c.problems() {
-					add(0, 0, 0, RowModified, e)
-				}
+				rep.Findings = append(rep.Findings, c.problems()...)
 				if p != "" {
 					add(a.ChainID, a.ChainSeq, a.ID, kind, fmt.Sprintf("line %d: chain %d seq %d: %s", n, a.ChainID, a.ChainSeq, p))
 				}
@@ -416,9 +428,7 @@ func VerifyArchive(r io.Reader, progress func(bytesRead int64)) (*ArchiveReport,
 			return nil, fmt.Errorf("archive: line %d: %w", n, err)
 		}
 	}
-	for _, p := range c.finish() {
-		add(0, 0, 0, RowModified, p)
-	}
+	rep.Findings = append(rep.Findings, c.finish()...)
 	// the digest covers the whole file, trailing bytes included
 	if _, err := io.Copy(io.Discard, tee); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
