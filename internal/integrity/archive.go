@@ -404,7 +404,7 @@ func VerifyArchive(r io.Reader, progress func(bytesRead int64)) (*ArchiveReport,
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
 			var a ArchiveRow
-			if derr := dec(line, &a); derr != nil {
+			if derr := json.Unmarshal(line, &a); derr != nil {
 				add(0, 0, 0, RowModified, fmt.Sprintf("line %d: not an archive row", n))
 			} else {
 				rep.Rows++

@@ -212,3 +212,29 @@ func TestCompareManifests(t *testing.T) {
 	m[0].LastSeq = 9
 	require.Equal(t, []string{"checkpoint_mismatch@1"}, kinds(CompareManifests(digest, hdr, m, keys)))
 }
+
+func BenchmarkVerifyArchive(b *testing.B) {
+	if testing.Short() {
+		b.Skip("benchmark")
+	}
+	rows, stored, hashes := synthChain(10000)
+	g := Genesis(3)
+	var buf bytes.Buffer
+	aw, err := NewArchiveWriter(&buf, ArchiveHeader{Ranges: []ArchiveRange{{ChainID: 3, FirstSeq: 1, LastSeq: 10000, RowCount: 10000,
+		StartHash: hex.EncodeToString(g[:]), EndHash: hex.EncodeToString(hashes[9999][:])}}})
+	require.NoError(b, err)
+	for i := range rows {
+		a := archiveRowOf(rows[i], stored[i])
+		require.NoError(b, aw.WriteRow(&a))
+	}
+	_, err = aw.Close()
+	require.NoError(b, err)
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := VerifyArchive(bytes.NewReader(buf.Bytes()), nil)
+		if err != nil || !rep.Intact() {
+			b.Fatal(err, rep.Findings)
+		}
+	}
+	b.ReportMetric(float64(b.N*10000)/b.Elapsed().Seconds(), "rows/s")
+}
