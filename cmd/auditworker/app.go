@@ -97,6 +97,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			partitionsCommand(),
 			statusCommand(),
 			reportCommand(),
+			retentionCommand(),
+			archiveCommand(),
 			devCommand(),
 			demoCommand(),
 			gdprCommand(),

@@ -1,0 +1,533 @@
+package workers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/auditdb/auditdb/internal/integrity"
+)
+
+// Retention archives audit rows whose retention ran out, seals a manifest
+// per chain range, and only then removes the rows (INTEGRITY.md, "Retention
+// and redaction").
+//
+// Which rows: a row is due when its "timestamp" is older than the longer of
+// its own policy's retention_days and the longest retention_days of any
+// active policy for its data_classification (a PHI row labelled 'minimal'
+// keeps PHI's seven years). A row whose policy is unknown or inactive is
+// never due.
+//
+// Chains and mixed policies: a manifest covers a contiguous seq range of one
+// chain and the verifier resumes after it from the manifest's end hash, so
+// retention archives, per chain, only the longest run of due rows that
+// follows what earlier manifests cover. Rows of a short policy that sit
+// behind a not-yet-due row of a longer one wait for it (the plan shows them
+// as held back); nothing is ever archived out of chain order, so every
+// chain stays one sequence of manifest-covered prefix and present rows, and
+// the number of manifests stays one per chain per run. The newest row of
+// each chain is always kept, so the verifier always has a present row to
+// link the last manifest's end hash to.
+//
+// Partitions mixing policies or chains: audit.retention_remove drops a
+// monthly partition only when every row in it is covered by the manifests
+// being applied; otherwise it deletes just the covered rows (under
+// auditdb.maintenance = 'retention', which the append-only guard allows).
+//
+// Crash safety, step by step: (1) plan the ranges; (2) write the archive
+// through the sink (temporary object, committed atomically); (3) re-read it
+// and verify it from its bytes; (4) insert the sealed manifests, all in one
+// transaction; (5) remove the rows in one transaction. Before planning, every
+// run first completes what an earlier run left: manifests whose rows are
+// still present have their archive re-read and verified, then their rows are
+// removed. A crash before (4) leaves an unsealed archive file and every row
+// in place (the next run archives them again under a new name); a crash
+// after (4) is finished by the next run; (5) is atomic.
+
+// RetentionKind is the River job kind of RetentionArgs.
+const RetentionKind = "auditdb.retention"
+
+// Defaults of RetentionConfig.
+const (
+	RetentionArchiveDirDefault        = "./archive"
+	RetentionMaxRowsPerArchiveDefault = 100_000
+	RetentionIntervalDefault          = time.Hour
+	RetentionJobTimeoutDefault        = time.Hour
+)
+
+// RetentionConfig configures retention runs. The zero value (or nil) means
+// the defaults.
+type RetentionConfig struct {
+	// ArchiveDir is the directory of the local archive sink, used when Sink
+	// is nil. Defaults to ./archive (the CLI and worker read
+	// AUDIT_ARCHIVE_DIR).
+	ArchiveDir string
+	// Sink stores archives. Defaults to a LocalDirSink on ArchiveDir.
+	Sink ArchiveSink
+	// MaxRowsPerArchive bounds one archive file (and so one manifest
+	// transaction and one removal). A run writes as many archives as there
+	// are due rows. Defaults to 100,000.
+	MaxRowsPerArchive int
+	// Interval is how often the periodic job runs. Defaults to one hour.
+	Interval time.Duration
+	// JobTimeout bounds one run of the River job. Defaults to one hour.
+	JobTimeout time.Duration
+	// StepHook, if set, is called after each step of a run with the step's
+	// name (archive_partial, archive_written, archive_verified,
+	// manifests_sealed, removed). Tests use it to kill a run between steps.
+	StepHook func(step string)
+}
+
+// WithDefaults returns a copy with every zero field set to its default.
+func (c *RetentionConfig) WithDefaults() *RetentionConfig {
+	out := RetentionConfig{}
+	if c != nil {
+		out = *c
+	}
+	if out.ArchiveDir == "" {
+		out.ArchiveDir = RetentionArchiveDirDefault
+	}
+	if out.MaxRowsPerArchive == 0 {
+		out.MaxRowsPerArchive = RetentionMaxRowsPerArchiveDefault
+	}
+	if out.Interval == 0 {
+		out.Interval = RetentionIntervalDefault
+	}
+	if out.JobTimeout == 0 {
+		out.JobTimeout = RetentionJobTimeoutDefault
+	}
+	return &out
+}
+
+// Validate reports the first field that breaks its rule.
+func (c *RetentionConfig) Validate() error {
+	switch {
+	case c.MaxRowsPerArchive < 1:
+		return errors.New("retention: MaxRowsPerArchive: must be at least 1")
+	case c.Interval < time.Second:
+		return errors.New("retention: Interval: must be at least 1s")
+	case c.JobTimeout < time.Second:
+		return errors.New("retention: JobTimeout: must be at least 1s")
+	}
+	return nil
+}
+
+func (c *RetentionConfig) sink() (ArchiveSink, error) {
+	if c.Sink != nil {
+		return c.Sink, nil
+	}
+	return NewLocalDirSink(c.ArchiveDir)
+}
+
+func (c *RetentionConfig) step(name string) {
+	if c.StepHook != nil {
+		c.StepHook(name)
+	}
+}
+
+// RetentionArgs is the periodic retention job.
+type RetentionArgs struct{}
+
+// Kind implements river.JobArgs.
+func (RetentionArgs) Kind() string { return RetentionKind }
+
+// InsertOpts implements river.JobArgsWithInsertOpts: a run that failed is
+// retried (every run first finishes what an earlier one left).
+func (RetentionArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 5}
+}
+
+// RetentionWorker runs RetentionArgs jobs.
+type RetentionWorker struct {
+	river.WorkerDefaults[RetentionArgs]
+	Deps   *Deps
+	Config *RetentionConfig
+}
+
+// Work implements river.Worker.
+func (w *RetentionWorker) Work(ctx context.Context, _ *river.Job[RetentionArgs]) error {
+	res, err := w.Deps.RunRetention(ctx, w.Config, RetentionRunOptions{})
+	if errors.Is(err, ErrRetentionBusy) {
+		w.Deps.logger().InfoContext(ctx, "retention: another run holds the lock; skipped")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	w.Deps.logger().InfoContext(ctx, "retention: done", "archives", len(res.Archives), "rows_archived", res.RowsArchived,
+		"rows_removed", res.RowsRemoved, "partitions_dropped", len(res.PartitionsDropped), "resumed_archives", res.Resumed)
+	return nil
+}
+
+// Timeout implements river.Worker: runs may take longer than River's
+// one-minute default.
+func (w *RetentionWorker) Timeout(*river.Job[RetentionArgs]) time.Duration {
+	return w.Config.WithDefaults().JobTimeout
+}
+
+// RetentionPeriodicJob schedules RetentionArgs every cfg.Interval.
+func RetentionPeriodicJob(cfg *RetentionConfig) *river.PeriodicJob {
+	return river.NewPeriodicJob(river.PeriodicInterval(cfg.WithDefaults().Interval),
+		func() (river.JobArgs, *river.InsertOpts) { return RetentionArgs{}, nil },
+		&river.PeriodicJobOpts{ID: RetentionKind})
+}
+
+// ErrRetentionBusy means another retention run holds the lock.
+var ErrRetentionBusy = errors.New("retention: another run is in progress")
+
+// retentionLockKey is the advisory lock of retention runs, in the chain lock
+// namespace (chain ids are >= 0, partition DDL uses -1).
+const retentionLockKey = -2
+
+// RetentionRunOptions are per-run choices.
+type RetentionRunOptions struct {
+	// DryRun plans and reports without writing anything.
+	DryRun bool
+	// Progress, if set, is called with rows archived so far and rows planned
+	// so far (it grows as further archives are planned).
+	Progress func(done, total int64)
+}
+
+// ArchiveResult is one archive a run wrote (or finished).
+type ArchiveResult struct {
+	Name   string                   `json:"name"`
+	URI    string                   `json:"uri"`
+	SHA256 string                   `json:"sha256"`
+	Rows   int64                    `json:"rows"`
+	Ranges []integrity.ArchiveRange `json:"ranges"`
+}
+
+// RetentionResult is what a run did.
+type RetentionResult struct {
+	DryRun            bool            `json:"dry_run"`
+	Plan              *RetentionPlan  `json:"plan,omitempty"` // dry runs only
+	Archives          []ArchiveResult `json:"archives"`
+	Resumed           int             `json:"resumed_archives"` // archives of earlier runs whose rows this run removed
+	RowsArchived      int64           `json:"rows_archived"`
+	RowsRemoved       int64           `json:"rows_removed"`
+	PartitionsDropped []string        `json:"partitions_dropped"`
+}
+
+// RunRetention archives and removes every due row, one archive of at most
+// cfg.MaxRowsPerArchive rows at a time, after first finishing what an
+// earlier run left. It needs the active seal key (integrity.ErrNoSealKeys
+// otherwise) and returns ErrRetentionBusy if another run holds the lock.
+func (d *Deps) RunRetention(ctx context.Context, cfg *RetentionConfig, opts RetentionRunOptions) (*RetentionResult, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	res := &RetentionResult{DryRun: opts.DryRun, Archives: []ArchiveResult{}, PartitionsDropped: []string{}}
+	if opts.DryRun {
+		plan, err := d.PlanRetention(ctx, cfg)
+		res.Plan = plan
+		return res, err
+	}
+	keyID, key, err := d.Keys.ActiveKey()
+	if err != nil {
+		return nil, fmt.Errorf("retention: %w", err)
+	}
+	sink, err := cfg.sink()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := d.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("retention: %w", err)
+	}
+	defer conn.Release()
+	var locked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(audit.chain_lock_namespace(), $1)`, retentionLockKey).Scan(&locked); err != nil {
+		return nil, fmt.Errorf("retention: lock: %w", err)
+	}
+	if !locked {
+		return nil, ErrRetentionBusy
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(audit.chain_lock_namespace(), $1)`, retentionLockKey)
+	}()
+
+	if err := d.finishPending(ctx, cfg, sink, res); err != nil {
+		return res, err
+	}
+	var planned int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		plan, err := d.plan(ctx, d.Pool, int64(cfg.MaxRowsPerArchive))
+		if err != nil {
+			return res, err
+		}
+		if plan.Rows == 0 {
+			return res, nil
+		}
+		planned += plan.Rows
+		ar, ids, err := d.archive(ctx, cfg, sink, plan, keyID, key, func(n int64) {
+			if opts.Progress != nil {
+				opts.Progress(res.RowsArchived+n, planned)
+			}
+		})
+		if err != nil {
+			return res, err
+		}
+		res.Archives = append(res.Archives, *ar)
+		res.RowsArchived += ar.Rows
+		if err := d.remove(ctx, cfg, ids, res); err != nil {
+			return res, err
+		}
+	}
+}
+
+// finishPending re-verifies the archives of sealed manifests whose rows are
+// still present and removes those rows.
+func (d *Deps) finishPending(ctx context.Context, cfg *RetentionConfig, sink ArchiveSink, res *RetentionResult) error {
+	pending, err := pendingManifests(ctx, d.Pool)
+	if err != nil {
+		return err
+	}
+	byURI := map[string][]integrity.ArchiveManifest{}
+	var uris []string
+	for _, m := range pending {
+		if _, ok := byURI[m.ArchiveURI]; !ok {
+			uris = append(uris, m.ArchiveURI)
+		}
+		byURI[m.ArchiveURI] = append(byURI[m.ArchiveURI], m)
+	}
+	var errs []error
+	for _, uri := range uris {
+		mans := byURI[uri]
+		name := ArchiveNameFromURI(uri)
+		if _, err := d.checkArchive(ctx, sink, name, mans[0].ArchiveSHA256, nil, mans); err != nil {
+			// rows stay; the job fails so the alert shows, the other archives go on
+			d.logger().ErrorContext(ctx, "retention: archive of sealed manifests does not verify; its rows are kept",
+				"archive", name, "manifests", len(mans), "error", err)
+			errs = append(errs, err)
+			continue
+		}
+		ids := make([]int64, len(mans))
+		for i, m := range mans {
+			ids[i] = m.ID
+		}
+		if err := d.remove(ctx, cfg, ids, res); err != nil {
+			return err
+		}
+		res.Resumed++
+	}
+	return errors.Join(errs...)
+}
+
+// checkArchive re-reads an archive and checks it: intact from its bytes,
+// the expected digest, the expected ranges (if given), and the manifests
+// (if given: same ranges and digest, seals verifying under the keyring).
+func (d *Deps) checkArchive(ctx context.Context, sink ArchiveSink, name, digest string, ranges []integrity.ArchiveRange, mans []integrity.ArchiveManifest) (*integrity.ArchiveReport, error) {
+	rc, err := sink.Open(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("retention: %w", err)
+	}
+	defer rc.Close()
+	rep, err := integrity.VerifyArchive(rc, nil)
+	if err != nil {
+		return nil, fmt.Errorf("retention: archive %s: %w", name, err)
+	}
+	if !rep.Intact() {
+		return nil, fmt.Errorf("retention: archive %s: %d finding(s), first: %s", name, len(rep.Findings), rep.Findings[0].Detail)
+	}
+	if rep.SHA256 != digest {
+		return nil, fmt.Errorf("retention: archive %s: SHA-256 differs from the one recorded", name)
+	}
+	if ranges != nil && !slices.Equal(rep.Header.Ranges, ranges) {
+		return nil, fmt.Errorf("retention: archive %s: its ranges differ from the ones written", name)
+	}
+	if mans != nil {
+		var keys integrity.Keyring
+		if d.Keys != nil {
+			keys = d.Keys.Ring
+		}
+		if fs := integrity.CompareManifests(rep.SHA256, rep.Header, mans, keys); len(fs) > 0 {
+			return nil, fmt.Errorf("retention: archive %s: %s", name, fs[0].Detail)
+		}
+		for _, m := range mans {
+			if !slices.ContainsFunc(rep.Header.Ranges, func(rg integrity.ArchiveRange) bool {
+				return rg.ChainID == m.ChainID && rg.FirstSeq == m.FirstSeq
+			}) {
+				return nil, fmt.Errorf("retention: archive %s does not hold chain %d seq %d..%d of manifest %d", name, m.ChainID, m.FirstSeq, m.LastSeq, m.ID)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// archiveRowQuery reads the rows of one chain range with every column, in
+// the forms the archive keeps (see integrity.ArchiveRow).
+const archiveRowQuery = `SELECT id, chain_id, chain_seq, "timestamp", recorded_at, action, status, principal_type,
+	organization_id, target_resource_type, event_version, correlation_id, data_classification,
+	retention_policy, processing_latency, ttl, principal_id, target_resource_id, abbrev(source_ip),
+	outcome_description, details::text, pii_salt, pii_commitment, hash, hash_algorithm, hash_version, archived_at
+FROM audit.audit_log WHERE chain_id = $1 AND chain_seq BETWEEN $2 AND $3 ORDER BY chain_seq, id`
+
+// archive runs steps 2 to 4 for one plan: write, re-read and verify, seal.
+// It returns the archive and the ids of its manifests.
+func (d *Deps) archive(ctx context.Context, cfg *RetentionConfig, sink ArchiveSink, plan *RetentionPlan, keyID string, key []byte, progress func(int64)) (*ArchiveResult, []int64, error) {
+	hdr := integrity.ArchiveHeader{CreatedAt: plan.At.UTC()}
+	ranges := sha256.New()
+	for _, c := range plan.Chains {
+		if c.Rows == 0 {
+			continue
+		}
+		hdr.Ranges = append(hdr.Ranges, integrity.ArchiveRange{ChainID: c.ChainID, FirstSeq: c.FirstSeq, LastSeq: c.LastSeq,
+			RowCount: c.Rows, StartHash: c.StartHash, EndHash: c.EndHash})
+		fmt.Fprintf(ranges, "%d:%d-%d,", c.ChainID, c.FirstSeq, c.LastSeq)
+	}
+	name := fmt.Sprintf("auditdb-%s-%s.jsonl.gz", plan.At.UTC().Format("20060102T150405.000000Z"), hex.EncodeToString(ranges.Sum(nil))[:12])
+	ar := &ArchiveResult{Name: name, URI: sink.URI(name), Ranges: hdr.Ranges, Rows: plan.Rows}
+
+	// (2) write
+	obj, err := sink.Create(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	digest, err := d.writeArchive(ctx, cfg, obj, hdr, progress)
+	if err == nil {
+		err = obj.Commit()
+	}
+	if err != nil {
+		_ = obj.Abort()
+		return nil, nil, err
+	}
+	ar.SHA256 = digest
+	cfg.step("archive_written")
+
+	// (3) re-read and verify
+	if _, err := d.checkArchive(ctx, sink, name, digest, hdr.Ranges, nil); err != nil {
+		return nil, nil, err
+	}
+	cfg.step("archive_verified")
+
+	// (4) seal: one manifest per range, all or none
+	ids := make([]int64, 0, len(hdr.Ranges))
+	err = pgx.BeginFunc(ctx, d.Pool, func(tx pgx.Tx) error {
+		for _, rg := range hdr.Ranges {
+			m := integrity.ArchiveManifest{ChainID: rg.ChainID, FirstSeq: rg.FirstSeq, LastSeq: rg.LastSeq,
+				EndHash: rg.EndHash, RowCount: rg.RowCount, ArchiveURI: ar.URI, ArchiveSHA256: digest}
+			m.Seal(keyID, key)
+			var id int64
+			if err := tx.QueryRow(ctx, `INSERT INTO audit.archive_manifests
+					(chain_id, first_seq, last_seq, end_hash, row_count, archive_uri, archive_sha256, key_id, mac)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
+				m.ChainID, m.FirstSeq, m.LastSeq, m.EndHash, m.RowCount, m.ArchiveURI, m.ArchiveSHA256, m.KeyID, m.MAC).Scan(&id); err != nil {
+				return fmt.Errorf("chain %d seq %d..%d: %w", m.ChainID, m.FirstSeq, m.LastSeq, err)
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("retention: seal manifests: %w", err)
+	}
+	cfg.step("manifests_sealed")
+	d.logger().InfoContext(ctx, "retention: archive sealed", "archive", name, "rows", ar.Rows, "ranges", len(hdr.Ranges))
+	return ar, ids, nil
+}
+
+// writeArchive streams the header's ranges from one snapshot into w and
+// returns the file's digest. The ArchiveWriter checks every row's hash and
+// chain link on the way, so a tampered chain fails here, before any seal.
+func (d *Deps) writeArchive(ctx context.Context, cfg *RetentionConfig, w io.Writer, hdr integrity.ArchiveHeader, progress func(int64)) (string, error) {
+	aw, err := integrity.NewArchiveWriter(w, hdr)
+	if err != nil {
+		return "", err
+	}
+	var written int64
+	err = pgx.BeginTxFunc(ctx, d.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		for i, rg := range hdr.Ranges {
+			rows, err := tx.Query(ctx, archiveRowQuery, rg.ChainID, rg.FirstSeq, rg.LastSeq)
+			if err != nil {
+				return fmt.Errorf("retention: chain %d: %w", rg.ChainID, err)
+			}
+			var (
+				a                integrity.ArchiveRow
+				ts, rec          time.Time
+				salt, commitment []byte
+				archivedAt       *time.Time
+			)
+			_, err = pgx.ForEachRow(rows, []any{&a.ID, &a.ChainID, &a.ChainSeq, &ts, &rec, &a.Action, &a.Status,
+				&a.PrincipalType, &a.OrganizationID, &a.TargetResourceType, &a.EventVersion, &a.CorrelationID,
+				&a.DataClassification, &a.RetentionPolicy, &a.ProcessingLatency, &a.TTL, &a.PrincipalID,
+				&a.TargetResourceID, &a.SourceIP, &a.OutcomeDescription, &a.Details, &salt, &commitment, &a.Hash,
+				&a.HashAlgorithm, &a.HashVersion, &archivedAt}, func() error {
+				a.TimestampUS, a.Timestamp = ts.UnixMicro(), integrity.FormatArchiveTime(ts)
+				a.RecordedAtUS, a.RecordedAt = rec.UnixMicro(), integrity.FormatArchiveTime(rec)
+				a.PIISalt = nil
+				if salt != nil {
+					s := hex.EncodeToString(salt)
+					a.PIISalt = &s
+				}
+				a.PIICommitment = hex.EncodeToString(commitment)
+				a.ArchivedAt = nil
+				if archivedAt != nil {
+					s := integrity.FormatArchiveTime(*archivedAt)
+					a.ArchivedAt = &s
+				}
+				if err := aw.WriteRow(&a); err != nil {
+					return err
+				}
+				if written++; written%1024 == 0 && progress != nil {
+					progress(written)
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("retention: %w", err)
+			}
+			if i == 0 {
+				cfg.step("archive_partial")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if progress != nil {
+		progress(written)
+	}
+	return aw.Close()
+}
+
+// remove runs step 5: audit.retention_remove for the manifests, in one
+// transaction.
+func (d *Deps) remove(ctx context.Context, cfg *RetentionConfig, ids []int64, res *RetentionResult) error {
+	rows, err := d.Pool.Query(ctx, `SELECT partition_name, dropped, rows_removed FROM audit.retention_remove($1)`, ids)
+	if err != nil {
+		return fmt.Errorf("retention: remove: %w", err)
+	}
+	var (
+		part    string
+		dropped bool
+		n       int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&part, &dropped, &n}, func() error {
+		res.RowsRemoved += n
+		if dropped {
+			res.PartitionsDropped = append(res.PartitionsDropped, part)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("retention: remove: %w", err)
+	}
+	cfg.step("removed")
+	d.logger().InfoContext(ctx, "retention: rows removed", "manifests", len(ids), "rows_total", res.RowsRemoved,
+		"partitions_dropped", strings.Join(res.PartitionsDropped, ","))
+	return nil
+}
