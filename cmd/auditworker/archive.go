@@ -12,23 +12,6 @@ import (
 	"github.com/auditdb/auditdb/internal/integrity"
 )
 
-// archiveKeyFlags are the seal key settings of the retention and archive
-// commands (the environment or a file is the better place for keys: command
-// lines show in ps).
-func archiveKeyFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "seal-keys", Usage: "seal keys, keyid:base64key[,...]", EnvVars: []string{"AUDIT_SEAL_KEYS"}},
-		&cli.StringFlag{Name: "seal-active-key", Usage: "key id new seals use (required with several keys)", EnvVars: []string{"AUDIT_SEAL_ACTIVE_KEY"}},
-		&cli.StringFlag{Name: "seal-keys-file", Usage: "file with one keyid:base64key per line", EnvVars: []string{"AUDIT_SEAL_KEYS_FILE"}},
-	}
-}
-
-// archiveKeys reads archiveKeyFlags: integrity.ErrNoSealKeys when none is set.
-func archiveKeys(c *cli.Context) (*integrity.SealKeys, error) {
-	flags := map[string]string{"AUDIT_SEAL_KEYS": "seal-keys", "AUDIT_SEAL_ACTIVE_KEY": "seal-active-key", "AUDIT_SEAL_KEYS_FILE": "seal-keys-file"}
-	return integrity.SealKeysFromEnv(func(name string) string { return c.String(flags[name]) })
-}
-
 func archiveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "archive",
@@ -41,7 +24,7 @@ func archiveCommand() *cli.Command {
 				Flags: append([]cli.Flag{
 					jsonFlag(),
 					&cli.BoolFlag{Name: "offline", Usage: "check the file alone, even with a database configured", EnvVars: []string{"AUDIT_ARCHIVE_OFFLINE"}},
-				}, archiveKeyFlags()...),
+				}, sealKeyFlags()...),
 				Action: archiveVerify,
 			},
 		},
@@ -52,7 +35,7 @@ func archiveVerify(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return errors.New("archive verify: give exactly one FILE")
 	}
-	keys, err := archiveKeys(c)
+	keys, err := sealKeys(c)
 	if errors.Is(err, integrity.ErrNoSealKeys) {
 		keys, err = nil, nil
 	}

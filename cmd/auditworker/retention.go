@@ -66,7 +66,7 @@ anywhere is completed by the next.`,
 				Usage: "archive, verify, seal and remove every due row (needs the seal key); --dry-run only plans",
 				Flags: append(append(retentionFlags(),
 					&cli.BoolFlag{Name: "dry-run", Usage: "plan and print, change nothing", EnvVars: []string{"AUDIT_RETENTION_DRY_RUN"}}),
-					archiveKeyFlags()...),
+					sealKeyFlags()...),
 				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 					cfg, err := retentionConfig(c)
 					if err != nil {
@@ -75,7 +75,7 @@ anywhere is completed by the next.`,
 					// the run's own summary is printed; the log says only what goes wrong
 					deps := &workers.Deps{Pool: pool, Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 					if !c.Bool("dry-run") {
-						if deps.Keys, err = archiveKeys(c); err != nil {
+						if deps.Keys, err = sealKeys(c); err != nil {
 							return err
 						}
 					}
