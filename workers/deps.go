@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,6 +20,21 @@ type Deps struct {
 	Keys *integrity.SealKeys
 	// Logger receives structured logs. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Alerter receives the alerts jobs raise (tampering found, a chain head
+	// that cannot be sealed). Defaults to LogAlerter, which only logs.
+	Alerter Alerter
+	// Metrics records what jobs did. NewSuite sets it on its own copy of
+	// Deps; nil (a Deps used outside a Suite) records nothing.
+	Metrics *Metrics
+	// FaultHooks inject faults for tests. Nil in production.
+	FaultHooks *FaultHooks
+}
+
+// FaultHooks are fault-injection points for tests (a worker killed in the
+// middle of a seal). Production code never sets them.
+type FaultHooks struct {
+	// AfterSealChain runs after each chain's checkpoint is committed.
+	AfterSealChain func(ctx context.Context, chainID int16)
 }
 
 func (d *Deps) logger() *slog.Logger {
@@ -26,4 +42,18 @@ func (d *Deps) logger() *slog.Logger {
 		return slog.Default()
 	}
 	return d.Logger
+}
+
+func (d *Deps) alerter() Alerter {
+	if d.Alerter == nil {
+		return LogAlerter{Logger: d.logger()}
+	}
+	return d.Alerter
+}
+
+func (d *Deps) keyring() integrity.Keyring {
+	if d.Keys == nil {
+		return nil
+	}
+	return d.Keys.Ring
 }
