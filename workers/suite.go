@@ -54,8 +54,8 @@ type SuiteConfig struct {
 	// PartitionsInterval is how often partitions are created ahead and the
 	// default partition rescued. Defaults to 1h.
 	PartitionsInterval time.Duration
-	// MonthsAhead is how many months of partitions are kept ahead.
-	// Defaults to 3.
+	// MonthsAhead is how many months of partitions are kept ahead of the
+	// current one; negative keeps the current month only. Defaults to 3.
 	MonthsAhead int
 	// MaxSealLag is the largest seal lag /readyz accepts while sealing is
 	// scheduled. Defaults to 1m.
@@ -96,8 +96,8 @@ func (c SuiteConfig) validate() error {
 	if c.Concurrency < 1 || c.Concurrency > river.QueueNumWorkersMax {
 		return fmt.Errorf("Concurrency: must be between 1 and %d, got %d", river.QueueNumWorkersMax, c.Concurrency)
 	}
-	if c.MonthsAhead < 0 || c.MonthsAhead > 120 {
-		return fmt.Errorf("MonthsAhead: must be between 0 and 120, got %d", c.MonthsAhead)
+	if c.MonthsAhead > 120 {
+		return fmt.Errorf("MonthsAhead: must be at most 120, got %d", c.MonthsAhead)
 	}
 	if c.MaxSealLag < 0 {
 		return fmt.Errorf("MaxSealLag: must not be negative, got %s", c.MaxSealLag)
@@ -122,7 +122,7 @@ func periodic[T river.JobArgs](worker river.Worker[T], every time.Duration, args
 // job kind is one line here (and its interval in SuiteConfig).
 func jobKinds(d *Deps, c SuiteConfig) []jobKind {
 	return []jobKind{
-		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: c.MonthsAhead}),
+		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
 		periodic(&SealWorker{Deps: d}, c.SealInterval, SealArgs{}),
 		periodic(&VerifyWorker{Deps: d}, c.VerifyInterval, VerifyArgs{}),
 		periodic(&VerifyWorker{Deps: d}, c.FullVerifyInterval, VerifyArgs{Full: true}),

@@ -70,6 +70,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			migrateCommand(),
 			verifyCommand(),
+			sealCommand(),
+			runCommand(),
+			keysCommand(),
 			partitionsCommand(),
 			statusCommand(),
 			devCommand(),
@@ -93,6 +96,13 @@ func connect(c *cli.Context) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, errors.New("database-url: not a valid PostgreSQL URL")
+	}
+	// pool sizes, for the commands that have the flags (run)
+	if n := c.Int("pool-max"); n > 0 {
+		cfg.MaxConns = int32(n)
+	}
+	if n := c.Int("pool-min"); n > 0 {
+		cfg.MinConns = int32(min(n, int(cfg.MaxConns)))
 	}
 	pool, err := pgxpool.NewWithConfig(c.Context, cfg)
 	if err != nil {

@@ -54,8 +54,8 @@ type ChainResult struct {
 	Checkpoints  int    `json:"checkpoints_checked"`
 	// FromSeq is the checkpoint an incremental run started after (0: the
 	// chain was read from its first row).
-	FromSeq int64 `json:"from_seq,omitempty"`
-	Findings     int    `json:"findings"`
+	FromSeq  int64 `json:"from_seq,omitempty"`
+	Findings int   `json:"findings"`
 }
 
 // Report is the outcome of a verification run.
