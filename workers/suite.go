@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +131,27 @@ func jobKinds(d *Deps, c SuiteConfig) []jobKind {
 	}
 }
 
+// periodicIDPattern is River's rule for PeriodicJobOpts.ID (it panics on
+// others).
+var periodicIDPattern = regexp.MustCompile(`\A[\w][\w\-\[\]<>\/.·:+]+\z`)
+
+// periodicID names a periodic job by its kind and arguments, stable across
+// restarts: auditdb_verify:full:true.
+func periodicID(args river.JobArgs) (string, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return "", err
+	}
+	id := args.Kind()
+	if a := strings.NewReplacer("{", "", "}", "", `"`, "", ",", "+").Replace(string(b)); a != "" {
+		id += ":" + a
+	}
+	if !periodicIDPattern.MatchString(id) {
+		return "", fmt.Errorf("periodic job id %q: arguments must be simple values", id)
+	}
+	return id, nil
+}
+
 // Suite is auditworker's River client with its jobs, metrics and health.
 type Suite struct {
 	deps    *Deps
@@ -178,7 +201,7 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 		if jk.every <= 0 {
 			continue
 		}
-		id, err := json.Marshal(jk.args)
+		id, err := periodicID(jk.args)
 		if err != nil {
 			return nil, fmt.Errorf("workers: %s: %w", kind, err)
 		}
@@ -189,7 +212,7 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 		opts := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: every}}
 		periodicJobs = append(periodicJobs, river.NewPeriodicJob(river.PeriodicInterval(every),
 			func() (river.JobArgs, *river.InsertOpts) { return args, opts },
-			&river.PeriodicJobOpts{ID: kind + string(id), RunOnStart: true}))
+			&river.PeriodicJobOpts{ID: id, RunOnStart: true}))
 	}
 	client, err := river.NewClient(riverpgxv5.New(d.Pool), &river.Config{
 		ID:           cfg.ID,
