@@ -86,6 +86,10 @@ func kinds(rep *integrity.Report) []string {
 	return out
 }
 
+func fmtFinding(c int16, seq int64, k integrity.Kind) string {
+	return fmt.Sprintf("%d/%d/%s", c, seq, k)
+}
+
 // busyChains returns the chains with rows, in order.
 func busyChains(t *testing.T, db *harness.DB) []int16 {
 	t.Helper()

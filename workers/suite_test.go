@@ -1,0 +1,152 @@
+package workers_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/tests/harness"
+	"github.com/auditdb/auditdb/workers"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// Two replicas on one database: River's elected leader alone enqueues the
+// periodic jobs (and uniqueness per period backs it up), so each runs once
+// per interval, not twice; writes get sealed within the interval; the log
+// verifies; /healthz, /readyz and /metrics answer.
+func TestReplicasRunEachPeriodicJobOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	k := keys(t, "", "k1")
+	quiet := slog.New(slog.DiscardHandler)
+	cfg := workers.SuiteConfig{SealInterval: time.Second, VerifyInterval: 2 * time.Second, FullVerifyInterval: -1,
+		PartitionsInterval: time.Hour, MaxSealLag: 30 * time.Second}
+	var suites []*workers.Suite
+	for _, id := range []string{"replica-a", "replica-b"} {
+		c := cfg
+		c.ID = id
+		s, err := workers.NewSuite(&workers.Deps{Pool: db.Pool, Keys: k, Logger: quiet}, c)
+		require.NoError(t, err)
+		suites = append(suites, s)
+	}
+	srv := httptest.NewServer(suites[0].Handler())
+	defer srv.Close()
+	code, _ := get(t, srv.URL+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "not started")
+
+	start := time.Now()
+	for _, s := range suites {
+		require.NoError(t, s.Start(ctx))
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		for _, s := range suites {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			require.NoError(t, s.Stop(sctx))
+			cancel()
+		}
+	}
+	defer stop()
+
+	fill(t, db, 4, 25)
+	require.Eventually(t, func() bool {
+		var unsealed int64
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT coalesce(sum(unsealed_rows), 0) FROM audit.integrity_status`).Scan(&unsealed))
+		return unsealed == 0
+	}, 15*time.Second, 100*time.Millisecond, "writes sealed")
+
+	code, body := get(t, srv.URL+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+	code, body = get(t, srv.URL+"/readyz")
+	require.Equal(t, http.StatusOK, code, body)
+	code, body = get(t, srv.URL+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	for _, want := range []string{
+		`auditdb_chain_head_seq{chain="0"}`, `auditdb_chain_rows{chain="0"}`, `auditdb_chain_seal_lag_seconds{chain="0"} 0`,
+		"auditdb_seal_lag_seconds 0", `auditdb_scrape_error{source="chains"} 0`,
+		`auditdb_river_jobs{kind="auditdb_seal",state=`, `auditdb_river_jobs{kind="auditdb_partitions",state=`,
+		"auditdb_db_pool_acquires_total", "auditdb_db_pool_max_connections", "go_goroutines",
+	} {
+		require.Contains(t, body, want, "in /metrics")
+	}
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.verification_runs WHERE mode = 'incremental' AND status = 'intact'`).Scan(&n))
+		return n >= 1
+	}, 15*time.Second, 100*time.Millisecond, "incremental verification ran")
+	time.Sleep(time.Until(start.Add(5 * time.Second)))
+	elapsed := time.Since(start)
+
+	// what the replicas' own metrics saw, together
+	var sealRuns, verifyRuns float64
+	for _, s := range suites {
+		_, body = get(t, httptestURL(t, s)+"/metrics")
+		sealRuns += metricValue(body, `auditdb_jobs_total{kind="auditdb_seal",state="completed"}`)
+		verifyRuns += metricValue(body, `auditdb_verification_runs_total{mode="incremental",status="intact"}`)
+		require.Contains(t, body, `auditdb_job_duration_seconds_count{kind="auditdb_seal"}`)
+	}
+	stop()
+	code, body = get(t, srv.URL+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "river is not running")
+
+	counts, err := workers.JobCounts(ctx, db.Pool)
+	require.NoError(t, err)
+	byKind := map[string]int64{}
+	for _, jc := range counts {
+		byKind[jc.Kind] += jc.Count
+	}
+	periods := int64(elapsed/time.Second) + 1
+	require.EqualValues(t, 1, byKind["auditdb_partitions"], "hourly job: once, not once per replica")
+	require.GreaterOrEqual(t, byKind["auditdb_seal"], int64(3))
+	require.LessOrEqual(t, byKind["auditdb_seal"], periods, "at most one seal per second over %s", elapsed)
+	require.LessOrEqual(t, byKind["auditdb_verify"], periods/2+1)
+	require.InDelta(t, float64(byKind["auditdb_seal"]), sealRuns, 1, "jobs seen by the replicas' metrics")
+	require.GreaterOrEqual(t, verifyRuns, 1.0)
+
+	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{Keys: k.Ring, NoRecord: true})
+	require.NoError(t, err)
+	require.True(t, rep.Intact(), kinds(rep))
+}
+
+func httptestURL(t *testing.T, s *workers.Suite) string {
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// metricValue reads one sample of a Prometheus text exposition; 0 if absent.
+func metricValue(body, series string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			_, _ = fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
