@@ -134,6 +134,11 @@ func TestWorkerKilledInTheMiddleOfASeal(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+migrate.RiverSchema+`.river_job
 		WHERE kind = 'auditdb_seal' AND state = 'running'`).Scan(&running))
 	require.Equal(t, 1, running, "the killed seal job was in progress")
+	// The killed process still holds River's leadership lease, which
+	// expires on its own after about 15 s; expire it now to keep the test
+	// short (River's own tests cover the expiry).
+	_, err := db.Pool.Exec(ctx, `DELETE FROM `+migrate.RiverSchema+`.river_leader`)
+	require.NoError(t, err)
 
 	stop := runInProcess(t, "--database-url", db.URL, "run", "--listen", "127.0.0.1:0", "--seal-interval", "1s",
 		"--verify-interval", "0", "--full-verify-interval", "0", "--partitions-interval", "0", "--seal-keys", key)
@@ -155,6 +160,7 @@ func TestWorkerKilledInTheMiddleOfASeal(t *testing.T) {
 func TestRunSurvivesPostgresRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
+	t0 := time.Now()
 	pg, err := embeddedpg.Start(ctx, embeddedpg.Config{Durable: true})
 	require.NoError(t, err)
 	defer func() { _ = pg.Stop() }()
@@ -165,13 +171,16 @@ func TestRunSurvivesPostgresRestart(t *testing.T) {
 	_, err = migrate.Migrate(ctx, pool, migrate.Options{})
 	require.NoError(t, err)
 	key := sealKey(t, "k1")
+	t.Logf("migrated after %s", time.Since(t0))
 
 	stop := runInProcess(t, "--database-url", url, "run", "--listen", "127.0.0.1:0", "--seal-interval", "1s",
 		"--verify-interval", "1s", "--full-verify-interval", "0", "--partitions-interval", "1h", "--seal-keys", key)
 	fillChains(t, url, 3, 10)
 	require.Eventually(t, func() bool { return unsealed(t, pool) == 0 }, 20*time.Second, 50*time.Millisecond)
 
+	t.Logf("sealed before restart after %s", time.Since(t0))
 	require.NoError(t, pg.Restart(ctx, "immediate"))
+	t.Logf("restarted after %s", time.Since(t0))
 	restarted := time.Now()
 	require.Eventually(t, func() bool { return pool.Ping(ctx) == nil }, 20*time.Second, 50*time.Millisecond)
 	fillChains(t, url, 3, 10)
@@ -181,7 +190,9 @@ func TestRunSurvivesPostgresRestart(t *testing.T) {
 			WHERE status = 'intact' AND started_at > $1)`, restarted).Scan(&verified))
 		return unsealed(t, pool) == 0 && verified
 	}, 30*time.Second, 100*time.Millisecond, "sealed and verified after the restart")
+	t.Logf("sealed+verified after restart after %s", time.Since(t0))
 	code, logs := stop()
+	t.Logf("stopped after %s", time.Since(t0))
 	require.Equal(t, 0, code, logs)
 
 	code, _, stderr := run(t, "--database-url", url, "verify", "--seal-keys", key)
