@@ -262,24 +262,46 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 // strayChains finds rows whose chain_id has no head in audit.chain_heads: a
 // chain the trigger never wrote, so every such row was put there around it.
 // (Such a chain could even be made to verify from its genesis hash, so its
-// mere presence is the finding.) The chain ids form a range, which the
-// (chain_id, chain_seq) index answers without a scan.
+// mere presence is the finding.) The chain ids form a range: the rows below
+// and above it are two range scans of the (chain_id, chain_seq) index, with
+// the bounds as values so that the planner sees them (an OR against a
+// subquery was a sequential scan of the whole log, ~0.3 s per 500k rows, on
+// every incremental run).
 func strayChains(ctx context.Context, pool *pgxpool.Pool) ([]Finding, error) {
-	rows, err := pool.Query(ctx, `SELECT l.chain_id, min(l.chain_seq), min(l.id), count(*)
-		FROM audit.audit_log l, (SELECT min(chain_id) AS lo, max(chain_id) AS hi FROM audit.chain_heads) h
-		WHERE l.chain_id < h.lo OR l.chain_id > h.hi
-		GROUP BY l.chain_id ORDER BY l.chain_id`)
+	var out []Finding
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var lo, hi *int16
+		if err := tx.QueryRow(ctx, `SELECT min(chain_id), max(chain_id) FROM audit.chain_heads`).Scan(&lo, &hi); err != nil {
+			return err
+		}
+		if lo == nil {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT chain_id, min(chain_seq), min(id), count(*) FROM (
+			SELECT l.chain_id, l.chain_seq, l.id FROM audit.audit_log l WHERE l.chain_id < $1
+			UNION ALL
+			SELECT l.chain_id, l.chain_seq, l.id FROM audit.audit_log l WHERE l.chain_id > $2) s
+			GROUP BY chain_id ORDER BY chain_id`, *lo, *hi)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Finding, error) {
+			var f Finding
+			var n int64
+			err := r.Scan(&f.ChainID, &f.ChainSeq, &f.RowID, &n)
+			f.Kind = RowModified
+			f.Detail = fmt.Sprintf("%d row(s) in chain %d, which audit.chain_heads does not have", n, f.ChainID)
+			return f, err
+		})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("stray chains: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Finding, error) {
-		var f Finding
-		var n int64
-		err := r.Scan(&f.ChainID, &f.ChainSeq, &f.RowID, &n)
-		f.Kind = RowModified
-		f.Detail = fmt.Sprintf("%d row(s) in chain %d, which audit.chain_heads does not have", n, f.ChainID)
-		return f, err
-	})
+	return out, nil
 }
 
 // verifiedUpTo returns, per chain, the seq that the newest finished run
