@@ -15,6 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/auditdb/auditdb/internal/integrity"
 	"github.com/auditdb/auditdb/internal/migrate"
@@ -62,6 +66,10 @@ type SuiteConfig struct {
 	// MaxSealLag is the largest seal lag /readyz accepts while sealing is
 	// scheduled. Defaults to 1m.
 	MaxSealLag time.Duration
+	// TracerProvider, if set, gets a span per job worked, the parent of
+	// the job's SQL spans (otelpgx records those only inside a span).
+	// Defaults to none.
+	TracerProvider trace.TracerProvider
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.
@@ -214,7 +222,12 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 			func() (river.JobArgs, *river.InsertOpts) { return args, opts },
 			&river.PeriodicJobOpts{ID: id, RunOnStart: true}))
 	}
+	var middleware []rivertype.Middleware
+	if cfg.TracerProvider != nil {
+		middleware = append(middleware, jobSpans(cfg.TracerProvider.Tracer("github.com/auditdb/auditdb/workers")))
+	}
 	client, err := river.NewClient(riverpgxv5.New(d.Pool), &river.Config{
+		Middleware:   middleware,
 		ID:           cfg.ID,
 		Schema:       migrate.RiverSchema,
 		Queues:       map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Concurrency}},
@@ -273,6 +286,22 @@ func (s *Suite) Start(ctx context.Context) error {
 		"verify_interval", s.cfg.VerifyInterval, "full_verify_interval", s.cfg.FullVerifyInterval,
 		"partitions_interval", s.cfg.PartitionsInterval)
 	return nil
+}
+
+// jobSpans starts a span around every job. Attributes are the job's kind,
+// id and attempt; never its arguments.
+func jobSpans(tracer trace.Tracer) rivertype.Middleware {
+	return river.WorkerMiddlewareFunc(func(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+		ctx, span := tracer.Start(ctx, "job "+job.Kind, trace.WithAttributes(attribute.String("river.job.kind", job.Kind),
+			attribute.Int64("river.job.id", job.ID), attribute.Int("river.job.attempt", job.Attempt)))
+		defer span.End()
+		err := doInner(ctx)
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "job failed")
+		}
+		return err
+	})
 }
 
 func eventState(k river.EventKind) string {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 )
@@ -89,6 +90,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 
 // connect opens a pool on --database-url / AUDIT_DB_URL.
 func connect(c *cli.Context) (*pgxpool.Pool, error) {
+	return connectTraced(c, nil)
+}
+
+// connectTraced is connect with a query tracer (nil: none).
+func connectTraced(c *cli.Context, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
 	url := c.String("database-url")
 	if url == "" {
 		return nil, errors.New("no database: set AUDIT_DB_URL or --database-url (or run `auditworker dev` for a private one)")
@@ -97,6 +103,7 @@ func connect(c *cli.Context) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, errors.New("database-url: not a valid PostgreSQL URL")
 	}
+	cfg.ConnConfig.Tracer = tracer
 	// pool sizes, for the commands that have the flags (run)
 	if n := c.Int("pool-max"); n > 0 {
 		cfg.MaxConns = int32(n)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
@@ -39,6 +40,7 @@ func runCommand() *cli.Command {
 		&cli.IntFlag{Name: "pool-max", Usage: "largest number of connections (default pgx's: 4 or CPUs)", EnvVars: []string{"AUDIT_DB_POOL_MAX"}},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"AUDIT_LOG_FORMAT"}},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"AUDIT_LOG_LEVEL"}},
+		otelFlag(),
 	}
 	return &cli.Command{
 		Name:  "run",
@@ -69,9 +71,28 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-				return runSuite(c, pool, keys, logger, cfg)
-			})(c)
+			var tracer pgx.QueryTracer
+			if c.Bool("otel") {
+				tp, err := newTracerProvider(c.Context)
+				if err != nil {
+					return err
+				}
+				defer func() {
+					ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), shutdownTimeout)
+					defer cancel()
+					if err := tp.Shutdown(ctx); err != nil {
+						logger.Warn("otel: flush spans", "error", err)
+					}
+				}()
+				tracer = sqlTracer(tp)
+				cfg.TracerProvider = tp
+			}
+			pool, err := connectTraced(c, tracer)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			return runSuite(c, pool, keys, logger, cfg)
 		},
 	}
 }
