@@ -175,5 +175,5 @@ func TestSealWithoutKeyRefuses(t *testing.T) {
 	_, err = workers.NewSuite(&workers.Deps{Pool: db.Pool}, workers.SuiteConfig{SealInterval: -1})
 	require.NoError(t, err, "sealing not scheduled: no key needed")
 	_, err = workers.NewSuite(&workers.Deps{Pool: db.Pool}, workers.SuiteConfig{SealInterval: -1, VerifyInterval: 10})
-	require.ErrorContains(t, err, "VerifyInterval: must be at least 1s")
+	require.ErrorContains(t, err, "auditdb_verify: interval must be at least 1s")
 }

@@ -94,15 +94,6 @@ func (c SuiteConfig) WithDefaults() SuiteConfig {
 }
 
 func (c SuiteConfig) validate() error {
-	for _, iv := range []struct {
-		name string
-		v    time.Duration
-	}{{"SealInterval", c.SealInterval}, {"VerifyInterval", c.VerifyInterval},
-		{"FullVerifyInterval", c.FullVerifyInterval}, {"PartitionsInterval", c.PartitionsInterval}} {
-		if iv.v > 0 && iv.v < minInterval {
-			return fmt.Errorf("%s: must be at least %s (or negative to disable), got %s", iv.name, minInterval, iv.v)
-		}
-	}
 	if c.Concurrency < 1 || c.Concurrency > river.QueueNumWorkersMax {
 		return fmt.Errorf("Concurrency: must be between 1 and %d, got %d", river.QueueNumWorkersMax, c.Concurrency)
 	}
@@ -129,7 +120,8 @@ func periodic[T river.JobArgs](worker river.Worker[T], every time.Duration, args
 }
 
 // jobKinds is the single registration point of the suite's jobs. Adding a
-// job kind is one line here (and its interval in SuiteConfig).
+// job kind is one line here, its interval in SuiteConfig with a default in
+// WithDefaults, and a flag in cmd/auditworker/run.go.
 func jobKinds(d *Deps, c SuiteConfig) []jobKind {
 	return []jobKind{
 		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
@@ -208,6 +200,9 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 		}
 		if jk.every <= 0 {
 			continue
+		}
+		if jk.every < minInterval {
+			return nil, fmt.Errorf("workers: %s: interval must be at least %s (or negative to disable), got %s", kind, minInterval, jk.every)
 		}
 		id, err := periodicID(jk.args)
 		if err != nil {

@@ -150,3 +150,47 @@ func metricValue(body, series string) float64 {
 	}
 	return 0
 }
+
+// Seal lag is the age of a chain's oldest unsealed row; /readyz fails once
+// it passes MaxSealLag, and sealing brings it back to zero.
+func TestSealLagAndReadiness(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	d := &workers.Deps{Pool: db.Pool, Keys: keys(t, "", "k1"), Logger: slog.New(slog.DiscardHandler)}
+	fill(t, db, 2, 3)
+	_, err := d.Seal(ctx, workers.SealOptions{})
+	require.NoError(t, err)
+	states, err := d.ChainStates(ctx)
+	require.NoError(t, err)
+	require.Zero(t, workers.MaxSealLag(states))
+
+	// sealing scheduled hourly: the first seal runs at start, then the lag grows
+	s, err := workers.NewSuite(d, workers.SuiteConfig{SealInterval: time.Hour, VerifyInterval: -1, FullVerifyInterval: -1,
+		PartitionsInterval: -1, MaxSealLag: 500 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx))
+	defer func() { require.NoError(t, s.Stop(ctx)) }()
+	require.NoError(t, s.Ready(ctx))
+	fill(t, db, 1, 3)
+	time.Sleep(700 * time.Millisecond)
+	states, err = d.ChainStates(ctx)
+	require.NoError(t, err)
+	lag := workers.MaxSealLag(states)
+	require.Greater(t, lag, 600*time.Millisecond)
+	require.Less(t, lag, 10*time.Second)
+	unsealedChains := 0
+	for _, st := range states {
+		if st.SealLag > 0 {
+			unsealedChains++
+			require.Equal(t, st.HeadSeq-3, st.SealedSeq)
+			require.Equal(t, st.HeadSeq, st.Rows)
+		}
+	}
+	require.Equal(t, 1, unsealedChains)
+	require.ErrorContains(t, s.Ready(ctx), "exceeds 500ms")
+
+	_, err = s.Deps().Seal(ctx, workers.SealOptions{})
+	require.NoError(t, err)
+	require.NoError(t, s.Ready(ctx))
+}
