@@ -123,7 +123,7 @@ func TestReplicasRunEachPeriodicJobOnce(t *testing.T) {
 	}
 	periods := int64(elapsed/time.Second) + 1
 	require.EqualValues(t, 1, byKind["auditdb_partitions"], "hourly job: once, not once per replica")
-	require.GreaterOrEqual(t, byKind["auditdb_seal"], int64(3))
+	require.GreaterOrEqual(t, byKind["auditdb_seal"], int64(2), "seals repeat")
 	require.LessOrEqual(t, byKind["auditdb_seal"], periods, "at most one seal per second over %s", elapsed)
 	require.LessOrEqual(t, byKind["auditdb_verify"], periods/2+1)
 	require.InDelta(t, float64(byKind["auditdb_seal"]), sealRuns, 1, "jobs seen by the replicas' metrics")
