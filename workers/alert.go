@@ -20,6 +20,9 @@ const (
 	// AlertSealHeadMismatch: a chain's head in audit.chain_heads does not
 	// match the row at its seq, so it was not sealed.
 	AlertSealHeadMismatch = "seal_head_mismatch"
+	// AlertSealLag: a seal found rows older than the seal lag bound
+	// unsealed.
+	AlertSealLag = "seal_lag"
 )
 
 // Alerter raises alerts. Implementations store or forward them (the alert

@@ -64,7 +64,8 @@ type SuiteConfig struct {
 	// current one; negative keeps the current month only. Defaults to 3.
 	MonthsAhead int
 	// MaxSealLag is the largest seal lag /readyz accepts while sealing is
-	// scheduled. Defaults to 1m.
+	// scheduled; a seal that finds a larger one raises a warning. Defaults
+	// to 1m.
 	MaxSealLag time.Duration
 	// TracerProvider, if set, gets a span per job worked, the parent of
 	// the job's SQL spans (otelpgx records those only inside a span).
@@ -125,7 +126,7 @@ func periodic[T river.JobArgs](worker river.Worker[T], every time.Duration, args
 func jobKinds(d *Deps, c SuiteConfig) []jobKind {
 	return []jobKind{
 		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
-		periodic(&SealWorker{Deps: d}, c.SealInterval, SealArgs{}),
+		periodic(&SealWorker{Deps: d, AlertLag: c.MaxSealLag}, c.SealInterval, SealArgs{}),
 		periodic(&VerifyWorker{Deps: d}, c.VerifyInterval, VerifyArgs{}),
 		periodic(&VerifyWorker{Deps: d}, c.FullVerifyInterval, VerifyArgs{Full: true}),
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditdb/auditdb/internal/integrity"
@@ -197,7 +198,13 @@ func TestSealLagAndReadiness(t *testing.T) {
 	require.Equal(t, 1, unsealedChains)
 	require.ErrorContains(t, s.Ready(ctx), "exceeds 500ms")
 
-	_, err = s.Deps().Seal(ctx, workers.SealOptions{})
-	require.NoError(t, err)
+	// the seal job raises the lag it finds, then seals
+	var raised alerts
+	d.Alerter = &raised
+	require.NoError(t, (&workers.SealWorker{Deps: d, AlertLag: 500 * time.Millisecond}).Work(ctx, &river.Job[workers.SealArgs]{}))
+	require.Len(t, raised.all(), 1)
+	require.Contains(t, raised.all()[0], "seal_lag/warning: seal lag")
 	require.NoError(t, s.Ready(ctx))
+	require.NoError(t, (&workers.SealWorker{Deps: d, AlertLag: 500 * time.Millisecond}).Work(ctx, &river.Job[workers.SealArgs]{}))
+	require.Len(t, raised.all(), 1, "nothing unsealed: no alert")
 }
