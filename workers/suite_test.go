@@ -208,3 +208,34 @@ func TestSealLagAndReadiness(t *testing.T) {
 	require.NoError(t, (&workers.SealWorker{Deps: d, AlertLag: 500 * time.Millisecond}).Work(ctx, &river.Job[workers.SealArgs]{}))
 	require.Len(t, raised.all(), 1, "nothing unsealed: no alert")
 }
+
+// The worker needs no more than audit_maintainer: the suite runs every job
+// as a login role in that group only.
+func TestSuiteRunsAsMaintainer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	pool := db.LoginRole(t, "audit_maintainer")
+	fill(t, db, 2, 10)
+	s, err := workers.NewSuite(&workers.Deps{Pool: pool, Keys: keys(t, "", "k1"), Logger: slog.New(slog.DiscardHandler)},
+		workers.SuiteConfig{SealInterval: time.Second, VerifyInterval: time.Second, FullVerifyInterval: time.Hour, PartitionsInterval: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx))
+	defer func() { require.NoError(t, s.Stop(ctx)) }()
+	require.Eventually(t, func() bool {
+		counts, err := workers.JobCounts(ctx, db.Pool)
+		require.NoError(t, err)
+		done := map[string]int64{}
+		for _, c := range counts {
+			require.NotEqual(t, "retryable", c.State, "a job failed: %+v", c)
+			if c.State == "completed" {
+				done[c.Kind] += c.Count
+			}
+		}
+		return done["auditdb_partitions"] == 1 && done["auditdb_seal"] >= 1 && done["auditdb_verify"] >= 2
+	}, 20*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.Ready(ctx))
+	var runs int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.verification_runs WHERE status = 'intact'`).Scan(&runs))
+	require.GreaterOrEqual(t, runs, 2)
+}
