@@ -47,6 +47,14 @@ func runCommand() *cli.Command {
 		Usage: "run the worker suite (partitions, seal, verify) with /healthz, /readyz and /metrics, until SIGTERM",
 		Flags: append(flags, sealKeyFlags()...),
 		Action: func(c *cli.Context) error {
+			for _, name := range []string{"seal-interval", "verify-interval", "full-verify-interval", "partitions-interval"} {
+				if d := c.Duration(name); d < 0 || (d > 0 && d < time.Second) {
+					return fmt.Errorf("%s: must be at least 1s, or 0 to disable, got %s", name, d)
+				}
+			}
+			if n := c.Int("months-ahead"); n < 0 || n > 120 {
+				return fmt.Errorf("months-ahead: must be between 0 and 120, got %d", n)
+			}
 			cfg := workers.SuiteConfig{
 				ID:                 c.String("worker-id"),
 				Concurrency:        c.Int("concurrency"),

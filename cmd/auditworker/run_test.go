@@ -227,6 +227,9 @@ func TestKeysSealStatusCommands(t *testing.T) {
 		require.Contains(t, stderr, "no seal key configured: set AUDIT_SEAL_KEYS")
 		require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
 	}
+	code, _, stderr = run(t, "--database-url", db.URL, "run", "--seal-interval", "500ms")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "seal-interval: must be at least 1s, or 0 to disable, got 500ms")
 	code, _, stderr = run(t, "--database-url", db.URL, "run", "--seal-keys", "k1:short")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, `AUDIT_SEAL_KEYS: key "k1"`)
