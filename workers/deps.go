@@ -24,6 +24,21 @@ type Deps struct {
 	// touched, to purge cached reads that may hold the erased values
 	// (client.Enhanced.InvalidateAfterErasure). Defaults to nil.
 	AfterErasure func(ctx context.Context, organizations []string) error
+	// Alerter receives the alerts jobs raise (tampering found, a chain head
+	// that cannot be sealed). Defaults to LogAlerter, which only logs.
+	Alerter Alerter
+	// Metrics records what jobs did. NewSuite sets it on its own copy of
+	// Deps; nil (a Deps used outside a Suite) records nothing.
+	Metrics *Metrics
+	// FaultHooks inject faults for tests. Nil in production.
+	FaultHooks *FaultHooks
+}
+
+// FaultHooks are fault-injection points for tests (a worker killed in the
+// middle of a seal). Production code never sets them.
+type FaultHooks struct {
+	// AfterSealChain runs after each chain's checkpoint is committed.
+	AfterSealChain func(ctx context.Context, chainID int16)
 }
 
 func (d *Deps) logger() *slog.Logger {
@@ -31,4 +46,18 @@ func (d *Deps) logger() *slog.Logger {
 		return slog.Default()
 	}
 	return d.Logger
+}
+
+func (d *Deps) alerter() Alerter {
+	if d.Alerter == nil {
+		return LogAlerter{Logger: d.logger()}
+	}
+	return d.Alerter
+}
+
+func (d *Deps) keyring() integrity.Keyring {
+	if d.Keys == nil {
+		return nil
+	}
+	return d.Keys.Ring
 }

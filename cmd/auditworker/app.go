@@ -11,6 +11,7 @@ import (
 	"sync"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 )
@@ -94,6 +95,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			migrateCommand(),
 			verifyCommand(),
+			sealCommand(),
+			runCommand(),
+			keysCommand(),
 			partitionsCommand(),
 			statusCommand(),
 			reportCommand(),
@@ -117,6 +121,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 
 // connect opens a pool on --database-url / AUDIT_DB_URL.
 func connect(c *cli.Context) (*pgxpool.Pool, error) {
+	return connectTraced(c, nil)
+}
+
+// connectTraced is connect with a query tracer (nil: none).
+func connectTraced(c *cli.Context, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
 	url := c.String("database-url")
 	if url == "" {
 		return nil, errors.New("no database: set AUDIT_DB_URL or --database-url (or run `auditworker dev` for a private one)")
@@ -124,6 +133,14 @@ func connect(c *cli.Context) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, errors.New("database-url: not a valid PostgreSQL URL")
+	}
+	cfg.ConnConfig.Tracer = tracer
+	// pool sizes, for the commands that have the flags (run)
+	if n := c.Int("pool-max"); n > 0 {
+		cfg.MaxConns = int32(n)
+	}
+	if n := c.Int("pool-min"); n > 0 {
+		cfg.MinConns = int32(min(n, int(cfg.MaxConns)))
 	}
 	pool, err := pgxpool.NewWithConfig(c.Context, cfg)
 	if err != nil {

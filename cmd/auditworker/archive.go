@@ -35,10 +35,7 @@ func archiveVerify(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return errors.New("archive verify: give exactly one FILE")
 	}
-	keys, err := sealKeys(c)
-	if errors.Is(err, integrity.ErrNoSealKeys) {
-		keys, err = nil, nil
-	}
+	keys, err := optionalSealKeys(c)
 	if err != nil {
 		return err
 	}

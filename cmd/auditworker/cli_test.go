@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -14,6 +15,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as the auditworker binary for tests that
+	// need a real process to kill (see startWorker).
+	if os.Getenv("AUDITWORKER_TEST_EXEC") == "1" {
+		main()
+	}
 	harness.Main(m, harness.Options{})
 }
 

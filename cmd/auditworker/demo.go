@@ -94,9 +94,9 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 		for {
 			select {
 			case <-t.C:
-				progressBar(w, "write", written.Load(), int64(writers*perWriter), t0)
+				progressBar(w, "write", "rows", written.Load(), int64(writers*perWriter), t0)
 			case <-done:
-				progressBar(w, "write", written.Load(), int64(writers*perWriter), t0)
+				progressBar(w, "write", "rows", written.Load(), int64(writers*perWriter), t0)
 				fmt.Fprintln(w)
 				return
 			}

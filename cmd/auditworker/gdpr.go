@@ -115,7 +115,7 @@ func gdprCommand() *cli.Command {
 					var progress func(done, total int64)
 					if isTerminal(c.App.ErrWriter) {
 						start := time.Now()
-						progress = func(done, total int64) { progressBar(c.App.ErrWriter, "erase", done, total, start) }
+						progress = func(done, total int64) { progressBar(c.App.ErrWriter, "erase", "rows", done, total, start) }
 					}
 					_, err = deps.Erase(c.Context, id, progress)
 					if progress != nil {

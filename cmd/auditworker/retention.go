@@ -82,7 +82,7 @@ anywhere is completed by the next.`,
 					opts := workers.RetentionRunOptions{DryRun: c.Bool("dry-run")}
 					if isTerminal(c.App.ErrWriter) && !opts.DryRun {
 						start := time.Now()
-						opts.Progress = func(done, total int64) { progressBar(c.App.ErrWriter, "retention", done, total, start) }
+						opts.Progress = func(done, total int64) { progressBar(c.App.ErrWriter, "retention", "rows", done, total, start) }
 					}
 					res, err := deps.RunRetention(c.Context, cfg, opts)
 					if opts.Progress != nil {

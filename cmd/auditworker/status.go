@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
+
+	"github.com/auditdb/auditdb/workers"
 )
 
 // ChainStatus is one row of audit.integrity_status.
@@ -24,30 +26,80 @@ type ChainStatus struct {
 	State            string     `json:"state"`
 }
 
+// statusSection is one part of `auditworker status`: load reads it, print
+// shows it as a table, and --json puts it under key. Every part of the
+// system with something to show at a glance adds one entry to
+// statusSections (alerts too).
+type statusSection struct {
+	key, title string
+	load       func(ctx context.Context, pool *pgxpool.Pool) (any, error)
+	print      func(w io.Writer, v any)
+}
+
+// section adapts typed load and print functions to a statusSection.
+func section[T any](key, title string, load func(context.Context, *pgxpool.Pool) (T, error), print func(io.Writer, T)) statusSection {
+	return statusSection{key: key, title: title,
+		load:  func(ctx context.Context, pool *pgxpool.Pool) (any, error) { return load(ctx, pool) },
+		print: func(w io.Writer, v any) { print(w, v.(T)) },
+	}
+}
+
+func statusSections() []statusSection {
+	return []statusSection{
+		section("chains", "Integrity (audit.integrity_status)", integrityStatus, printIntegrity),
+		section("partitions", "Partitions (audit.partition_status)", listPartitions, printPartitions),
+		section("jobs", "Jobs (River, by kind and state)", jobCounts, printJobCounts),
+	}
+}
+
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "integrity and partitions at a glance",
+		Usage: "integrity, partitions and jobs at a glance",
 		Flags: []cli.Flag{jsonFlag()},
 		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-			chains, err := integrityStatus(c.Context, pool)
-			if err != nil {
-				return err
-			}
-			parts, err := listPartitions(c.Context, pool)
-			if err != nil {
-				return err
+			sections := statusSections()
+			data := make(map[string]any, len(sections))
+			for _, s := range sections {
+				v, err := s.load(c.Context, pool)
+				if err != nil {
+					return err
+				}
+				data[s.key] = v
 			}
 			if c.Bool("json") {
-				return printJSON(c.App.Writer, map[string]any{"chains": chains, "partitions": parts})
+				return printJSON(c.App.Writer, data)
 			}
-			fmt.Fprintln(c.App.Writer, "Integrity (audit.integrity_status)")
-			printIntegrity(c.App.Writer, chains)
-			fmt.Fprintln(c.App.Writer, "\nPartitions (audit.partition_status)")
-			printPartitions(c.App.Writer, parts)
+			for i, s := range sections {
+				if i > 0 {
+					fmt.Fprintln(c.App.Writer)
+				}
+				fmt.Fprintln(c.App.Writer, s.title)
+				s.print(c.App.Writer, data[s.key])
+			}
 			return nil
 		}),
 	}
+}
+
+func jobCounts(ctx context.Context, pool *pgxpool.Pool) ([]workers.JobCount, error) {
+	counts, err := workers.JobCounts(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	return counts, nil
+}
+
+func printJobCounts(w io.Writer, counts []workers.JobCount) {
+	if len(counts) == 0 {
+		fmt.Fprintln(w, "no jobs yet (auditworker run works them)")
+		return
+	}
+	rows := make([][]string, len(counts))
+	for i, jc := range counts {
+		rows[i] = []string{jc.Kind, jc.State, fmt.Sprint(jc.Count)}
+	}
+	table(w, []string{"KIND", "STATE", "COUNT"}, rows)
 }
 
 func integrityStatus(ctx context.Context, pool *pgxpool.Pool) ([]ChainStatus, error) {

@@ -15,14 +15,22 @@ func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "verify",
 		Usage: "re-compute every chain and report tampering (exit 0 intact, 2 tampered, 1 error)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			jsonFlag(),
+			&cli.BoolFlag{Name: "incremental", Usage: "start each chain from its last verified checkpoint instead of its first row", EnvVars: []string{"AUDIT_VERIFY_INCREMENTAL"}},
 			&cli.IntSliceFlag{Name: "chain", Usage: "verify only this chain id (repeatable)", EnvVars: []string{"AUDIT_VERIFY_CHAINS"}},
 			&cli.BoolFlag{Name: "no-record", Usage: "do not record the run in audit.verification_runs", EnvVars: []string{"AUDIT_VERIFY_NO_RECORD"}},
 			&cli.IntFlag{Name: "parallel", Usage: "chains read at once (default: CPUs)", EnvVars: []string{"AUDIT_VERIFY_PARALLEL"}},
-		},
+		}, sealKeyFlags()...),
 		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-			opts := integrity.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel")}
+			keys, err := optionalSealKeys(c)
+			if err != nil {
+				return err
+			}
+			opts := integrity.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel"), Incremental: c.Bool("incremental")}
+			if keys != nil {
+				opts.Keys = keys.Ring
+			}
 			for _, id := range c.IntSlice("chain") {
 				if id < 0 || id > 32767 {
 					return fmt.Errorf("chain: %d is not a chain id (0..32767)", id)
@@ -52,7 +60,7 @@ func verifyCommand() *cli.Command {
 func runVerify(c *cli.Context, pool *pgxpool.Pool, opts integrity.Options) (*integrity.Report, error) {
 	if isTerminal(c.App.ErrWriter) {
 		start := time.Now()
-		opts.Progress = func(done, total int64) { progressBar(c.App.ErrWriter, "verify", done, total, start) }
+		opts.Progress = func(done, total int64) { progressBar(c.App.ErrWriter, "verify", "rows", done, total, start) }
 	}
 	rep, err := integrity.Verify(c.Context, pool, opts)
 	if opts.Progress != nil {
@@ -61,7 +69,7 @@ func runVerify(c *cli.Context, pool *pgxpool.Pool, opts integrity.Options) (*int
 	return rep, err
 }
 
-func progressBar(w io.Writer, what string, done, total int64, start time.Time) {
+func progressBar(w io.Writer, what, unit string, done, total int64, start time.Time) {
 	const width = 30
 	frac := 1.0
 	if total > 0 {
@@ -76,7 +84,7 @@ func progressBar(w io.Writer, what string, done, total int64, start time.Time) {
 		}
 	}
 	rate := float64(done) / max(time.Since(start).Seconds(), 1e-9)
-	fmt.Fprintf(w, "\r%s [%s] %3.0f%% %d/%d rows, %.0f rows/s ", what, bar, frac*100, done, total, rate)
+	fmt.Fprintf(w, "\r%s [%s] %3.0f%% %d/%d %s, %.0f %s/s ", what, bar, frac*100, done, total, unit, rate, unit)
 }
 
 func printReport(w io.Writer, rep *integrity.Report) {
@@ -84,7 +92,7 @@ func printReport(w io.Writer, rep *integrity.Report) {
 	if !rep.Intact() {
 		verdict = "TAMPERED"
 	}
-	fmt.Fprintf(w, "verification %s: %d rows in %d chains, %s (%.0f rows/s)", verdict, rep.RowsChecked,
+	fmt.Fprintf(w, "%s verification %s: %d rows in %d chains, %s (%.0f rows/s)", rep.Mode, verdict, rep.RowsChecked,
 		len(rep.Chains), rep.Duration.Round(time.Millisecond), rep.RowsPerSec)
 	if rep.RunID != 0 {
 		fmt.Fprintf(w, ", run %d", rep.RunID)

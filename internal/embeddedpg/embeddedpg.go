@@ -186,6 +186,14 @@ func (s *Server) Stop() error {
 	return err
 }
 
+// Restart stops the server and starts it again on the same data folder and
+// port, with the same settings. mode is pg_ctl's shutdown mode: "fast", or
+// "immediate" (a crash: the start replays the WAL). For tests of clients
+// that must survive a restart.
+func (s *Server) Restart(ctx context.Context, mode string) error {
+	return s.run(ctx, "pg_ctl", "restart", "-w", "-t", "60", "-m", mode, "-D", s.DataDir(), "-l", s.logPath)
+}
+
 // Bin returns the path of one of the server's programs (pgbench, psql...).
 func (s *Server) Bin(name string) string { return filepath.Join(s.binDir, name) }
 

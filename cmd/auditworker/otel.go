@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5"
+	"github.com/urfave/cli/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func otelFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "otel", Usage: "trace SQL with OpenTelemetry over OTLP/HTTP (endpoint from OTEL_EXPORTER_OTLP_ENDPOINT; statement parameters are never recorded)", EnvVars: []string{"AUDIT_OTEL_ENABLED"}}
+}
+
+// newTracerProvider exports spans over OTLP/HTTP; the exporter reads the
+// standard OTEL_EXPORTER_OTLP_* variables.
+func newTracerProvider(ctx context.Context) (*sdktrace.TracerProvider, error) {
+	exp, err := otlptracehttp.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("otel: %w", err)
+	}
+	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp),
+		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "auditworker")))), nil
+}
+
+// sqlTracer traces the pool's queries through otelpgx. Statement
+// parameters (row values, MACs) are left out: otelpgx records them only with
+// WithIncludeQueryParameters, which is never used. Statements themselves
+// carry no values, since every query binds its parameters.
+func sqlTracer(tp trace.TracerProvider) pgx.QueryTracer {
+	return otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithTrimSQLInSpanName())
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/urfave/cli/v2"
+
+	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/workers"
+)
+
+// shutdownTimeout is how long running jobs get to finish on SIGTERM before
+// they are cancelled.
+const shutdownTimeout = 10 * time.Second
+
+func runCommand() *cli.Command {
+	interval := func(name, env string, def time.Duration, what string) cli.Flag {
+		return &cli.DurationFlag{Name: name, Value: def, EnvVars: []string{env}, Usage: what + " (0 disables)"}
+	}
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "listen", Value: ":9187", Usage: "address of /healthz, /readyz and /metrics", EnvVars: []string{"AUDIT_WORKER_LISTEN"}},
+		interval("seal-interval", "AUDIT_SEAL_INTERVAL", workers.SealIntervalDefault, "how often chains are sealed"),
+		interval("verify-interval", "AUDIT_VERIFY_INTERVAL", workers.VerifyIntervalDefault, "how often an incremental verification runs"),
+		interval("full-verify-interval", "AUDIT_FULL_VERIFY_INTERVAL", workers.FullVerifyIntervalDefault, "how often a full verification runs"),
+		interval("partitions-interval", "AUDIT_PARTITIONS_INTERVAL", workers.PartitionsIntervalDefault, "how often partitions are created ahead and the default partition rescued"),
+		&cli.IntFlag{Name: "months-ahead", Value: workers.MonthsAheadDefault, Usage: "months of partitions kept ahead", EnvVars: []string{"AUDIT_PARTITIONS_AHEAD"}},
+		&cli.DurationFlag{Name: "max-seal-lag", Value: workers.MaxSealLagDefault, Usage: "largest seal lag /readyz accepts", EnvVars: []string{"AUDIT_MAX_SEAL_LAG"}},
+		&cli.IntFlag{Name: "concurrency", Value: workers.ConcurrencyDefault, Usage: "jobs worked at once", EnvVars: []string{"AUDIT_WORKER_CONCURRENCY"}},
+		&cli.StringFlag{Name: "worker-id", Usage: "name of this worker among replicas (default: host name and start time)", EnvVars: []string{"AUDIT_WORKER_ID"}},
+		&cli.IntFlag{Name: "pool-min", Usage: "connections kept open (default pgx's: 0)", EnvVars: []string{"AUDIT_DB_POOL_MIN"}},
+		&cli.IntFlag{Name: "pool-max", Usage: "largest number of connections (default pgx's: 4 or CPUs)", EnvVars: []string{"AUDIT_DB_POOL_MAX"}},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"AUDIT_LOG_FORMAT"}},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"AUDIT_LOG_LEVEL"}},
+		otelFlag(),
+	}
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run the worker suite (partitions, seal, verify) with /healthz, /readyz and /metrics, until SIGTERM",
+		Flags: append(flags, sealKeyFlags()...),
+		Action: func(c *cli.Context) error {
+			for _, name := range []string{"seal-interval", "verify-interval", "full-verify-interval", "partitions-interval"} {
+				if d := c.Duration(name); d < 0 || (d > 0 && d < time.Second) {
+					return fmt.Errorf("%s: must be at least 1s, or 0 to disable, got %s", name, d)
+				}
+			}
+			if n := c.Int("months-ahead"); n < 0 || n > 120 {
+				return fmt.Errorf("months-ahead: must be between 0 and 120, got %d", n)
+			}
+			cfg := workers.SuiteConfig{
+				ID:                 c.String("worker-id"),
+				Concurrency:        c.Int("concurrency"),
+				SealInterval:       enabled(c.Duration("seal-interval")),
+				VerifyInterval:     enabled(c.Duration("verify-interval")),
+				FullVerifyInterval: enabled(c.Duration("full-verify-interval")),
+				PartitionsInterval: enabled(c.Duration("partitions-interval")),
+				MonthsAhead:        c.Int("months-ahead"),
+				MaxSealLag:         c.Duration("max-seal-lag"),
+			}
+			if cfg.MonthsAhead == 0 {
+				cfg.MonthsAhead = -1 // SuiteConfig's "none ahead"; its 0 means the default
+			}
+			keys, err := optionalSealKeys(c)
+			if err != nil {
+				return err
+			}
+			if keys == nil && cfg.SealInterval > 0 {
+				return fmt.Errorf("cannot seal: %w; or --seal-interval 0 to run without sealing", integrity.ErrNoSealKeys)
+			}
+			logger, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			var tracer pgx.QueryTracer
+			if c.Bool("otel") {
+				tp, err := newTracerProvider(c.Context)
+				if err != nil {
+					return err
+				}
+				defer func() {
+					ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), shutdownTimeout)
+					defer cancel()
+					if err := tp.Shutdown(ctx); err != nil {
+						logger.Warn("otel: flush spans", "error", err)
+					}
+				}()
+				tracer = sqlTracer(tp)
+				cfg.TracerProvider = tp
+			}
+			pool, err := connectTraced(c, tracer)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			return runSuite(c, pool, keys, logger, cfg)
+		},
+	}
+}
+
+// enabled maps the CLI's "0 disables" to SuiteConfig's negative intervals.
+func enabled(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func runSuite(c *cli.Context, pool *pgxpool.Pool, keys *integrity.SealKeys, logger *slog.Logger, cfg workers.SuiteConfig) error {
+	suite, err := workers.NewSuite(&workers.Deps{Pool: pool, Keys: keys, Logger: logger, FaultHooks: faultHooksFromEnv()}, cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: suite.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	if err := suite.Start(c.Context); err != nil {
+		_ = srv.Close()
+		return err
+	}
+	logger.Info("auditworker: serving", "url", "http://"+ln.Addr().String(), "health", "/healthz /readyz /metrics")
+
+	select {
+	case <-c.Context.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("http: %w", err)
+	}
+	logger.Info("auditworker: stopping")
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), shutdownTimeout)
+	defer cancel()
+	stopErr := suite.Stop(ctx)
+	if shutErr := srv.Shutdown(ctx); shutErr != nil && !errors.Is(shutErr, http.ErrServerClosed) {
+		stopErr = errors.Join(stopErr, shutErr)
+	}
+	return errors.Join(err, stopErr)
+}
+
+// newLogger builds the structured logger of --log-format and --log-level,
+// writing to stderr.
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("log-level: want debug, info, warn or error, got %q", c.String("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(c.String("log-format")) {
+	case "text":
+		return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
+	}
+	return nil, fmt.Errorf("log-format: want text or json, got %q", c.String("log-format"))
+}
+
+// cliLogger is the logger of one-shot commands: warnings and errors only,
+// as text on stderr.
+func cliLogger(c *cli.Context) *slog.Logger {
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

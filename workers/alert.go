@@ -1,0 +1,63 @@
+package workers
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+)
+
+// Alert severities.
+const (
+	SeverityCritical = "critical"
+	SeverityWarning  = "warning"
+	SeverityInfo     = "info"
+)
+
+// Alert kinds raised by the jobs of this package.
+const (
+	// AlertIntegrityTampered: a verification run reported findings.
+	AlertIntegrityTampered = "integrity_tampered"
+	// AlertSealHeadMismatch: a chain's head in audit.chain_heads does not
+	// match the row at its seq, so it was not sealed.
+	AlertSealHeadMismatch = "seal_head_mismatch"
+	// AlertSealLag: a seal found rows older than the seal lag bound
+	// unsealed.
+	AlertSealLag = "seal_lag"
+)
+
+// Alerter raises alerts. Implementations store or forward them (the alert
+// store of package monitor); they must be safe for concurrent use. Messages
+// and labels name positions, counts and kinds, never row contents or keys.
+type Alerter interface {
+	Raise(ctx context.Context, kind, severity, message string, labels map[string]string) error
+}
+
+// LogAlerter raises alerts by logging them: the default when no alert store
+// is configured.
+type LogAlerter struct {
+	// Logger receives the alerts. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Raise logs the alert at error level (critical) or warning level.
+func (a LogAlerter) Raise(ctx context.Context, kind, severity, message string, labels map[string]string) error {
+	l := a.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	attrs := []any{"kind", kind, "severity", severity}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		attrs = append(attrs, k, labels[k])
+	}
+	level := slog.LevelWarn
+	if severity == SeverityCritical {
+		level = slog.LevelError
+	}
+	l.Log(ctx, level, "alert: "+message, attrs...)
+	return nil
+}

@@ -1,0 +1,354 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/migrate"
+)
+
+// Queue is the River queue of auditdb's jobs.
+const Queue = "auditdb"
+
+// Defaults of SuiteConfig.
+const (
+	SealIntervalDefault       = 10 * time.Second
+	VerifyIntervalDefault     = 5 * time.Minute
+	FullVerifyIntervalDefault = 24 * time.Hour
+	PartitionsIntervalDefault = time.Hour
+	ConcurrencyDefault        = 4
+	MaxSealLagDefault         = time.Minute
+)
+
+// minInterval is River's floor for periodic jobs.
+const minInterval = time.Second
+
+// SuiteConfig configures the worker suite. Every interval may be negative
+// to leave that job unscheduled (its worker is still registered, so jobs
+// inserted by hand run).
+type SuiteConfig struct {
+	// ID names this process among River clients. Defaults to River's
+	// (host name and a timestamp).
+	ID string
+	// Concurrency is how many jobs run at once. Defaults to 4.
+	Concurrency int
+	// SealInterval is how often chains are sealed. Defaults to 10s.
+	SealInterval time.Duration
+	// VerifyInterval is how often an incremental verification runs.
+	// Defaults to 5m.
+	VerifyInterval time.Duration
+	// FullVerifyInterval is how often a full verification runs. Defaults
+	// to 24h.
+	FullVerifyInterval time.Duration
+	// PartitionsInterval is how often partitions are created ahead and the
+	// default partition rescued. Defaults to 1h.
+	PartitionsInterval time.Duration
+	// MonthsAhead is how many months of partitions are kept ahead of the
+	// current one; negative keeps the current month only. Defaults to 3.
+	MonthsAhead int
+	// MaxSealLag is the largest seal lag /readyz accepts while sealing is
+	// scheduled; a seal that finds a larger one raises a warning. Defaults
+	// to 1m.
+	MaxSealLag time.Duration
+	// TracerProvider, if set, gets a span per job worked, the parent of
+	// the job's SQL spans (otelpgx records those only inside a span).
+	// Defaults to none.
+	TracerProvider trace.TracerProvider
+}
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c SuiteConfig) WithDefaults() SuiteConfig {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.SealInterval, SealIntervalDefault)
+	def(&c.VerifyInterval, VerifyIntervalDefault)
+	def(&c.FullVerifyInterval, FullVerifyIntervalDefault)
+	def(&c.PartitionsInterval, PartitionsIntervalDefault)
+	def(&c.MaxSealLag, MaxSealLagDefault)
+	if c.Concurrency == 0 {
+		c.Concurrency = ConcurrencyDefault
+	}
+	if c.MonthsAhead == 0 {
+		c.MonthsAhead = MonthsAheadDefault
+	}
+	return c
+}
+
+func (c SuiteConfig) validate() error {
+	if c.Concurrency < 1 || c.Concurrency > river.QueueNumWorkersMax {
+		return fmt.Errorf("Concurrency: must be between 1 and %d, got %d", river.QueueNumWorkersMax, c.Concurrency)
+	}
+	if c.MonthsAhead > 120 {
+		return fmt.Errorf("MonthsAhead: must be at most 120, got %d", c.MonthsAhead)
+	}
+	if c.MaxSealLag < 0 {
+		return fmt.Errorf("MaxSealLag: must not be negative, got %s", c.MaxSealLag)
+	}
+	return nil
+}
+
+// jobKind is one entry of the suite's registration table: a worker, and
+// when every > 0 the periodic schedule of args.
+type jobKind struct {
+	args  river.JobArgs
+	every time.Duration
+	add   func(*river.Workers) error
+}
+
+// periodic registers worker for T's kind and schedules args every every.
+func periodic[T river.JobArgs](worker river.Worker[T], every time.Duration, args T) jobKind {
+	return jobKind{args: args, every: every, add: func(w *river.Workers) error { return river.AddWorkerSafely(w, worker) }}
+}
+
+// jobKinds is the single registration point of the suite's jobs. Adding a
+// job kind is one line here, its interval in SuiteConfig with a default in
+// WithDefaults, and a flag in cmd/auditworker/run.go.
+func jobKinds(d *Deps, c SuiteConfig) []jobKind {
+	return []jobKind{
+		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
+		periodic(&SealWorker{Deps: d, AlertLag: c.MaxSealLag}, c.SealInterval, SealArgs{}),
+		periodic(&VerifyWorker{Deps: d}, c.VerifyInterval, VerifyArgs{}),
+		periodic(&VerifyWorker{Deps: d}, c.FullVerifyInterval, VerifyArgs{Full: true}),
+	}
+}
+
+// periodicIDPattern is River's rule for PeriodicJobOpts.ID (it panics on
+// others).
+var periodicIDPattern = regexp.MustCompile(`\A[\w][\w\-\[\]<>\/.·:+]+\z`)
+
+// periodicID names a periodic job by its kind and arguments, stable across
+// restarts: auditdb_verify:full:true.
+func periodicID(args river.JobArgs) (string, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return "", err
+	}
+	id := args.Kind()
+	if a := strings.NewReplacer("{", "", "}", "", `"`, "", ",", "+").Replace(string(b)); a != "" {
+		id += ":" + a
+	}
+	if !periodicIDPattern.MatchString(id) {
+		return "", fmt.Errorf("periodic job id %q: arguments must be simple values", id)
+	}
+	return id, nil
+}
+
+// Suite is auditworker's River client with its jobs, metrics and health.
+type Suite struct {
+	deps    *Deps
+	cfg     SuiteConfig
+	client  *river.Client[pgx.Tx]
+	events  <-chan *river.Event
+	cancel  func()
+	running atomic.Bool
+	wg      sync.WaitGroup
+}
+
+// NewSuite builds the River client, its workers and its periodic jobs. It
+// uses a copy of deps with the suite's Metrics. With sealing scheduled and
+// no seal key it refuses with integrity.ErrNoSealKeys: a worker that
+// silently did not seal would leave the log's tail unprotected.
+func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
+	if deps == nil || deps.Pool == nil {
+		return nil, errors.New("workers: Deps.Pool is required")
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
+	}
+	if cfg.SealInterval > 0 {
+		if _, _, err := deps.Keys.ActiveKey(); err != nil {
+			if errors.Is(err, integrity.ErrNoSealKeys) {
+				return nil, fmt.Errorf("cannot seal: %w", err)
+			}
+			return nil, err
+		}
+	}
+	d := *deps
+	s := &Suite{deps: &d, cfg: cfg}
+	d.Metrics = newMetrics(d.Pool, d.ChainStates)
+
+	workers := river.NewWorkers()
+	registered := map[string]bool{}
+	var periodicJobs []*river.PeriodicJob
+	for _, jk := range jobKinds(&d, cfg) {
+		kind := jk.args.Kind()
+		if !registered[kind] {
+			if err := jk.add(workers); err != nil {
+				return nil, fmt.Errorf("workers: %s: %w", kind, err)
+			}
+			registered[kind] = true
+		}
+		if jk.every <= 0 {
+			continue
+		}
+		if jk.every < minInterval {
+			return nil, fmt.Errorf("workers: %s: interval must be at least %s (or negative to disable), got %s", kind, minInterval, jk.every)
+		}
+		id, err := periodicID(jk.args)
+		if err != nil {
+			return nil, fmt.Errorf("workers: %s: %w", kind, err)
+		}
+		args, every := jk.args, jk.every
+		// River's elected leader alone enqueues periodic jobs; uniqueness
+		// per period also covers a leader change inside one period (the
+		// new leader enqueues on start) and jobs inserted by hand.
+		opts := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: every}}
+		periodicJobs = append(periodicJobs, river.NewPeriodicJob(river.PeriodicInterval(every),
+			func() (river.JobArgs, *river.InsertOpts) { return args, opts },
+			&river.PeriodicJobOpts{ID: id, RunOnStart: true}))
+	}
+	var middleware []rivertype.Middleware
+	if cfg.TracerProvider != nil {
+		middleware = append(middleware, jobSpans(cfg.TracerProvider.Tracer("github.com/auditdb/auditdb/workers")))
+	}
+	client, err := river.NewClient(riverpgxv5.New(d.Pool), &river.Config{
+		Middleware:   middleware,
+		ID:           cfg.ID,
+		Schema:       migrate.RiverSchema,
+		Queues:       map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Concurrency}},
+		Workers:      workers,
+		PeriodicJobs: periodicJobs,
+		Logger:       d.logger().With("component", "river"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("workers: river client: %w", err)
+	}
+	s.client = client
+	s.events, s.cancel = client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed,
+		river.EventKindJobCancelled, river.EventKindJobSnoozed)
+	return s, nil
+}
+
+// Deps returns the suite's dependencies (with its Metrics).
+func (s *Suite) Deps() *Deps { return s.deps }
+
+// Config returns the suite's configuration with defaults applied.
+func (s *Suite) Config() SuiteConfig { return s.cfg }
+
+// Client is the suite's River client (to insert jobs by hand).
+func (s *Suite) Client() *river.Client[pgx.Tx] { return s.client }
+
+// Metrics are the suite's metrics.
+func (s *Suite) Metrics() *Metrics { return s.deps.Metrics }
+
+// Start starts working jobs; it returns once River runs. Stop it with Stop.
+func (s *Suite) Start(ctx context.Context) error {
+	if err := s.client.Start(ctx); err != nil {
+		return fmt.Errorf("workers: start river: %w", err)
+	}
+	s.running.Store(true)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		stopped := s.client.Stopped()
+		for {
+			select {
+			case ev := <-s.events:
+				if ev != nil && ev.Job != nil {
+					var run time.Duration
+					if ev.JobStats != nil {
+						run = ev.JobStats.RunDuration
+					}
+					s.deps.Metrics.observeJob(ev.Job.Kind, eventState(ev.Kind), run)
+				}
+			case <-stopped:
+				s.running.Store(false)
+				return
+			}
+		}
+	}()
+	s.deps.logger().InfoContext(ctx, "workers: started", "seal_interval", s.cfg.SealInterval,
+		"verify_interval", s.cfg.VerifyInterval, "full_verify_interval", s.cfg.FullVerifyInterval,
+		"partitions_interval", s.cfg.PartitionsInterval)
+	return nil
+}
+
+// jobSpans starts a span around every job. Attributes are the job's kind,
+// id and attempt; never its arguments.
+func jobSpans(tracer trace.Tracer) rivertype.Middleware {
+	return river.WorkerMiddlewareFunc(func(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+		ctx, span := tracer.Start(ctx, "job "+job.Kind, trace.WithAttributes(attribute.String("river.job.kind", job.Kind),
+			attribute.Int64("river.job.id", job.ID), attribute.Int("river.job.attempt", job.Attempt)))
+		defer span.End()
+		err := doInner(ctx)
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "job failed")
+		}
+		return err
+	})
+}
+
+func eventState(k river.EventKind) string {
+	switch k {
+	case river.EventKindJobCompleted:
+		return "completed"
+	case river.EventKindJobFailed:
+		return "failed"
+	case river.EventKindJobCancelled:
+		return "cancelled"
+	case river.EventKindJobSnoozed:
+		return "snoozed"
+	}
+	return string(k)
+}
+
+// Stop stops fetching jobs and waits for running ones until ctx ends, then
+// cancels them.
+func (s *Suite) Stop(ctx context.Context) error {
+	err := s.client.Stop(ctx)
+	if err != nil {
+		// ctx ended first: cancel what still runs, and wait for that
+		err = s.client.StopAndCancel(context.WithoutCancel(ctx))
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.running.Store(false)
+	return err
+}
+
+// Ready reports why the suite is not ready, or nil: the database answers,
+// River runs, and (while sealing is scheduled) the seal lag is within
+// MaxSealLag.
+func (s *Suite) Ready(ctx context.Context) error {
+	if err := s.deps.Pool.Ping(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	if !s.running.Load() {
+		return errors.New("river is not running")
+	}
+	if s.cfg.SealInterval > 0 {
+		states, err := s.deps.ChainStates(ctx)
+		if err != nil {
+			return err
+		}
+		if lag := MaxSealLag(states); lag > s.cfg.MaxSealLag {
+			return fmt.Errorf("seal lag %s exceeds %s", lag.Round(time.Millisecond), s.cfg.MaxSealLag)
+		}
+	}
+	return nil
+}
+
+// logger is for components that only hold the suite.
+func (s *Suite) logger() *slog.Logger { return s.deps.logger() }

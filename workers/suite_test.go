@@ -1,0 +1,241 @@
+package workers_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/tests/harness"
+	"github.com/auditdb/auditdb/workers"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// Two replicas on one database: River's elected leader alone enqueues the
+// periodic jobs (and uniqueness per period backs it up), so each runs once
+// per interval, not twice; writes get sealed within the interval; the log
+// verifies; /healthz, /readyz and /metrics answer.
+func TestReplicasRunEachPeriodicJobOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	k := keys(t, "", "k1")
+	quiet := slog.New(slog.DiscardHandler)
+	cfg := workers.SuiteConfig{SealInterval: time.Second, VerifyInterval: 2 * time.Second, FullVerifyInterval: -1,
+		PartitionsInterval: time.Hour, MaxSealLag: 30 * time.Second}
+	var suites []*workers.Suite
+	for _, id := range []string{"replica-a", "replica-b"} {
+		c := cfg
+		c.ID = id
+		s, err := workers.NewSuite(&workers.Deps{Pool: db.Pool, Keys: k, Logger: quiet}, c)
+		require.NoError(t, err)
+		suites = append(suites, s)
+	}
+	srv := httptest.NewServer(suites[0].Handler())
+	defer srv.Close()
+	code, _ := get(t, srv.URL+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "not started")
+
+	start := time.Now()
+	for _, s := range suites {
+		require.NoError(t, s.Start(ctx))
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		for _, s := range suites {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			require.NoError(t, s.Stop(sctx))
+			cancel()
+		}
+	}
+	defer stop()
+
+	fill(t, db, 4, 25)
+	require.Eventually(t, func() bool {
+		var unsealed int64
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT coalesce(sum(unsealed_rows), 0) FROM audit.integrity_status`).Scan(&unsealed))
+		return unsealed == 0
+	}, 15*time.Second, 100*time.Millisecond, "writes sealed")
+
+	code, body := get(t, srv.URL+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+	code, body = get(t, srv.URL+"/readyz")
+	require.Equal(t, http.StatusOK, code, body)
+	code, body = get(t, srv.URL+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	for _, want := range []string{
+		`auditdb_chain_head_seq{chain="0"}`, `auditdb_chain_rows{chain="0"}`, `auditdb_chain_seal_lag_seconds{chain="0"} 0`,
+		"auditdb_seal_lag_seconds 0", `auditdb_scrape_error{source="chains"} 0`,
+		`auditdb_river_jobs{kind="auditdb_seal",state=`, `auditdb_river_jobs{kind="auditdb_partitions",state=`,
+		"auditdb_db_pool_acquires_total", "auditdb_db_pool_max_connections", "go_goroutines",
+	} {
+		require.True(t, strings.Contains(body, want), "/metrics has %s", want)
+	}
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.verification_runs WHERE mode = 'incremental' AND status = 'intact'`).Scan(&n))
+		return n >= 1
+	}, 15*time.Second, 100*time.Millisecond, "incremental verification ran")
+	time.Sleep(time.Until(start.Add(5 * time.Second)))
+	stop()
+	elapsed := time.Since(start)
+
+	// what the replicas' own metrics saw, together
+	var sealRuns, sealTimed, verifyRuns float64
+	for _, s := range suites {
+		_, body = get(t, httptestURL(t, s)+"/metrics")
+		sealRuns += metricValue(body, `auditdb_jobs_total{kind="auditdb_seal",state="completed"}`)
+		sealTimed += metricValue(body, `auditdb_job_duration_seconds_count{kind="auditdb_seal"}`)
+		verifyRuns += metricValue(body, `auditdb_verification_runs_total{mode="incremental",status="intact"}`)
+	}
+	code, body = get(t, srv.URL+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "river is not running")
+
+	counts, err := workers.JobCounts(ctx, db.Pool)
+	require.NoError(t, err)
+	byKind := map[string]int64{}
+	for _, jc := range counts {
+		byKind[jc.Kind] += jc.Count
+	}
+	periods := int64(elapsed/time.Second) + 1
+	require.EqualValues(t, 1, byKind["auditdb_partitions"], "hourly job: once, not once per replica")
+	require.GreaterOrEqual(t, byKind["auditdb_seal"], int64(2), "seals repeat")
+	require.LessOrEqual(t, byKind["auditdb_seal"], periods, "at most one seal per second over %s", elapsed)
+	require.LessOrEqual(t, byKind["auditdb_verify"], periods/2+1)
+	require.InDelta(t, float64(byKind["auditdb_seal"]), sealRuns, 1, "jobs seen by the replicas' metrics")
+	require.Equal(t, sealRuns, sealTimed)
+	require.GreaterOrEqual(t, verifyRuns, 1.0)
+
+	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{Keys: k.Ring, NoRecord: true})
+	require.NoError(t, err)
+	require.True(t, rep.Intact(), kinds(rep))
+}
+
+func httptestURL(t *testing.T, s *workers.Suite) string {
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// metricValue reads one sample of a Prometheus text exposition; 0 if absent.
+func metricValue(body, series string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			_, _ = fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
+
+// Seal lag is the age of a chain's oldest unsealed row; /readyz fails once
+// it passes MaxSealLag, and sealing brings it back to zero.
+func TestSealLagAndReadiness(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	d := &workers.Deps{Pool: db.Pool, Keys: keys(t, "", "k1"), Logger: slog.New(slog.DiscardHandler)}
+	fill(t, db, 2, 3)
+	_, err := d.Seal(ctx, workers.SealOptions{})
+	require.NoError(t, err)
+	states, err := d.ChainStates(ctx)
+	require.NoError(t, err)
+	require.Zero(t, workers.MaxSealLag(states))
+
+	// sealing scheduled hourly: the first seal runs at start, then the lag grows
+	s, err := workers.NewSuite(d, workers.SuiteConfig{SealInterval: time.Hour, VerifyInterval: -1, FullVerifyInterval: -1,
+		PartitionsInterval: -1, MaxSealLag: 500 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx))
+	defer func() { require.NoError(t, s.Stop(ctx)) }()
+	require.NoError(t, s.Ready(ctx))
+	require.Eventually(t, func() bool {
+		counts, err := workers.JobCounts(ctx, db.Pool)
+		require.NoError(t, err)
+		return slices.Contains(counts, workers.JobCount{Kind: "auditdb_seal", State: "completed", Count: 1})
+	}, 15*time.Second, 20*time.Millisecond, "the seal run at start is done")
+	fill(t, db, 1, 3)
+	time.Sleep(700 * time.Millisecond)
+	states, err = d.ChainStates(ctx)
+	require.NoError(t, err)
+	lag := workers.MaxSealLag(states)
+	require.Greater(t, lag, 600*time.Millisecond)
+	require.Less(t, lag, 10*time.Second)
+	unsealedChains := 0
+	for _, st := range states {
+		if st.SealLag > 0 {
+			unsealedChains++
+			require.Equal(t, st.HeadSeq-3, st.SealedSeq)
+			require.Equal(t, st.HeadSeq, st.Rows)
+		}
+	}
+	require.Equal(t, 1, unsealedChains)
+	require.ErrorContains(t, s.Ready(ctx), "exceeds 500ms")
+
+	// the seal job raises the lag it finds, then seals
+	var raised alerts
+	d.Alerter = &raised
+	require.NoError(t, (&workers.SealWorker{Deps: d, AlertLag: 500 * time.Millisecond}).Work(ctx, &river.Job[workers.SealArgs]{}))
+	require.Len(t, raised.all(), 1)
+	require.Contains(t, raised.all()[0], "seal_lag/warning: seal lag")
+	require.NoError(t, s.Ready(ctx))
+	require.NoError(t, (&workers.SealWorker{Deps: d, AlertLag: 500 * time.Millisecond}).Work(ctx, &river.Job[workers.SealArgs]{}))
+	require.Len(t, raised.all(), 1, "nothing unsealed: no alert")
+}
+
+// The worker needs no more than audit_maintainer: the suite runs every job
+// as a login role in that group only.
+func TestSuiteRunsAsMaintainer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	pool := db.LoginRole(t, "audit_maintainer")
+	fill(t, db, 2, 10)
+	s, err := workers.NewSuite(&workers.Deps{Pool: pool, Keys: keys(t, "", "k1"), Logger: slog.New(slog.DiscardHandler)},
+		workers.SuiteConfig{SealInterval: time.Second, VerifyInterval: time.Second, FullVerifyInterval: time.Hour, PartitionsInterval: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx))
+	defer func() { require.NoError(t, s.Stop(ctx)) }()
+	require.Eventually(t, func() bool {
+		counts, err := workers.JobCounts(ctx, db.Pool)
+		require.NoError(t, err)
+		done := map[string]int64{}
+		for _, c := range counts {
+			require.NotEqual(t, "retryable", c.State, "a job failed: %+v", c)
+			if c.State == "completed" {
+				done[c.Kind] += c.Count
+			}
+		}
+		return done["auditdb_partitions"] == 1 && done["auditdb_seal"] >= 1 && done["auditdb_verify"] >= 2
+	}, 20*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.Ready(ctx))
+	var runs int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.verification_runs WHERE status = 'intact'`).Scan(&runs))
+	require.GreaterOrEqual(t, runs, 2)
+}
