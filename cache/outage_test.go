@@ -71,14 +71,23 @@ func TestRedisDownAndBack(t *testing.T) {
 	require.Equal(t, "q@v0", get(t, c, k1, src.load("q")), "L1 still serves")
 	require.Equal(t, loads, src.loads.Load())
 
+	// a cache made while Redis is down works, and joins when Redis is back
+	late, err := cache.New(cfg, rdb)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, late.Close()) })
+	require.Equal(t, "q@v0", get(t, late, k1, src.load("q")))
+	require.Equal(t, cache.HealthDegraded, late.Health().Status)
+
 	// back on the same port, empty
 	srv2, err := embeddedredis.StartPort(ctx, port)
 	require.NoError(t, err)
 	t.Cleanup(srv2.Stop)
 	require.Eventually(t, func() bool { return c.Health().Status == cache.HealthOK },
 		10*time.Second, 10*time.Millisecond, "no read needed to resume: %+v", c.Health())
-	require.Eventually(t, func() bool { return strict.Health().Status == cache.HealthOK },
-		10*time.Second, 10*time.Millisecond)
+	for _, other := range []*cache.Cache{strict, late} {
+		require.Eventually(t, func() bool { return other.Health().Status == cache.HealthOK },
+			10*time.Second, 10*time.Millisecond)
+	}
 	k2 := key(t, "org-1", "after")
 	get(t, c, k2, src.load("q"))
 	l2 := strict.Stats().L2.Hits
