@@ -231,6 +231,10 @@ func (c *Cache) InvalidateOrganization(ctx context.Context, organization string)
 		c.br.defer_(org)
 	}
 	c.l2Done(probe, err)
+	// Again: a Get between the first invalidation and the new generation
+	// may have read the old value from Redis into L1, and loads started
+	// then must not store.
+	c.l1.invalidate(org)
 	return ctx.Err()
 }
 

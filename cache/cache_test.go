@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,4 +370,41 @@ func TestNoPersonalDataInRedisKeys(t *testing.T) {
 	msg, err := sub.ReceiveMessage(context.Background())
 	require.NoError(t, err)
 	require.NotContains(t, msg.Payload, org)
+}
+
+// TestInvalidateUnderLoad: while other goroutines read the key all the
+// time, every Get that starts after InvalidateOrganization returned sees
+// the data of at least the version written before it.
+func TestInvalidateUnderLoad(t *testing.T) {
+	t.Parallel()
+	rdb := sharedRedis(t)
+	p := prefix(t)
+	a := newCache(t, cache.Config{KeyPrefix: p}, rdb)
+	var version atomic.Int64
+	load := func(context.Context) ([]byte, error) {
+		v := version.Load()
+		time.Sleep(time.Duration(v%3) * 100 * time.Microsecond) // loads of various lengths
+		return []byte(strconv.FormatInt(v, 10)), nil
+	}
+	k := key(t, "org-1", "hot")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				_, _ = a.Get(ctx, k, load)
+			}
+		})
+	}
+	for i := int64(1); i <= 100; i++ {
+		version.Store(i)
+		require.NoError(t, a.InvalidateOrganization(context.Background(), "org-1"))
+		v, err := a.Get(context.Background(), k, load)
+		require.NoError(t, err)
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, n, i, "stale value after the invalidation returned")
+	}
+	cancel()
+	wg.Wait()
 }
