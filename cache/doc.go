@@ -8,6 +8,11 @@
 // InvalidateOrganization makes every cached query of it miss, on every
 // instance that shares the Redis.
 //
+// Get caches bytes; Typed[T] caches values of type T with a Codec, keeping
+// them decoded in L1 (decoding a page of events costs about as much as
+// querying it) and encoded in Redis. Either way the value returned is
+// shared with the cache: read it, never modify it.
+//
 // # Keys
 //
 // A Key is built by NewKey or QueryKey and holds only SHA-256 hashes of the
