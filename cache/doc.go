@@ -53,8 +53,9 @@
 // loader (PostgreSQL), the error is counted, and a circuit breaker stops
 // calls to Redis for a backoff (RetryMin, doubling to RetryMax) so that reads
 // do not each wait for a timeout; Health reports degraded meanwhile. After
-// the backoff one call probes Redis; on success the cache resumes, first
-// applying the invalidations that could not reach Redis while it was down.
+// the backoff one call (a read, or the invalidation listener when reads are
+// few) probes Redis; on success the cache resumes, first applying the
+// invalidations that could not reach Redis while it was down.
 // Give the Redis client short dial and read timeouts (or
 // ContextTimeoutEnabled, since every Redis call here carries L2Timeout).
 //
