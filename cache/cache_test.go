@@ -117,11 +117,11 @@ func TestTTL(t *testing.T) {
 
 	t.Run("L1", func(t *testing.T) {
 		t.Parallel()
-		c := newCache(t, cache.Config{KeyPrefix: prefix(t), L1TTL: 50 * time.Millisecond}, rdb)
+		c := newCache(t, cache.Config{KeyPrefix: prefix(t), L1TTL: 300 * time.Millisecond}, rdb)
 		get(t, c, k, src.load("a"))
 		get(t, c, k, src.load("a"))
 		require.EqualValues(t, 1, c.Stats().L1.Hits)
-		time.Sleep(80 * time.Millisecond)
+		time.Sleep(400 * time.Millisecond)
 		get(t, c, k, src.load("a"))
 		s := c.Stats()
 		require.EqualValues(t, 1, s.L1.Hits)
@@ -130,11 +130,11 @@ func TestTTL(t *testing.T) {
 	})
 	t.Run("L2", func(t *testing.T) {
 		t.Parallel()
-		c := newCache(t, cache.Config{KeyPrefix: prefix(t), L1MaxBytes: -1, L2TTL: 100 * time.Millisecond}, rdb)
+		c := newCache(t, cache.Config{KeyPrefix: prefix(t), L1MaxBytes: -1, L2TTL: 500 * time.Millisecond}, rdb)
 		get(t, c, k, src.load("b"))
 		get(t, c, k, src.load("b"))
 		require.EqualValues(t, 1, c.Stats().L2.Hits)
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(700 * time.Millisecond)
 		get(t, c, k, src.load("b"))
 		s := c.Stats()
 		require.EqualValues(t, 1, s.L2.Hits)
@@ -184,7 +184,7 @@ func TestSingleflight(t *testing.T) {
 	var src source
 	k := key(t, "org-1", "slow")
 	load := func(ctx context.Context) ([]byte, error) {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond)
 		return src.load("slow")(ctx)
 	}
 	const n = 50
@@ -205,7 +205,9 @@ func TestSingleflight(t *testing.T) {
 	s := c.Stats()
 	require.EqualValues(t, 1, s.Loads.Loads)
 	require.EqualValues(t, 1, s.L2.Misses, "one Redis lookup for all")
-	require.EqualValues(t, n-1, s.Loads.Coalesced)
+	// the others shared the load, or (started late on a loaded machine) hit L1
+	require.EqualValues(t, n-1, s.Loads.Coalesced+s.L1.Hits)
+	require.Positive(t, s.Loads.Coalesced)
 
 	// a Get whose context ends stops waiting; the load goes on for others
 	k2 := key(t, "org-1", "slow-2")

@@ -44,7 +44,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	port, err := strconv.Atoi(u.Port())
 	require.NoError(t, err)
 	rdb := redisClient(t, opt)
-	cfg := cache.Config{RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+	cfg := cache.Config{RetryMin: 100 * time.Millisecond, RetryMax: time.Second}
 	c := newCache(t, cfg, rdb)
 	cfg.L1MaxBytes = -1
 	strict := newCache(t, cfg, rdb)
