@@ -44,7 +44,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	port, err := strconv.Atoi(u.Port())
 	require.NoError(t, err)
 	rdb := redisClient(t, opt)
-	cfg := cache.Config{RetryMin: 100 * time.Millisecond, RetryMax: time.Second}
+	cfg := cache.Config{RetryMin: 100 * time.Millisecond, RetryMax: time.Second, L2Timeout: 250 * time.Millisecond}
 	c := newCache(t, cfg, rdb)
 	cfg.L1MaxBytes = -1
 	strict := newCache(t, cfg, rdb)
@@ -108,7 +108,7 @@ func TestInvalidationKeptDuringOutage(t *testing.T) {
 	adminOpt := *opt
 	adminOpt.PoolSize = 1 // one connection, authenticated before the password is set
 	admin := redisClient(t, &adminOpt)
-	cfg := cache.Config{RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond}
+	cfg := cache.Config{RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond, L2Timeout: 250 * time.Millisecond}
 	c := newCache(t, cfg, redisClient(t, opt))
 	var src source
 	k := key(t, "org-1", "search")
@@ -125,7 +125,7 @@ func TestInvalidationKeptDuringOutage(t *testing.T) {
 	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "").Err())
 	require.Eventually(t, func() bool { return c.Health().Status == cache.HealthOK },
 		10*time.Second, 10*time.Millisecond, "%+v", c.Health())
-	strict := newCache(t, cache.Config{L1MaxBytes: -1}, redisClient(t, opt))
+	strict := newCache(t, cache.Config{L1MaxBytes: -1, L2Timeout: 250 * time.Millisecond}, redisClient(t, opt))
 	v, err := strict.Get(ctx, k, func(context.Context) ([]byte, error) { return []byte("reloaded"), nil })
 	require.NoError(t, err)
 	require.Equal(t, "reloaded", string(v), "the value stored before the outage no longer matches")
