@@ -86,25 +86,59 @@ func (c *Cache) Close() error {
 //
 // The returned slice is shared with the cache and with other callers: read
 // it, never modify it (nor the slice load returned). Not copying is what
-// makes an L1 hit cost a map lookup rather than a copy of the page.
+// makes an L1 hit cost a map lookup rather than a copy of the page. To keep
+// decoded values in L1, use Typed.
 func (c *Cache) Get(ctx context.Context, key Key, load func(context.Context) ([]byte, error)) ([]byte, error) {
+	if v, ok := c.hit(key, bytesView); ok {
+		return v.([]byte), nil
+	}
+	v, err := c.miss(ctx, key, bytesView, func(ctx context.Context) (any, []byte, error) {
+		b, err := load(ctx)
+		return b, b, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
+}
+
+// view says how one kind of value is kept: its name tells L1 entries of
+// different kinds of one key apart, decode turns Redis's bytes into it.
+type view struct {
+	name   string
+	decode func([]byte) (any, error)
+}
+
+var bytesView = view{decode: func(b []byte) (any, error) { return b, nil }}
+
+// hit looks key up in L1. Get and Typed.Get call it before making the
+// closure that miss takes, so that a hit allocates nothing.
+func (c *Cache) hit(key Key, vw view) (any, bool) {
+	if !c.l1.enabled() || key.id == "" {
+		return nil, false
+	}
+	start := time.Now()
+	v, ok := c.l1.get(key.id+vw.name, start)
+	c.m.l1.latency.record(time.Since(start))
+	if ok {
+		c.m.l1.hits.Add(1)
+		return v, true
+	}
+	c.m.l1.misses.Add(1)
+	return nil, false
+}
+
+// miss is the rest of Get after an L1 miss, for any view; load returns the
+// value and its encoding.
+func (c *Cache) miss(ctx context.Context, key Key, vw view, load func(context.Context) (any, []byte, error)) (any, error) {
 	if key.id == "" {
 		return nil, errors.New("cache: get: zero Key, build it with NewKey or QueryKey")
 	}
-	if c.l1.enabled() {
-		start := time.Now()
-		v, ok := c.l1.get(key.id, start)
-		c.m.l1.latency.record(time.Since(start))
-		if ok {
-			c.m.l1.hits.Add(1)
-			return v, nil
-		}
-		c.m.l1.misses.Add(1)
-	}
+	l1Key := key.id + vw.name
 	ep := c.l1.epochOf(key.org)
 	// The epoch in the flight's name keeps a Get that starts after an
 	// invalidation from joining a load that started before it.
-	flight := key.id + "/" + strconv.FormatUint(ep.all, 10) + "." + strconv.FormatUint(ep.org, 10)
+	flight := l1Key + "/" + strconv.FormatUint(ep.all, 10) + "." + strconv.FormatUint(ep.org, 10)
 	led := false
 	ch := c.flights.DoChan(flight, func() (any, error) {
 		led = true
@@ -114,38 +148,41 @@ func (c *Cache) Get(ctx context.Context, key Key, load func(context.Context) ([]
 			fctx, cancel = context.WithDeadline(fctx, d)
 			defer cancel()
 		}
-		return c.fill(fctx, key, ep, load)
+		return c.fill(fctx, key, l1Key, ep, vw, load)
 	})
 	select {
 	case r := <-ch:
 		if !led {
 			c.m.coalesced.Add(1)
 		}
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.([]byte), nil
+		return r.Val, r.Err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-// fill is the miss path of Get, run once per key at a time.
-func (c *Cache) fill(ctx context.Context, key Key, ep epoch, load func(context.Context) ([]byte, error)) ([]byte, error) {
+// fill is the miss path of get, run once per key at a time.
+func (c *Cache) fill(ctx context.Context, key Key, l1Key string, ep epoch, vw view, load func(context.Context) (any, []byte, error)) (any, error) {
 	var (
 		gen  uint64
 		inL2 bool // gen is valid: store the loaded value in Redis under it
 	)
 	if probe, ok := c.l2Begin(ctx); ok {
 		start := time.Now()
-		v, g, hit, err := c.l2Lookup(ctx, key)
+		b, g, hit, err := c.l2Lookup(ctx, key)
+		var v any
+		if hit {
+			if v, err = vw.decode(b); err != nil {
+				hit, err = false, fmt.Errorf("cache: decode: %w: %w", errBadValue, err)
+			}
+		}
 		c.m.l2.latency.record(time.Since(start))
 		c.l2Done(probe, err)
 		switch {
 		case err != nil && !errors.Is(err, errBadValue):
 		case hit:
 			c.m.l2.hits.Add(1)
-			c.l1.put(key.id, key.org, ep, v, time.Now())
+			c.l1.put(l1Key, key.org, ep, v, len(b), time.Now())
 			return v, nil
 		default:
 			c.m.l2.misses.Add(1)
@@ -153,20 +190,20 @@ func (c *Cache) fill(ctx context.Context, key Key, ep epoch, load func(context.C
 		}
 	}
 	start := time.Now()
-	v, err := load(ctx)
+	v, b, err := load(ctx)
 	c.m.loadLatency.record(time.Since(start))
 	c.m.loads.Add(1)
 	if err != nil {
 		c.m.loadErrors.Add(1)
 		return nil, err
 	}
-	c.l1.put(key.id, key.org, ep, v, time.Now())
+	c.l1.put(l1Key, key.org, ep, v, len(b), time.Now())
 	// The generation already keeps a value loaded before an invalidation
 	// from being read; skipping the store when this instance has seen one
 	// also keeps it from overwriting a fresh value stored meanwhile.
 	if inL2 && c.l1.epochOf(key.org) == ep {
 		if probe, ok := c.l2Begin(ctx); ok {
-			c.l2Done(probe, c.l2Store(ctx, key, gen, v))
+			c.l2Done(probe, c.l2Store(ctx, key, gen, b))
 		}
 	}
 	return v, nil
@@ -194,6 +231,10 @@ func (c *Cache) InvalidateOrganization(ctx context.Context, organization string)
 		c.br.defer_(org)
 	}
 	c.l2Done(probe, err)
+	// Again: a Get between the first invalidation and the new generation
+	// may have read the old value from Redis into L1, and loads started
+	// then must not store.
+	c.l1.invalidate(org)
 	return ctx.Err()
 }
 

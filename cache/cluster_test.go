@@ -24,7 +24,7 @@ func TestRedisCluster(t *testing.T) {
 	t.Cleanup(rc.Stop)
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs:       rc.Addrs,
-		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 	})
 	t.Cleanup(func() { _ = rdb.Close() })
 	p := prefix(t)

@@ -8,6 +8,11 @@
 // InvalidateOrganization makes every cached query of it miss, on every
 // instance that shares the Redis.
 //
+// Get caches bytes; Typed[T] caches values of type T with a Codec, keeping
+// them decoded in L1 (decoding a page of events costs about as much as
+// querying it) and encoded in Redis. Either way the value returned is
+// shared with the cache: read it, never modify it.
+//
 // # Keys
 //
 // A Key is built by NewKey or QueryKey and holds only SHA-256 hashes of the
@@ -48,8 +53,9 @@
 // loader (PostgreSQL), the error is counted, and a circuit breaker stops
 // calls to Redis for a backoff (RetryMin, doubling to RetryMax) so that reads
 // do not each wait for a timeout; Health reports degraded meanwhile. After
-// the backoff one call probes Redis; on success the cache resumes, first
-// applying the invalidations that could not reach Redis while it was down.
+// the backoff one call (a read, or the invalidation listener when reads are
+// few) probes Redis; on success the cache resumes, first applying the
+// invalidations that could not reach Redis while it was down.
 // Give the Redis client short dial and read timeouts (or
 // ContextTimeoutEnabled, since every Redis call here carries L2Timeout).
 //

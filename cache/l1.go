@@ -18,7 +18,7 @@ type epoch struct{ all, org uint64 }
 type l1Entry struct {
 	key     string
 	org     string
-	value   []byte
+	value   any // []byte for Get, T for Typed[T].Get
 	expires time.Time
 	size    int64
 }
@@ -54,7 +54,7 @@ func newL1(max int64, ttl time.Duration) *l1 {
 func (c *l1) enabled() bool { return c.max > 0 }
 
 // get returns the live value of key; the caller must not modify it.
-func (c *l1) get(key string, now time.Time) ([]byte, bool) {
+func (c *l1) get(key string, now time.Time) (any, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[key]
@@ -79,13 +79,14 @@ func (c *l1) epochOf(org string) epoch {
 	return epoch{all: c.all, org: c.epochs[org]}
 }
 
-// put stores value unless org was invalidated (or L1 flushed) since ep was
-// taken, which would mean value may predate the invalidation.
-func (c *l1) put(key, org string, ep epoch, value []byte, now time.Time) {
+// put stores value, which encodes to encodedLen bytes (its size for the
+// bound), unless org was invalidated (or L1 flushed) since ep was taken,
+// which would mean value may predate the invalidation.
+func (c *l1) put(key, org string, ep epoch, value any, encodedLen int, now time.Time) {
 	if !c.enabled() {
 		return
 	}
-	size := int64(len(key)+len(value)) + l1EntryOverhead
+	size := int64(len(key)+encodedLen) + l1EntryOverhead
 	if size > c.max {
 		return
 	}

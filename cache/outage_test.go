@@ -44,7 +44,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	port, err := strconv.Atoi(u.Port())
 	require.NoError(t, err)
 	rdb := redisClient(t, opt)
-	cfg := cache.Config{RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+	cfg := cache.Config{RetryMin: 100 * time.Millisecond, RetryMax: time.Second, L2Timeout: 250 * time.Millisecond}
 	c := newCache(t, cfg, rdb)
 	cfg.L1MaxBytes = -1
 	strict := newCache(t, cfg, rdb)
@@ -71,14 +71,23 @@ func TestRedisDownAndBack(t *testing.T) {
 	require.Equal(t, "q@v0", get(t, c, k1, src.load("q")), "L1 still serves")
 	require.Equal(t, loads, src.loads.Load())
 
+	// a cache made while Redis is down works, and joins when Redis is back
+	late, err := cache.New(cfg, rdb)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, late.Close()) })
+	require.Equal(t, "q@v0", get(t, late, k1, src.load("q")))
+	require.Equal(t, cache.HealthDegraded, late.Health().Status)
+
 	// back on the same port, empty
 	srv2, err := embeddedredis.StartPort(ctx, port)
 	require.NoError(t, err)
 	t.Cleanup(srv2.Stop)
 	require.Eventually(t, func() bool { return c.Health().Status == cache.HealthOK },
 		10*time.Second, 10*time.Millisecond, "no read needed to resume: %+v", c.Health())
-	require.Eventually(t, func() bool { return strict.Health().Status == cache.HealthOK },
-		10*time.Second, 10*time.Millisecond)
+	for _, other := range []*cache.Cache{strict, late} {
+		require.Eventually(t, func() bool { return other.Health().Status == cache.HealthOK },
+			10*time.Second, 10*time.Millisecond)
+	}
 	k2 := key(t, "org-1", "after")
 	get(t, c, k2, src.load("q"))
 	l2 := strict.Stats().L2.Hits
@@ -99,7 +108,7 @@ func TestInvalidationKeptDuringOutage(t *testing.T) {
 	adminOpt := *opt
 	adminOpt.PoolSize = 1 // one connection, authenticated before the password is set
 	admin := redisClient(t, &adminOpt)
-	cfg := cache.Config{RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond}
+	cfg := cache.Config{RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond, L2Timeout: 250 * time.Millisecond}
 	c := newCache(t, cfg, redisClient(t, opt))
 	var src source
 	k := key(t, "org-1", "search")
@@ -116,7 +125,7 @@ func TestInvalidationKeptDuringOutage(t *testing.T) {
 	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "").Err())
 	require.Eventually(t, func() bool { return c.Health().Status == cache.HealthOK },
 		10*time.Second, 10*time.Millisecond, "%+v", c.Health())
-	strict := newCache(t, cache.Config{L1MaxBytes: -1}, redisClient(t, opt))
+	strict := newCache(t, cache.Config{L1MaxBytes: -1, L2Timeout: 250 * time.Millisecond}, redisClient(t, opt))
 	v, err := strict.Get(ctx, k, func(context.Context) ([]byte, error) { return []byte("reloaded"), nil })
 	require.NoError(t, err)
 	require.Equal(t, "reloaded", string(v), "the value stored before the outage no longer matches")

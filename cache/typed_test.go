@@ -1,0 +1,86 @@
+package cache_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditdb/auditdb/cache"
+)
+
+type page struct {
+	Events []string
+	Next   string
+}
+
+// countingCodec is JSON that counts decodes, and fails them while broken.
+type countingCodec struct {
+	decodes atomic.Int64
+	broken  atomic.Bool
+}
+
+func (cc *countingCodec) codec() cache.Codec[page] {
+	j := cache.JSONCodec[page]()
+	return cache.Codec[page]{Encode: j.Encode, Decode: func(b []byte) (page, error) {
+		cc.decodes.Add(1)
+		if cc.broken.Load() {
+			return page{}, errors.New("unknown shape")
+		}
+		return j.Decode(b)
+	}}
+}
+
+func TestTyped(t *testing.T) {
+	t.Parallel()
+	rdb := sharedRedis(t)
+	p := prefix(t)
+	var codec countingCodec
+	a := cache.NewTyped(newCache(t, cache.Config{KeyPrefix: p}, rdb), codec.codec())
+	bCache := newCache(t, cache.Config{KeyPrefix: p}, rdb)
+	b := cache.NewTyped(bCache, codec.codec())
+	ctx := context.Background()
+	k := key(t, "org-1", "search")
+	want := page{Events: []string{"e1", "e2"}, Next: "c"}
+	loads := 0
+	load := func(context.Context) (page, error) { loads++; return want, nil }
+
+	for range 3 {
+		v, err := a.Get(ctx, k, load)
+		require.NoError(t, err)
+		require.Equal(t, want, v)
+	}
+	require.Equal(t, 1, loads)
+	require.Zero(t, codec.decodes.Load(), "L1 keeps the decoded value")
+
+	for range 3 {
+		v, err := b.Get(ctx, k, load)
+		require.NoError(t, err)
+		require.Equal(t, want, v)
+	}
+	require.Equal(t, 1, loads)
+	require.EqualValues(t, 1, codec.decodes.Load(), "decoded once, from Redis")
+
+	// Get of the same key shares Redis's bytes but not L1's entries
+	raw, err := bCache.Get(ctx, k, func(context.Context) ([]byte, error) { return nil, errors.New("should hit") })
+	require.NoError(t, err)
+	want2, err := json.Marshal(want)
+	require.NoError(t, err)
+	require.JSONEq(t, string(want2), string(raw))
+
+	// a value Redis holds that no longer decodes is replaced by a load
+	codec.broken.Store(true)
+	c := cache.NewTyped(newCache(t, cache.Config{KeyPrefix: p}, rdb), codec.codec())
+	v, err := c.Get(ctx, k, load)
+	require.NoError(t, err)
+	require.Equal(t, want, v)
+	require.Equal(t, 2, loads)
+
+	// an encoding error is returned
+	bad := cache.NewTyped(bCache, cache.JSONCodec[chan int]())
+	_, err = bad.Get(ctx, key(t, "org-1", "chan"), func(context.Context) (chan int, error) { return make(chan int), nil })
+	require.ErrorContains(t, err, "cache: encode")
+}
