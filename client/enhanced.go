@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -110,6 +111,9 @@ func envBool(getenv func(string) string, name string, def bool) (bool, error) {
 type Enhanced struct {
 	*Client
 	cache   *cache.Cache // nil when disabled
+	pages   *cache.Typed[Page]
+	counts  *cache.Typed[int64]
+	events  *cache.Typed[StoredEvent]
 	redis   redis.UniversalClient
 	ownsRDB bool
 	mon     *monitor.Monitor
@@ -164,6 +168,9 @@ func NewEnhanced(ctx context.Context, cfg EnhancedConfig) (*Enhanced, error) {
 			return nil, err
 		}
 		e.cache = c
+		e.pages = cache.NewTyped(c, jsonNumberCodec[Page]())
+		e.counts = cache.NewTyped(c, jsonNumberCodec[int64]())
+		e.events = cache.NewTyped(c, jsonNumberCodec[StoredEvent]())
 	}
 	base, err := NewWithConfig(ctx, cfg.Config)
 	if err != nil {
@@ -241,67 +248,63 @@ func (e *Enhanced) InvalidateAfterErasure(ctx context.Context, organizations []s
 // query's organization ("all" when the query names none) and dropped when
 // events for it are written through any enhanced client sharing the Redis.
 // Events written by other means (psql, another program) are seen when the
-// cached page expires (Cache.L1TTL, Cache.L2TTL).
+// cached page expires (Cache.L1TTL, Cache.L2TTL). The page's Events slice is
+// the caller's; the events' Details maps are shared with the cache: read
+// them, do not modify them.
 func (e *Enhanced) Search(ctx context.Context, q Query) (Page, error) {
-	var p Page
-	err := e.cached(ctx, q.OrganizationID, &p, func(ctx context.Context) (any, error) { return e.Client.Search(ctx, q) }, "search", q)
+	if e.cache == nil {
+		return e.Client.Search(ctx, q)
+	}
+	key, err := cache.QueryKey(q.OrganizationID, "search", q)
+	if err != nil {
+		return Page{}, err
+	}
+	p, err := e.pages.Get(ctx, key, func(ctx context.Context) (Page, error) { return e.Client.Search(ctx, q) })
+	p.Events = slices.Clone(p.Events)
 	return p, err
 }
 
 // Count is Client.Count through the cache, like Search.
 func (e *Enhanced) Count(ctx context.Context, q Query) (int64, error) {
-	var n int64
-	err := e.cached(ctx, q.OrganizationID, &n, func(ctx context.Context) (any, error) { return e.Client.Count(ctx, q) }, "count", q)
-	return n, err
+	if e.cache == nil {
+		return e.Client.Count(ctx, q)
+	}
+	key, err := cache.QueryKey(q.OrganizationID, "count", q)
+	if err != nil {
+		return 0, err
+	}
+	return e.counts.Get(ctx, key, func(ctx context.Context) (int64, error) { return e.Client.Count(ctx, q) })
 }
 
 // Get is Client.Get through the cache. Events do not change once written,
 // except through erasure, after which InvalidateAfterErasure drops them.
+// Details is shared with the cache, as for Search.
 func (e *Enhanced) Get(ctx context.Context, id int64) (StoredEvent, error) {
-	var ev StoredEvent
-	err := e.cached(ctx, scopeEvents, &ev, func(ctx context.Context) (any, error) { return e.Client.Get(ctx, id) }, "get", id)
-	return ev, err
-}
-
-// cached reads the value of (scope, parts) into out from the cache, loading
-// it with load on a miss. Values are JSON; numbers in details decode as
-// json.Number, as they do from the database.
-func (e *Enhanced) cached(ctx context.Context, scope string, out any, load func(context.Context) (any, error), parts ...any) error {
 	if e.cache == nil {
-		v, err := load(ctx)
-		if err != nil {
-			return err
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		return decodeCached(b, out)
+		return e.Client.Get(ctx, id)
 	}
-	key, err := cache.QueryKey(scope, parts...)
+	key, err := cache.QueryKey(scopeEvents, "get", id)
 	if err != nil {
-		return err
+		return StoredEvent{}, err
 	}
-	b, err := e.cache.Get(ctx, key, func(ctx context.Context) ([]byte, error) {
-		v, err := load(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return json.Marshal(v)
-	})
-	if err != nil {
-		return err
-	}
-	return decodeCached(b, out)
+	return e.events.Get(ctx, key, func(ctx context.Context) (StoredEvent, error) { return e.Client.Get(ctx, id) })
 }
 
-func decodeCached(b []byte, out any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("client: decode cached value: %w", err)
+// jsonNumberCodec stores values as JSON in Redis and decodes numbers in
+// details as json.Number, as they come from the database.
+func jsonNumberCodec[T any]() cache.Codec[T] {
+	return cache.Codec[T]{
+		Encode: func(v T) ([]byte, error) { return json.Marshal(v) },
+		Decode: func(b []byte) (T, error) {
+			var v T
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.UseNumber()
+			if err := dec.Decode(&v); err != nil {
+				return v, fmt.Errorf("client: decode cached value: %w", err)
+			}
+			return v, nil
+		},
 	}
-	return nil
 }
 
 // ExportSubject is Client.ExportSubject, refused when GDPR is off.
