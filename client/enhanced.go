@@ -1,15 +1,12 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -168,9 +165,9 @@ func NewEnhanced(ctx context.Context, cfg EnhancedConfig) (*Enhanced, error) {
 			return nil, err
 		}
 		e.cache = c
-		e.pages = cache.NewTyped(c, jsonNumberCodec[Page]())
-		e.counts = cache.NewTyped(c, jsonNumberCodec[int64]())
-		e.events = cache.NewTyped(c, jsonNumberCodec[StoredEvent]())
+		e.pages = cache.NewTyped(c, pageCodec())
+		e.counts = cache.NewTyped(c, countCodec())
+		e.events = cache.NewTyped(c, eventCodec())
 	}
 	base, err := NewWithConfig(ctx, cfg.Config)
 	if err != nil {
@@ -248,9 +245,9 @@ func (e *Enhanced) InvalidateAfterErasure(ctx context.Context, organizations []s
 // query's organization ("all" when the query names none) and dropped when
 // events for it are written through any enhanced client sharing the Redis.
 // Events written by other means (psql, another program) are seen when the
-// cached page expires (Cache.L1TTL, Cache.L2TTL). The page's Events slice is
-// the caller's; the events' Details maps are shared with the cache: read
-// them, do not modify them.
+// cached page expires (Cache.L1TTL, Cache.L2TTL). A page from the cache is
+// shared with it and with other callers, as cache.Typed's values are: read
+// it, never modify it or its events (copy what you want to change).
 func (e *Enhanced) Search(ctx context.Context, q Query) (Page, error) {
 	if e.cache == nil {
 		return e.Client.Search(ctx, q)
@@ -259,9 +256,7 @@ func (e *Enhanced) Search(ctx context.Context, q Query) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	p, err := e.pages.Get(ctx, key, func(ctx context.Context) (Page, error) { return e.Client.Search(ctx, q) })
-	p.Events = slices.Clone(p.Events)
-	return p, err
+	return e.pages.Get(ctx, key, func(ctx context.Context) (Page, error) { return e.Client.Search(ctx, q) })
 }
 
 // Count is Client.Count through the cache, like Search.
@@ -278,7 +273,7 @@ func (e *Enhanced) Count(ctx context.Context, q Query) (int64, error) {
 
 // Get is Client.Get through the cache. Events do not change once written,
 // except through erasure, after which InvalidateAfterErasure drops them.
-// Details is shared with the cache, as for Search.
+// The event is shared with the cache, as Search's pages are: read it only.
 func (e *Enhanced) Get(ctx context.Context, id int64) (StoredEvent, error) {
 	if e.cache == nil {
 		return e.Client.Get(ctx, id)
@@ -288,23 +283,6 @@ func (e *Enhanced) Get(ctx context.Context, id int64) (StoredEvent, error) {
 		return StoredEvent{}, err
 	}
 	return e.events.Get(ctx, key, func(ctx context.Context) (StoredEvent, error) { return e.Client.Get(ctx, id) })
-}
-
-// jsonNumberCodec stores values as JSON in Redis and decodes numbers in
-// details as json.Number, as they come from the database.
-func jsonNumberCodec[T any]() cache.Codec[T] {
-	return cache.Codec[T]{
-		Encode: func(v T) ([]byte, error) { return json.Marshal(v) },
-		Decode: func(b []byte) (T, error) {
-			var v T
-			dec := json.NewDecoder(bytes.NewReader(b))
-			dec.UseNumber()
-			if err := dec.Decode(&v); err != nil {
-				return v, fmt.Errorf("client: decode cached value: %w", err)
-			}
-			return v, nil
-		},
-	}
 }
 
 // ExportSubject is Client.ExportSubject, refused when GDPR is off.
