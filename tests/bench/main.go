@@ -216,6 +216,13 @@ func run(ctx context.Context, cfg config) (err error) {
 
 	report := b.markdown()
 	fmt.Println(report)
+	// Sections after the marker come from other benchmarks (Go benchmarks
+	// of the client and cache); they stay as they are.
+	if old, err := os.ReadFile(cfg.out); err == nil {
+		if i := strings.Index(string(old), otherSectionsMarker); i >= 0 {
+			report += "\n" + string(old[i:])
+		}
+	}
 	if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
 		return err
 	}
@@ -982,6 +989,10 @@ func (b *bench) modeTableHeader(w *bytes.Buffer, header, rule string) {
 	}
 	fmt.Fprintf(w, "%s\n%s\n", header, rule)
 }
+
+// otherSectionsMarker starts the part of BENCHMARKS.md that make bench
+// keeps as it is.
+const otherSectionsMarker = "<!-- Sections below come from Go benchmarks named in each; make bench keeps them. -->"
 
 func (b *bench) markdown() string {
 	var w bytes.Buffer
