@@ -2,7 +2,9 @@ package tests
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -49,4 +51,37 @@ func TestArchiveManifestSeal(t *testing.T) {
 	// without keys the seal cannot be checked and the manifest is trusted
 	rep = verify(t, db.Pool, integrity.Options{NoRecord: true})
 	require.True(t, rep.Intact())
+}
+
+// A chain archived to its end, with checkpoints inside and at the end of
+// the archived range, verifies: coverage reaches past the last row.
+func TestChainArchivedToItsEnd(t *testing.T) {
+	t.Parallel()
+	db := harness.NewDB(t)
+	ctx := context.Background()
+	insertN(t, db.Pool, 100)
+	k, err := integrity.GenerateSealKey("k1")
+	require.NoError(t, err)
+	keys, err := integrity.ParseSealKeys(k, "")
+	require.NoError(t, err)
+	var chain int16
+	var mid, end string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT chain_id, (SELECT hash FROM audit.audit_log WHERE chain_seq = 50), hash
+		FROM audit.audit_log WHERE chain_seq = 100`).Scan(&chain, &mid, &end))
+	for seq, h := range map[int64]string{50: mid, 100: end} {
+		at := time.Now().UTC().Truncate(time.Microsecond)
+		_, err := db.Pool.Exec(ctx, `INSERT INTO audit.integrity_checkpoints (chain_id, chain_seq, hash, sealed_at, key_id, mac)
+			VALUES ($1, $2, $3, $4, 'k1', $5)`, chain, seq, h, at, integrity.CheckpointMAC(keys.Ring["k1"], chain, seq, h, at.UnixMicro()))
+		require.NoError(t, err)
+	}
+	digest := strings.Repeat("cd", 32)
+	_, err = db.Pool.Exec(ctx, `INSERT INTO audit.archive_manifests (chain_id, first_seq, last_seq, end_hash, row_count, archive_uri, archive_sha256, key_id, mac)
+		VALUES ($1, 1, 100, $2, 100, 'file:///archive/y.jsonl.gz', $3, 'k1', $4)`,
+		chain, end, digest, integrity.ManifestMAC(keys.Ring["k1"], chain, 1, 100, end, 100, digest))
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `BEGIN; SET LOCAL auditdb.maintenance = 'retention'; DELETE FROM audit.audit_log; COMMIT`)
+	require.NoError(t, err)
+
+	rep := verify(t, db.Pool, integrity.Options{Keys: keys.Ring, NoRecord: true})
+	require.True(t, rep.Intact(), "%+v", rep.Findings)
 }
