@@ -36,7 +36,7 @@ func (AlertWebhookArgs) Kind() string { return "auditdb_alert_webhook" }
 // InsertOpts: River retries a failed delivery with its backoff (attempt⁴
 // seconds); ten attempts span about five hours.
 func (AlertWebhookArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 10}
+	return river.InsertOpts{Queue: Queue, MaxAttempts: 10}
 }
 
 // WebhookTarget names a webhook URL without revealing it: the first 16 hex

@@ -85,7 +85,7 @@ func TestAlertWebhookDeliveredAndRetriedByRiver(t *testing.T) {
 	river.AddWorker(workers, &AlertWebhookWorker{Deps: deps, URLs: webhooks.URLs})
 	client, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
 		Schema:            migrate.RiverSchema,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
+		Queues:            map[string]river.QueueConfig{Queue: {MaxWorkers: 2}},
 		Workers:           workers,
 		RetryPolicy:       retryNow{},
 		FetchPollInterval: 50 * time.Millisecond,

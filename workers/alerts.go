@@ -2,15 +2,11 @@ package workers
 
 import (
 	"context"
-	"time"
 
 	"github.com/riverqueue/river"
 
 	"github.com/auditdb/auditdb/monitor"
 )
-
-// AlertEvaluateInterval is how often the suite runs AlertEvaluateArgs.
-const AlertEvaluateInterval = time.Minute
 
 // AlertEvaluateArgs is the alert evaluation job: compute the conditions
 // (monitor.EvaluateAlerts), open or repeat their alerts, resolve the
@@ -22,7 +18,7 @@ func (AlertEvaluateArgs) Kind() string { return "auditdb_alert_evaluate" }
 
 // InsertOpts: one attempt; the next period evaluates afresh.
 func (AlertEvaluateArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 1}
+	return river.InsertOpts{Queue: Queue, MaxAttempts: 1}
 }
 
 // AlertEvaluateWorker works AlertEvaluateArgs jobs.

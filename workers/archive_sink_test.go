@@ -69,5 +69,4 @@ func TestRetentionConfig(t *testing.T) {
 	bad.MaxRowsPerArchive = -1
 	require.ErrorContains(t, bad.Validate(), "MaxRowsPerArchive: must be at least 1")
 	require.Equal(t, RetentionKind, RetentionArgs{}.Kind())
-	require.NotNil(t, RetentionPeriodicJob(nil))
 }

@@ -28,6 +28,12 @@ type ErasureArgs struct{}
 // Kind implements river.JobArgs.
 func (ErasureArgs) Kind() string { return "auditdb_erasure" }
 
+// InsertOpts puts the job on the suite's queue; a failed sweep is retried,
+// and resumes where its batches ended.
+func (ErasureArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: Queue, MaxAttempts: 5}
+}
+
 // ErasureWorker runs ErasureArgs.
 type ErasureWorker struct {
 	river.WorkerDefaults[ErasureArgs]

@@ -7,41 +7,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/migrate"
 	"github.com/auditdb/auditdb/monitor"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
-// The ops jobs in a running River client: the evaluator runs at start,
-// opens an alert, and its webhook is delivered; a job's own alert raised
-// through Deps' Alerter is delivered too.
+// The alert jobs in a running suite: the evaluator runs at start, opens an
+// alert, and its webhook is delivered; an alert raised through the suite's
+// Alerter (as jobs raise theirs) is delivered too.
 func TestOpsInARiverClient(t *testing.T) {
 	t.Parallel()
 	db := harness.NewDB(t)
 	ctx := context.Background()
 	hook := newHookServer(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps := &Deps{Pool: db.Pool, Logger: quiet}
-	w := river.NewWorkers()
-	ops := NewOps(deps, w, OpsConfig{Alerts: monitor.AlertConfig{PartitionsAhead: 12, WebhookURLs: []string{hook.URL}}})
-	client, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
-		Schema:            migrate.RiverSchema,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
-		Workers:           w,
-		PeriodicJobs:      ops.Periodic,
-		FetchPollInterval: 50 * time.Millisecond,
-		FetchCooldown:     10 * time.Millisecond,
-		Logger:            quiet,
-		TestOnly:          true,
+	// the suite with only the alert evaluator scheduled (it runs at start)
+	suite, err := NewSuite(&Deps{Pool: db.Pool, Logger: quiet}, SuiteConfig{
+		SealInterval: -1, VerifyInterval: -1, FullVerifyInterval: -1, PartitionsInterval: -1, OptimizeInterval: -1,
+		Alerts: monitor.AlertConfig{PartitionsAhead: 12, WebhookURLs: []string{hook.URL}},
 	})
 	require.NoError(t, err)
-	ops.Attach(client)
-	require.NoError(t, client.Start(ctx))
-	defer func() { require.NoError(t, client.Stop(context.Background())) }()
+	require.NoError(t, suite.Start(ctx))
+	defer func() { require.NoError(t, suite.Stop(context.Background())) }()
 
 	waitBodies := func(n int) []AlertWebhookBody {
 		t.Helper()
@@ -59,7 +47,7 @@ func TestOpsInARiverClient(t *testing.T) {
 	require.Equal(t, monitor.AlertPartitionsAhead, b[0].Kind)
 
 	// outside any job: the attached client enqueues the delivery
-	require.NoError(t, ops.Alerts.Raise(ctx, "seal_head_mismatch", monitor.AlertCritical, "chain 5", map[string]string{"chain_id": "5"}))
+	require.NoError(t, suite.Deps().Alerter.Raise(ctx, "seal_head_mismatch", monitor.AlertCritical, "chain 5", map[string]string{"chain_id": "5"}))
 	b = waitBodies(2)
 	require.Equal(t, "seal_head_mismatch", b[1].Kind)
 	require.Equal(t, monitor.AlertCritical, b[1].Severity)

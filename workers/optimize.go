@@ -10,9 +10,6 @@ import (
 	"github.com/auditdb/auditdb/monitor"
 )
 
-// OptimizeInterval is how often the suite runs OptimizeArgs.
-const OptimizeInterval = 6 * time.Hour
-
 // OptimizeArgs is the optimize job: analyse indexes and tables
 // (monitor.AnalyzeIndexes) and run the safe actions, ANALYZE and REINDEX
 // INDEX CONCURRENTLY of single leaf indexes. Everything else the analysis
@@ -29,7 +26,7 @@ func (OptimizeArgs) Kind() string { return "auditdb_optimize" }
 // invalid copy of the index that a blind retry would pile onto; the next
 // period's run starts from a fresh analysis instead.
 func (OptimizeArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 1}
+	return river.InsertOpts{Queue: Queue, MaxAttempts: 1}
 }
 
 // OptimizeWorker works OptimizeArgs jobs.

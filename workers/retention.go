@@ -77,7 +77,8 @@ type RetentionConfig struct {
 	// transaction and one removal). A run writes as many archives as there
 	// are due rows. Defaults to 100,000.
 	MaxRowsPerArchive int
-	// Interval is how often the periodic job runs. Defaults to one hour.
+	// Interval is how often the periodic job runs; negative leaves it
+	// unscheduled. Defaults to one hour.
 	Interval time.Duration
 	// JobTimeout bounds one run of the River job. Defaults to one hour.
 	JobTimeout time.Duration
@@ -113,8 +114,8 @@ func (c *RetentionConfig) Validate() error {
 	switch {
 	case c.MaxRowsPerArchive < 1:
 		return errors.New("retention: MaxRowsPerArchive: must be at least 1")
-	case c.Interval < time.Second:
-		return errors.New("retention: Interval: must be at least 1s")
+	case c.Interval >= 0 && c.Interval < time.Second:
+		return errors.New("retention: Interval: must be at least 1s, or negative to leave the job unscheduled")
 	case c.JobTimeout < time.Second:
 		return errors.New("retention: JobTimeout: must be at least 1s")
 	}
@@ -143,7 +144,7 @@ func (RetentionArgs) Kind() string { return RetentionKind }
 // InsertOpts implements river.JobArgsWithInsertOpts: a run that failed is
 // retried (every run first finishes what an earlier one left).
 func (RetentionArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 5}
+	return river.InsertOpts{Queue: Queue, MaxAttempts: 5}
 }
 
 // RetentionWorker runs RetentionArgs jobs.
@@ -172,13 +173,6 @@ func (w *RetentionWorker) Work(ctx context.Context, _ *river.Job[RetentionArgs])
 // one-minute default.
 func (w *RetentionWorker) Timeout(*river.Job[RetentionArgs]) time.Duration {
 	return w.Config.WithDefaults().JobTimeout
-}
-
-// RetentionPeriodicJob schedules RetentionArgs every cfg.Interval.
-func RetentionPeriodicJob(cfg *RetentionConfig) *river.PeriodicJob {
-	return river.NewPeriodicJob(river.PeriodicInterval(cfg.WithDefaults().Interval),
-		func() (river.JobArgs, *river.InsertOpts) { return RetentionArgs{}, nil },
-		&river.PeriodicJobOpts{ID: RetentionKind})
 }
 
 // ErrRetentionBusy means another retention run holds the lock.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/auditdb/auditdb/internal/integrity"
 	"github.com/auditdb/auditdb/internal/migrate"
+	"github.com/auditdb/auditdb/monitor"
 )
 
 // Queue is the River queue of auditdb's jobs.
@@ -33,6 +34,9 @@ const (
 	VerifyIntervalDefault     = 5 * time.Minute
 	FullVerifyIntervalDefault = 24 * time.Hour
 	PartitionsIntervalDefault = time.Hour
+	OptimizeIntervalDefault   = 6 * time.Hour
+	AlertsIntervalDefault     = time.Minute
+	ErasureIntervalDefault    = 30 * time.Second
 	ConcurrencyDefault        = 4
 	MaxSealLagDefault         = time.Minute
 )
@@ -67,6 +71,26 @@ type SuiteConfig struct {
 	// scheduled; a seal that finds a larger one raises a warning. Defaults
 	// to 1m.
 	MaxSealLag time.Duration
+	// Retention configures retention: how often it runs (Interval, 1h; it
+	// needs the seal key, so it is unscheduled without one) and the archive
+	// (directory or sink, sizes). Defaults to RetentionConfig's defaults.
+	Retention *RetentionConfig
+	// OptimizeInterval is how often indexes and tables are analysed and the
+	// safe actions run. Defaults to 6h.
+	OptimizeInterval time.Duration
+	// Optimize holds the analysis thresholds. Defaults to
+	// monitor.OptimizeConfig's.
+	Optimize monitor.OptimizeConfig
+	// AlertsInterval is how often alert conditions are evaluated. Defaults
+	// to 1m.
+	AlertsInterval time.Duration
+	// Alerts holds alert thresholds and webhooks
+	// (monitor.AlertConfigFromEnv). Defaults to monitor.AlertConfig's.
+	Alerts monitor.AlertConfig
+	// ErasureInterval is how often open GDPR erasure requests are carried
+	// out. Defaults to 30s; unscheduled without a seal key (redaction
+	// records are sealed).
+	ErasureInterval time.Duration
 	// TracerProvider, if set, gets a span per job worked, the parent of
 	// the job's SQL spans (otelpgx records those only inside a span).
 	// Defaults to none.
@@ -85,6 +109,9 @@ func (c SuiteConfig) WithDefaults() SuiteConfig {
 	def(&c.FullVerifyInterval, FullVerifyIntervalDefault)
 	def(&c.PartitionsInterval, PartitionsIntervalDefault)
 	def(&c.MaxSealLag, MaxSealLagDefault)
+	def(&c.OptimizeInterval, OptimizeIntervalDefault)
+	def(&c.AlertsInterval, AlertsIntervalDefault)
+	def(&c.ErasureInterval, ErasureIntervalDefault)
 	if c.Concurrency == 0 {
 		c.Concurrency = ConcurrencyDefault
 	}
@@ -123,12 +150,23 @@ func periodic[T river.JobArgs](worker river.Worker[T], every time.Duration, args
 // jobKinds is the single registration point of the suite's jobs. Adding a
 // job kind is one line here, its interval in SuiteConfig with a default in
 // WithDefaults, and a flag in cmd/auditworker/run.go.
-func jobKinds(d *Deps, c SuiteConfig) []jobKind {
+func jobKinds(d *Deps, c SuiteConfig, alerts *monitor.AlertStore) []jobKind {
+	keyed := func(every time.Duration) time.Duration { // jobs that seal need a key
+		if d.Keys == nil {
+			return -1
+		}
+		return every
+	}
 	return []jobKind{
 		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
 		periodic(&SealWorker{Deps: d, AlertLag: c.MaxSealLag}, c.SealInterval, SealArgs{}),
 		periodic(&VerifyWorker{Deps: d}, c.VerifyInterval, VerifyArgs{}),
 		periodic(&VerifyWorker{Deps: d}, c.FullVerifyInterval, VerifyArgs{Full: true}),
+		periodic(&RetentionWorker{Deps: d, Config: c.Retention}, keyed(c.Retention.WithDefaults().Interval), RetentionArgs{}),
+		periodic(&ErasureWorker{Deps: d}, keyed(c.ErasureInterval), ErasureArgs{}),
+		periodic(&OptimizeWorker{Deps: d, Config: c.Optimize}, c.OptimizeInterval, OptimizeArgs{}),
+		periodic(&AlertEvaluateWorker{Deps: d, Alerts: alerts, Config: c.Alerts}, c.AlertsInterval, AlertEvaluateArgs{}),
+		periodic(&AlertWebhookWorker{Deps: d, URLs: c.Alerts.WebhookURLs}, -1, AlertWebhookArgs{}),
 	}
 }
 
@@ -187,11 +225,18 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 	d := *deps
 	s := &Suite{deps: &d, cfg: cfg}
 	d.Metrics = newMetrics(d.Pool, d.ChainStates)
+	// Alerts the jobs raise are stored (deduplicated while open) and
+	// delivered to the webhooks, unless the caller brought its own Alerter.
+	hooks := &AlertWebhooks{URLs: cfg.Alerts.WebhookURLs}
+	alerts := monitor.NewAlertStore(d.Pool, monitor.AlertStoreOptions{Logger: d.logger(), Notify: hooks.Notify})
+	if d.Alerter == nil {
+		d.Alerter = alerts
+	}
 
 	workers := river.NewWorkers()
 	registered := map[string]bool{}
 	var periodicJobs []*river.PeriodicJob
-	for _, jk := range jobKinds(&d, cfg) {
+	for _, jk := range jobKinds(&d, cfg, alerts) {
 		kind := jk.args.Kind()
 		if !registered[kind] {
 			if err := jk.add(workers); err != nil {
@@ -235,6 +280,7 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 		return nil, fmt.Errorf("workers: river client: %w", err)
 	}
 	s.client = client
+	hooks.Client = client
 	s.events, s.cancel = client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed,
 		river.EventKindJobCancelled, river.EventKindJobSnoozed)
 	return s, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/monitor"
 	"github.com/auditdb/auditdb/workers"
 )
 
@@ -32,6 +33,11 @@ func runCommand() *cli.Command {
 		interval("verify-interval", "AUDIT_VERIFY_INTERVAL", workers.VerifyIntervalDefault, "how often an incremental verification runs"),
 		interval("full-verify-interval", "AUDIT_FULL_VERIFY_INTERVAL", workers.FullVerifyIntervalDefault, "how often a full verification runs"),
 		interval("partitions-interval", "AUDIT_PARTITIONS_INTERVAL", workers.PartitionsIntervalDefault, "how often partitions are created ahead and the default partition rescued"),
+		interval("retention-interval", "AUDIT_RETENTION_INTERVAL", workers.RetentionIntervalDefault, "how often rows past retention are archived and removed (needs the seal key)"),
+		&cli.StringFlag{Name: "archive-dir", Value: workers.RetentionArchiveDirDefault, Usage: "directory retention archives go to", EnvVars: []string{"AUDIT_ARCHIVE_DIR"}},
+		interval("erasure-interval", "AUDIT_ERASURE_INTERVAL", workers.ErasureIntervalDefault, "how often open GDPR erasure requests are carried out (needs the seal key)"),
+		interval("optimize-interval", "AUDIT_OPTIMIZE_INTERVAL", workers.OptimizeIntervalDefault, "how often indexes and tables are analysed and the safe actions run"),
+		interval("alerts-interval", "AUDIT_ALERTS_INTERVAL", workers.AlertsIntervalDefault, "how often alert conditions are evaluated (thresholds and webhooks: AUDIT_ALERT_*)"),
 		&cli.IntFlag{Name: "months-ahead", Value: workers.MonthsAheadDefault, Usage: "months of partitions kept ahead", EnvVars: []string{"AUDIT_PARTITIONS_AHEAD"}},
 		&cli.DurationFlag{Name: "max-seal-lag", Value: workers.MaxSealLagDefault, Usage: "largest seal lag /readyz accepts", EnvVars: []string{"AUDIT_MAX_SEAL_LAG"}},
 		&cli.IntFlag{Name: "concurrency", Value: workers.ConcurrencyDefault, Usage: "jobs worked at once", EnvVars: []string{"AUDIT_WORKER_CONCURRENCY"}},
@@ -44,10 +50,11 @@ func runCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "run",
-		Usage: "run the worker suite (partitions, seal, verify) with /healthz, /readyz and /metrics, until SIGTERM",
+		Usage: "run the worker suite (partitions, seal, verify, retention, erasure, optimize, alerts) with /healthz, /readyz and /metrics, until SIGTERM",
 		Flags: append(flags, sealKeyFlags()...),
 		Action: func(c *cli.Context) error {
-			for _, name := range []string{"seal-interval", "verify-interval", "full-verify-interval", "partitions-interval"} {
+			for _, name := range []string{"seal-interval", "verify-interval", "full-verify-interval", "partitions-interval",
+				"retention-interval", "erasure-interval", "optimize-interval", "alerts-interval"} {
 				if d := c.Duration(name); d < 0 || (d > 0 && d < time.Second) {
 					return fmt.Errorf("%s: must be at least 1s, or 0 to disable, got %s", name, d)
 				}
@@ -64,7 +71,16 @@ func runCommand() *cli.Command {
 				PartitionsInterval: enabled(c.Duration("partitions-interval")),
 				MonthsAhead:        c.Int("months-ahead"),
 				MaxSealLag:         c.Duration("max-seal-lag"),
+				Retention:          &workers.RetentionConfig{ArchiveDir: c.String("archive-dir"), Interval: enabled(c.Duration("retention-interval"))},
+				ErasureInterval:    enabled(c.Duration("erasure-interval")),
+				OptimizeInterval:   enabled(c.Duration("optimize-interval")),
+				AlertsInterval:     enabled(c.Duration("alerts-interval")),
 			}
+			alerts, err := monitor.AlertConfigFromEnv()
+			if err != nil {
+				return err
+			}
+			cfg.Alerts = alerts
 			if cfg.MonthsAhead == 0 {
 				cfg.MonthsAhead = -1 // SuiteConfig's "none ahead"; its 0 means the default
 			}
