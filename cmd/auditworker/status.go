@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/auditdb/auditdb/monitor"
 	"github.com/auditdb/auditdb/workers"
 )
 
@@ -49,13 +50,18 @@ func statusSections() []statusSection {
 		section("chains", "Integrity (audit.integrity_status)", integrityStatus, printIntegrity),
 		section("partitions", "Partitions (audit.partition_status)", listPartitions, printPartitions),
 		section("jobs", "Jobs (River, by kind and state)", jobCounts, printJobCounts),
+		section("alerts", "Alerts (open and acknowledged)", activeAlerts, printAlerts),
 	}
+}
+
+func activeAlerts(ctx context.Context, pool *pgxpool.Pool) ([]monitor.Alert, error) {
+	return monitor.NewAlertStore(pool, monitor.AlertStoreOptions{}).List(ctx, "active", 100)
 }
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "integrity, partitions and jobs at a glance",
+		Usage: "integrity, partitions, jobs and alerts at a glance",
 		Flags: []cli.Flag{jsonFlag()},
 		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 			sections := statusSections()
