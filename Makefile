@@ -9,7 +9,7 @@ EXT_BUILD := build/extension
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-demo: ## end to end on the embedded default: install, write, verify, tamper, catch (no Docker, no config)
+demo: ## end to end on the embedded default: install, write, seal, verify, GDPR erase, tamper, catch (no Docker, no config)
 	$(GO) run ./cmd/auditworker demo
 
 test: install-extension ## every test, integration included, with -race (starts PostgreSQL and Redis itself)

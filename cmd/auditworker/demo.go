@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"sync"
@@ -13,13 +15,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/auditdb/auditdb/client"
 	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/workers"
 )
 
 func demoCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "demo",
-		Usage: "end to end on the embedded default: install, write, verify, show status, tamper, catch it",
+		Usage: "end to end on the embedded default: install, write, seal, verify, erase a patient (GDPR), tamper, catch it",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "writers", Value: 6, Usage: "concurrent plain-SQL writers", EnvVars: []string{"AUDIT_DEMO_WRITERS"}},
 			&cli.IntFlag{Name: "events", Value: 1500, Usage: "events per writer", EnvVars: []string{"AUDIT_DEMO_EVENTS"}},
@@ -112,8 +116,24 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	fmt.Fprintf(w, "%d events in %s (%.0f events/s)\n", written.Load(), time.Since(t0).Round(time.Millisecond),
 		float64(written.Load())/time.Since(t0).Seconds())
 
-	step("3. verify: re-compute every commitment, row hash and chain link")
-	rep, err := integrity.Verify(ctx, e.pool, integrity.Options{})
+	step("3. seal: HMAC checkpoints of every chain head, with a key made for this demo (it never enters the database)")
+	entry, err := integrity.GenerateSealKey("demo-1")
+	if err != nil {
+		return err
+	}
+	keys, err := integrity.ParseSealKeys(entry, "")
+	if err != nil {
+		return err
+	}
+	deps := &workers.Deps{Pool: e.pool, Keys: keys, Logger: slog.New(slog.DiscardHandler)}
+	sealed, err := deps.Seal(ctx, workers.SealOptions{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d checkpoints under key %s\n", sealed.Sealed(), sealed.KeyID)
+
+	step("4. verify: re-compute every commitment, row hash and chain link, and check the checkpoints' MACs")
+	rep, err := integrity.Verify(ctx, e.pool, integrity.Options{Keys: keys.Ring})
 	if err != nil {
 		return err
 	}
@@ -122,7 +142,46 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 		return fmt.Errorf("demo: the untouched log did not verify")
 	}
 
-	step("4. status: audit.integrity_status and audit.partition_status")
+	step("5. GDPR: export one patient's events with inclusion proofs, then erase them")
+	cl, err := client.New(ctx, e.pg.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var patient string
+	if err := e.pool.QueryRow(ctx, `SELECT target_resource_id FROM audit.audit_log WHERE target_resource_type = 'Patient'
+		GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`).Scan(&patient); err != nil {
+		return err
+	}
+	sum, err := cl.ExportSubject(ctx, patient, client.ExportJSON, io.Discard)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "export of %s: %d events, each with a proof a third party can check without the database\n", patient, sum.Events)
+	reqID, err := cl.RequestErasure(ctx, patient, "demo: data subject request")
+	if err != nil {
+		return err
+	}
+	erased, err := deps.Erase(ctx, reqID, nil)
+	if err != nil {
+		return err
+	}
+	var left int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log WHERE target_resource_id = $1`, patient).Scan(&left); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "erased %d events: ids replaced by %s, salts deleted, sealed redaction records written; %d rows still name the patient\n",
+		erased.Rows, erased.Token, left)
+	rep, err = integrity.Verify(ctx, e.pool, integrity.Options{Keys: keys.Ring})
+	if err != nil {
+		return err
+	}
+	printReport(w, rep)
+	if !rep.Intact() || left != 0 {
+		return fmt.Errorf("demo: erasure left %d rows or broke verification", left)
+	}
+
+	step("6. status: audit.integrity_status and audit.partition_status")
 	chains, err := integrityStatus(ctx, e.pool)
 	if err != nil {
 		return err
@@ -135,7 +194,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	}
 	printPartitions(w, parts)
 
-	step("5. tamper: a superuser bypasses the triggers and rewrites one event's outcome")
+	step("7. tamper: a superuser bypasses the triggers and rewrites one event's outcome")
 	var id int64
 	var chain int16
 	var seq int64
@@ -152,8 +211,8 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	}
 	fmt.Fprintf(w, "UPDATE audit.audit_log SET outcome_description = 'Access approved' WHERE id = %d  -- chain %d, seq %d\n", id, chain, seq)
 
-	step("6. verify again")
-	rep, err = integrity.Verify(ctx, e.pool, integrity.Options{})
+	step("8. verify again")
+	rep, err = integrity.Verify(ctx, e.pool, integrity.Options{Keys: keys.Ring})
 	if err != nil {
 		return err
 	}
