@@ -123,3 +123,13 @@ func TestMigratePartitionsStatus(t *testing.T) {
 	require.Equal(t, "unverified", st.Chains[0].State)
 	require.Len(t, st.Partitions, 4)
 }
+
+// make demo, small: its own PostgreSQL, every step, the tampering caught.
+func TestDemoEndToEnd(t *testing.T) {
+	t.Parallel()
+	code, out, errOut := run(t, "demo", "--writers", "2", "--events", "150")
+	require.Equal(t, 0, code, errOut)
+	for _, want := range []string{"checkpoints under key demo-1", "erased ", "0 rows still name the patient", "verification TAMPERED", "the verifier caught the change"} {
+		require.Contains(t, out, want)
+	}
+}
