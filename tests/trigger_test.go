@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -250,4 +251,41 @@ func TestSwitchingTriggerMidChain(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(DISTINCT chain_id) FROM audit.audit_log WHERE action LIKE 'in-tx-%'`).Scan(&chains))
 	require.Equal(t, 1, chains, "one transaction, one chain, whichever implementation")
 	requireIntact(t, db.Pool)
+}
+
+// Every chain held by other writers: under READ COMMITTED the insert queues
+// behind one and goes through when it is free; under REPEATABLE READ it
+// fails with 40001 (retry), never another error. (The PL/pgSQL loop once
+// left its last candidate chain set when every try-lock failed, and then
+// failed with "chain has no row".)
+func TestAllChainsBusy(t *testing.T) {
+	harness.ForEachTrigger(t, func(t *testing.T, db *harness.DB) {
+		ctx := context.Background()
+		holder, err := db.Pool.Acquire(ctx)
+		require.NoError(t, err)
+		defer holder.Release()
+		_, err = holder.Exec(ctx, `SELECT pg_advisory_lock(audit.chain_lock_namespace(), c) FROM generate_series(0, 15) c`)
+		require.NoError(t, err)
+
+		_, err = db.Pool.Exec(ctx, `BEGIN ISOLATION LEVEL REPEATABLE READ;
+			INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'a', 'success'); COMMIT`)
+		var pgErr *pgconn.PgError
+		require.ErrorAs(t, err, &pgErr)
+		require.Equal(t, "40001", pgErr.Code, pgErr.Message)
+
+		done := make(chan error, 1)
+		go func() {
+			_, err := db.Pool.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'a', 'success')`)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			t.Fatalf("the READ COMMITTED insert did not wait for a chain: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		_, err = holder.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+		require.NoError(t, err)
+		require.NoError(t, <-done)
+		requireIntact(t, db.Pool)
+	})
 }
