@@ -225,16 +225,23 @@ func (e *Enhanced) invalidate(ctx context.Context, orgs map[string]bool) {
 }
 
 // InvalidateAfterErasure removes every cached read that may hold an erased
-// subject's values, from L1 and from Redis (cache.PurgeOrganization, not
-// just an invalidation): those of the organizations the erasure touched
-// (workers.ErasureResult.Organizations), of reads across organizations and
-// of Gets by id. workers.Deps.AfterErasure takes it.
+// subject's values: see PurgeAfterErasure.
 func (e *Enhanced) InvalidateAfterErasure(ctx context.Context, organizations []string) error {
 	if e.cache == nil {
 		return nil
 	}
+	return PurgeAfterErasure(ctx, e.cache, organizations)
+}
+
+// PurgeAfterErasure removes from c, the cache enhanced clients share, every
+// read that may hold an erased subject's values, from L1 and from Redis
+// (cache.PurgeOrganization, not just an invalidation): those of the
+// organizations the erasure touched (workers.ErasureResult.Organizations),
+// of reads across organizations and of Gets by id. The worker sets it as
+// workers.Deps.AfterErasure when it has the Redis (REDIS_URL).
+func PurgeAfterErasure(ctx context.Context, c *cache.Cache, organizations []string) error {
 	for _, o := range append(organizations, scopeAll, scopeEvents) {
-		if _, err := e.cache.PurgeOrganization(ctx, o); err != nil {
+		if _, err := c.PurgeOrganization(ctx, o); err != nil {
 			return err
 		}
 	}

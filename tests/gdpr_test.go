@@ -10,14 +10,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditdb/auditdb/cache"
 	"github.com/auditdb/auditdb/client"
 	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/monitor"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )
@@ -412,4 +416,60 @@ func TestSQLHMACMatchesGo(t *testing.T) {
 		m.Write(msg)
 		require.Equal(t, hex.EncodeToString(m.Sum(nil)), hex.EncodeToString(got), keyLen)
 	}
+}
+
+// After an erasure the subject's values are not in Redis either: reads that
+// cached them are purged (the worker does it when it knows the clients'
+// Redis), and the next read shows the token.
+func TestErasurePurgesTheReadCache(t *testing.T) {
+	t.Parallel()
+	b := setupGDPR(t)
+	ctx := context.Background()
+	b.subjectEvents(t, 100)
+	prefix := fmt.Sprintf("test:%s:%d:", t.Name(), time.Now().UnixNano())
+	e, err := client.NewEnhanced(ctx, client.EnhancedConfig{Config: client.Config{URL: b.db.URL},
+		RedisURL: harness.SharedRedis().URL, Cache: cache.Config{KeyPrefix: prefix, CompressAbove: -1}})
+	require.NoError(t, err)
+	defer e.Close()
+	require.Eventually(t, func() bool { // subscribed to invalidations
+		c, _ := e.Health(ctx).Component(monitor.ComponentCache)
+		return c.Status == monitor.StatusHealthy
+	}, 5*time.Second, 10*time.Millisecond)
+
+	page, err := e.Search(ctx, client.Query{OrganizationID: "org-1", TargetResourceID: "patient-42"})
+	require.NoError(t, err)
+	require.Len(t, page.Events, 10)
+	_, err = e.Search(ctx, client.Query{TargetResourceID: "patient-42"})
+	require.NoError(t, err)
+	_, err = e.Get(ctx, page.Events[0].ID)
+	require.NoError(t, err)
+
+	opts, err := redis.ParseURL(harness.SharedRedis().URL)
+	require.NoError(t, err)
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	inRedis := func() (n int) {
+		iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			if v, _ := rdb.Get(ctx, iter.Val()).Result(); strings.Contains(v, "patient-42") {
+				n++
+			}
+		}
+		require.NoError(t, iter.Err())
+		return n
+	}
+	require.Equal(t, 3, inRedis())
+
+	b.deps.AfterErasure = e.InvalidateAfterErasure
+	id, err := b.client.RequestErasure(ctx, "patient-42", "request")
+	require.NoError(t, err)
+	res, err := b.deps.Erase(ctx, id, nil)
+	require.NoError(t, err)
+	require.Zero(t, inRedis(), "no cached value holds the subject")
+	ev, err := e.Get(ctx, page.Events[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, res.Token, ev.TargetResourceID)
+	page, err = e.Search(ctx, client.Query{OrganizationID: "org-1", TargetResourceID: "patient-42"})
+	require.NoError(t, err)
+	require.Empty(t, page.Events)
 }

@@ -91,7 +91,7 @@ func gdprCommand() *cli.Command {
 					&cli.StringFlag{Name: "reason", Required: true, Usage: "why (kept with the request; no personal data)", EnvVars: []string{"AUDIT_ERASURE_REASON"}},
 					&cli.BoolFlag{Name: "enqueue", Usage: "record the request only; the worker's erasure job carries it out", EnvVars: []string{"AUDIT_ERASURE_ENQUEUE"}},
 					jsonFlag(),
-				}, sealKeyFlags()...),
+				}, append(sealKeyFlags(), cacheFlags()...)...),
 				Action: withClient(func(c *cli.Context, cl *client.Client) error {
 					subject, err := oneArg(c, "SUBJECT")
 					if err != nil {
@@ -103,7 +103,14 @@ func gdprCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						deps = &workers.Deps{Pool: cl.Pool(), Keys: keys}
+						purge, closePurge, err := erasurePurger(c)
+						if err != nil {
+							return err
+						}
+						if closePurge != nil {
+							defer closePurge()
+						}
+						deps = &workers.Deps{Pool: cl.Pool(), Keys: keys, AfterErasure: purge}
 					}
 					id, err := cl.RequestErasure(c.Context, subject, c.String("reason"))
 					if err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
 	"github.com/auditdb/auditdb/internal/integrity"
@@ -51,7 +50,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the worker suite (partitions, seal, verify, retention, erasure, optimize, alerts) with /healthz, /readyz and /metrics, until SIGTERM",
-		Flags: append(flags, sealKeyFlags()...),
+		Flags: append(append(flags, sealKeyFlags()...), cacheFlags()...),
 		Action: func(c *cli.Context) error {
 			for _, name := range []string{"seal-interval", "verify-interval", "full-verify-interval", "partitions-interval",
 				"retention-interval", "erasure-interval", "optimize-interval", "alerts-interval"} {
@@ -116,7 +115,14 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer pool.Close()
-			return runSuite(c, pool, keys, logger, cfg)
+			purge, closePurge, err := erasurePurger(c)
+			if err != nil {
+				return err
+			}
+			if closePurge != nil {
+				defer closePurge()
+			}
+			return runSuite(c, &workers.Deps{Pool: pool, Keys: keys, Logger: logger, FaultHooks: faultHooksFromEnv(), AfterErasure: purge}, cfg)
 		},
 	}
 }
@@ -129,8 +135,9 @@ func enabled(d time.Duration) time.Duration {
 	return d
 }
 
-func runSuite(c *cli.Context, pool *pgxpool.Pool, keys *integrity.SealKeys, logger *slog.Logger, cfg workers.SuiteConfig) error {
-	suite, err := workers.NewSuite(&workers.Deps{Pool: pool, Keys: keys, Logger: logger, FaultHooks: faultHooksFromEnv()}, cfg)
+func runSuite(c *cli.Context, deps *workers.Deps, cfg workers.SuiteConfig) error {
+	logger := deps.Logger
+	suite, err := workers.NewSuite(deps, cfg)
 	if err != nil {
 		return err
 	}
