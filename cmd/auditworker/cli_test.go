@@ -124,12 +124,14 @@ func TestMigratePartitionsStatus(t *testing.T) {
 	require.Len(t, st.Partitions, 4)
 }
 
-// make demo, small: its own PostgreSQL, every step, the tampering caught.
+// make demo, small: its own PostgreSQL and worker, every step, the
+// recomputed chain caught by its checkpoint.
 func TestDemoEndToEnd(t *testing.T) {
 	t.Parallel()
 	code, out, errOut := run(t, "demo", "--writers", "2", "--events", "150")
 	require.Equal(t, 0, code, errOut)
-	for _, want := range []string{"checkpoints under key demo-1", "erased ", "0 rows still name the patient", "verification TAMPERED", "the verifier caught the change"} {
+	for _, want := range []string{"every chain head is sealed", "0 rows still name the patient", "0 row finding(s) of kind row_modified",
+		"checkpoint_mismatch", "verification TAMPERED", "caught by its sealed checkpoint"} {
 		require.Contains(t, out, want)
 	}
 }

@@ -23,7 +23,7 @@ import (
 func demoCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "demo",
-		Usage: "end to end on the embedded default: install, write, seal, verify, erase a patient (GDPR), tamper, catch it",
+		Usage: "end to end on the embedded default: install, run the worker, write, verify, erase a patient (GDPR), tamper and recompute the chain, catch it",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "writers", Value: 6, Usage: "concurrent plain-SQL writers", EnvVars: []string{"AUDIT_DEMO_WRITERS"}},
 			&cli.IntFlag{Name: "events", Value: 1500, Usage: "events per writer", EnvVars: []string{"AUDIT_DEMO_EVENTS"}},
@@ -71,7 +71,29 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	}
 	defer app.Close()
 
-	step("2. write: %d concurrent writers, %d healthcare events each (single rows, multi-row inserts, transactions)", writers, perWriter)
+	step("2. worker: the River suite in this process, sealing every second with a key made for this demo (the key never enters the database)")
+	entry, err := integrity.GenerateSealKey("demo-1")
+	if err != nil {
+		return err
+	}
+	keys, err := integrity.ParseSealKeys(entry, "")
+	if err != nil {
+		return err
+	}
+	deps := &workers.Deps{Pool: e.pool, Keys: keys, Logger: slog.New(slog.DiscardHandler)}
+	suite, err := workers.NewSuite(deps, workers.SuiteConfig{SealInterval: time.Second, VerifyInterval: -1, FullVerifyInterval: -1,
+		PartitionsInterval: -1, ErasureInterval: -1, OptimizeInterval: -1, AlertsInterval: -1,
+		Retention: &workers.RetentionConfig{Interval: -1}})
+	if err != nil {
+		return err
+	}
+	if err := suite.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { _ = suite.Stop(context.WithoutCancel(ctx)) }()
+	fmt.Fprintln(w, "worker started: seal every 1s (verification, retention, erasure and the rest are left to `auditworker run`)")
+
+	step("3. write: %d concurrent writers, %d healthcare events each (single rows, multi-row inserts, transactions)", writers, perWriter)
 	var written atomic.Int64
 	t0 := time.Now()
 	var wg sync.WaitGroup
@@ -116,23 +138,17 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	fmt.Fprintf(w, "%d events in %s (%.0f events/s)\n", written.Load(), time.Since(t0).Round(time.Millisecond),
 		float64(written.Load())/time.Since(t0).Seconds())
 
-	step("3. seal: HMAC checkpoints of every chain head, with a key made for this demo (it never enters the database)")
-	entry, err := integrity.GenerateSealKey("demo-1")
-	if err != nil {
+	step("4. seal: the worker's checkpoints")
+	if err := waitSealed(ctx, e.pool, 30*time.Second); err != nil {
 		return err
 	}
-	keys, err := integrity.ParseSealKeys(entry, "")
-	if err != nil {
+	var cps, sealedChains int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT chain_id) FROM audit.integrity_checkpoints`).Scan(&cps, &sealedChains); err != nil {
 		return err
 	}
-	deps := &workers.Deps{Pool: e.pool, Keys: keys, Logger: slog.New(slog.DiscardHandler)}
-	sealed, err := deps.Seal(ctx, workers.SealOptions{})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "%d checkpoints under key %s\n", sealed.Sealed(), sealed.KeyID)
+	fmt.Fprintf(w, "%d checkpoints on %d chains (each second the worker seals every chain whose head moved); every chain head is sealed\n", cps, sealedChains)
 
-	step("4. verify: re-compute every commitment, row hash and chain link, and check the checkpoints' MACs")
+	step("5. verify: re-compute every commitment, row hash and chain link, and check the checkpoints' MACs")
 	rep, err := integrity.Verify(ctx, e.pool, integrity.Options{Keys: keys.Ring})
 	if err != nil {
 		return err
@@ -142,7 +158,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 		return fmt.Errorf("demo: the untouched log did not verify")
 	}
 
-	step("5. GDPR: export one patient's events with inclusion proofs, then erase them")
+	step("6. GDPR: export one patient's events with inclusion proofs, then erase them")
 	cl, err := client.New(ctx, e.pg.URL("postgres"))
 	if err != nil {
 		return err
@@ -181,7 +197,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 		return fmt.Errorf("demo: erasure left %d rows or broke verification", left)
 	}
 
-	step("6. status: audit.integrity_status and audit.partition_status")
+	step("7. status: audit.integrity_status and audit.partition_status")
 	chains, err := integrityStatus(ctx, e.pool)
 	if err != nil {
 		return err
@@ -194,38 +210,88 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	}
 	printPartitions(w, parts)
 
-	step("7. tamper: a superuser bypasses the triggers and rewrites one event's outcome")
+	step("8. tamper: a superuser turns a failed access into a success and recomputes the chain from there with the public SQL functions (no key)")
+	if err := suite.Stop(ctx); err != nil {
+		return err
+	}
 	var id int64
 	var chain int16
 	var seq int64
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, `UPDATE audit.audit_log SET outcome_description = 'Access approved'
-			WHERE id = (SELECT id FROM audit.audit_log WHERE status = 'failure' ORDER BY id LIMIT 1)
-			RETURNING id, chain_id, chain_seq`).Scan(&id, &chain, &seq)
-	})
-	if err != nil {
+	if err := e.pool.QueryRow(ctx, `SELECT id, chain_id, chain_seq FROM audit.audit_log
+		WHERE status = 'failure' AND pii_salt IS NOT NULL ORDER BY id LIMIT 1`).Scan(&id, &chain, &seq); err != nil {
 		return fmt.Errorf("tamper: %w", err)
 	}
-	fmt.Fprintf(w, "UPDATE audit.audit_log SET outcome_description = 'Access approved' WHERE id = %d  -- chain %d, seq %d\n", id, chain, seq)
+	if _, err := e.pool.Exec(ctx, recomputeAttack(id, chain, seq)); err != nil {
+		return fmt.Errorf("tamper: %w", err)
+	}
+	fmt.Fprintf(w, "UPDATE audit.audit_log SET status = 'success' WHERE id = %d  -- chain %d, seq %d; then every later hash of the chain and its head rewritten\n", id, chain, seq)
+	rep, err = integrity.Verify(ctx, e.pool, integrity.Options{NoRecord: true, Chains: []int16{chain}})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "every row of chain %d now hashes correctly: %d row finding(s) of kind row_modified\n", chain, countKind(rep, integrity.RowModified))
 
-	step("8. verify again")
+	step("9. verify again: the sealed checkpoint no longer matches the chain")
 	rep, err = integrity.Verify(ctx, e.pool, integrity.Options{Keys: keys.Ring})
 	if err != nil {
 		return err
 	}
 	printReport(w, rep)
-	caught := false
-	for _, f := range rep.Findings {
-		caught = caught || (f.RowID == id && f.Kind == integrity.RowModified)
+	if countKind(rep, integrity.CheckpointMismatch) == 0 {
+		return fmt.Errorf("demo: the verifier did not catch the recomputed chain %d", chain)
 	}
-	if !caught {
-		return fmt.Errorf("demo: the verifier did not catch the tampered row %d", id)
-	}
-	step("done: the verifier caught the change to row %d (chain %d, seq %d). Cleaning up.", id, chain, seq)
+	step("done: the recomputed chain %d was caught by its sealed checkpoint (checkpoint_mismatch); only the seal key could have hidden it. Cleaning up.", chain)
 	return nil
+}
+
+// waitSealed waits until every chain's head is covered by a checkpoint.
+func waitSealed(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var unsealed int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM audit.chain_heads h WHERE h.head_seq >
+			coalesce((SELECT max(chain_seq) FROM audit.integrity_checkpoints c WHERE c.chain_id = h.chain_id), 0)`).Scan(&unsealed)
+		if err != nil || unsealed == 0 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo: %d chain(s) still unsealed after %s", unsealed, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// recomputeAttack is what a privileged user without the seal key can do:
+// change a row, bypassing the guard, and recompute every later chain hash
+// and the head with the public SQL functions, so that every row verifies.
+func recomputeAttack(id int64, chain int16, seq int64) string {
+	return fmt.Sprintf(`BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE audit.audit_log SET status = 'success' WHERE id = %[1]d;
+DO $$
+DECLARE r record; prev bytea;
+BEGIN
+    SELECT coalesce((SELECT decode(hash, 'hex') FROM audit.audit_log WHERE chain_id = %[2]d AND chain_seq = %[3]d - 1),
+                    audit.genesis_hash(%[2]d)) INTO prev;
+    FOR r IN SELECT * FROM audit.audit_log WHERE chain_id = %[2]d AND chain_seq >= %[3]d ORDER BY chain_seq LOOP
+        prev := audit.chain_hash(prev, audit.row_hash(r.id, r.chain_id, r.chain_seq, r."timestamp", r.recorded_at,
+            r.action, r.status, r.principal_type, r.organization_id, r.target_resource_type, r.event_version,
+            r.correlation_id, r.data_classification, r.retention_policy, r.processing_latency, r.ttl, r.pii_commitment));
+        UPDATE audit.audit_log SET hash = encode(prev, 'hex') WHERE id = r.id;
+    END LOOP;
+    UPDATE audit.chain_heads SET head_hash = prev WHERE chain_id = %[2]d;
+END $$;
+COMMIT;`, id, chain, seq)
+}
+
+func countKind(rep *integrity.Report, k integrity.Kind) int {
+	n := 0
+	for _, f := range rep.Findings {
+		if f.Kind == k {
+			n++
+		}
+	}
+	return n
 }
 
 var (
