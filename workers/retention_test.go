@@ -286,6 +286,9 @@ func helperMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if os.Getenv(helperEnv) == "erasure" {
+		return erasureHelper(ctx, &Deps{Pool: pool, Keys: keys})
+	}
 	pauseAt := os.Getenv(pauseEnv)
 	cfg := &RetentionConfig{ArchiveDir: os.Getenv(helperDirEnv), MaxRowsPerArchive: 300, StepHook: func(step string) {
 		if step == pauseAt {
