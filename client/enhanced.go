@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -149,7 +150,7 @@ func NewEnhanced(ctx context.Context, cfg EnhancedConfig) (*Enhanced, error) {
 	if !cfg.CacheDisabled {
 		e.redis = cfg.Redis
 		if e.redis == nil && cfg.RedisURL != "" {
-			rdb, err := redisFromURL(cfg.RedisURL)
+			rdb, err := RedisFromURL(cfg.RedisURL)
 			if err != nil {
 				return nil, err
 			}
@@ -184,9 +185,9 @@ func NewEnhanced(ctx context.Context, cfg EnhancedConfig) (*Enhanced, error) {
 	return e, nil
 }
 
-// redisFromURL makes a client for url: a cluster client when the URL names
-// more than one address.
-func redisFromURL(url string) (redis.UniversalClient, error) {
+// RedisFromURL makes a go-redis client for url (REDIS_URL): a cluster
+// client when the URL names more addresses (redis://h1:p1?addr=h2:p2).
+func RedisFromURL(url string) (redis.UniversalClient, error) {
 	if strings.Contains(url, "addr=") {
 		opts, err := redis.ParseClusterURL(url)
 		if err != nil {
@@ -240,7 +241,7 @@ func (e *Enhanced) InvalidateAfterErasure(ctx context.Context, organizations []s
 // of reads across organizations and of Gets by id. The worker sets it as
 // workers.Deps.AfterErasure when it has the Redis (REDIS_URL).
 func PurgeAfterErasure(ctx context.Context, c *cache.Cache, organizations []string) error {
-	for _, o := range append(organizations, scopeAll, scopeEvents) {
+	for _, o := range append(slices.Clone(organizations), scopeAll, scopeEvents) {
 		if _, err := c.PurgeOrganization(ctx, o); err != nil {
 			return err
 		}
@@ -248,7 +249,10 @@ func PurgeAfterErasure(ctx context.Context, c *cache.Cache, organizations []stri
 	return nil
 }
 
-// Search is Client.Search through the cache. Pages are cached under the
+// Search is Client.Search through the cache. A miss reads the primary,
+// never a read replica: a replica behind the write (or erasure) that just
+// invalidated the cache would put the old page back for L2TTL. Pages are
+// cached under the
 // query's organization ("all" when the query names none) and dropped when
 // events for it are written through any enhanced client sharing the Redis.
 // Events written by other means (psql, another program) are seen when the
@@ -263,7 +267,7 @@ func (e *Enhanced) Search(ctx context.Context, q Query) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	return e.pages.Get(ctx, key, func(ctx context.Context) (Page, error) { return e.Client.Search(ctx, q) })
+	return e.pages.Get(ctx, key, func(ctx context.Context) (Page, error) { return search(ctx, e.pool, q) })
 }
 
 // Count is Client.Count through the cache, like Search.
@@ -275,7 +279,7 @@ func (e *Enhanced) Count(ctx context.Context, q Query) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return e.counts.Get(ctx, key, func(ctx context.Context) (int64, error) { return e.Client.Count(ctx, q) })
+	return e.counts.Get(ctx, key, func(ctx context.Context) (int64, error) { return count(ctx, e.pool, q) })
 }
 
 // Get is Client.Get through the cache. Events do not change once written,
@@ -289,7 +293,7 @@ func (e *Enhanced) Get(ctx context.Context, id int64) (StoredEvent, error) {
 	if err != nil {
 		return StoredEvent{}, err
 	}
-	return e.events.Get(ctx, key, func(ctx context.Context) (StoredEvent, error) { return e.Client.Get(ctx, id) })
+	return e.events.Get(ctx, key, func(ctx context.Context) (StoredEvent, error) { return get(ctx, e.pool, id) })
 }
 
 // ExportSubject is Client.ExportSubject, refused when GDPR is off.

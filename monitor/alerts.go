@@ -22,6 +22,10 @@ import (
 // Alert kinds raised by EvaluateAlerts. Other kinds (the jobs' own) may be
 // raised through AlertStore.Raise; the evaluator resolves only these.
 const (
+	// AlertIntegrityTampered: chains whose newest verification found
+	// tampering. The verify job raises it at once, the evaluator keeps it
+	// open while it holds and resolves it after.
+	AlertIntegrityTampered    = "integrity_tampered"
 	AlertVerificationFailed   = "verification_failed"
 	AlertSealLag              = "seal_lag"
 	AlertDefaultPartitionRows = "default_partition_rows"
@@ -32,7 +36,7 @@ const (
 
 // EvaluatedAlertKinds are the kinds EvaluateAlerts computes: an open alert
 // of one of these kinds whose condition is gone is resolved by Sync.
-var EvaluatedAlertKinds = []string{AlertVerificationFailed, AlertSealLag, AlertDefaultPartitionRows,
+var EvaluatedAlertKinds = []string{AlertIntegrityTampered, AlertVerificationFailed, AlertSealLag, AlertDefaultPartitionRows,
 	AlertPartitionsAhead, AlertSlowQueries, AlertConnectionSaturation}
 
 // Alert severities.
@@ -258,9 +262,10 @@ func evalVerification(ctx context.Context, pool *pgxpool.Pool, _ AlertConfig) ([
 		return nil, fmt.Errorf("verification: %w", err)
 	}
 	if chains > 0 {
-		out = append(out, Condition{Kind: AlertVerificationFailed, Severity: AlertCritical,
-			Message: fmt.Sprintf("verification run %d found tampering on %d chain(s): run auditworker verify and investigate", *runID, chains),
-			Labels:  map[string]string{"run_id": strconv.FormatInt(*runID, 10), "status": "tampered"}})
+		// no run id in the labels: the alert stays one alert while the
+		// tampering stays (labels are part of its fingerprint)
+		out = append(out, Condition{Kind: AlertIntegrityTampered, Severity: AlertCritical,
+			Message: fmt.Sprintf("verification run %d found tampering on %d chain(s): run auditworker verify and investigate", *runID, chains)})
 	}
 	var id int64
 	var status string
@@ -271,8 +276,7 @@ func evalVerification(ctx context.Context, pool *pgxpool.Pool, _ AlertConfig) ([
 	}
 	if status == "failed" {
 		out = append(out, Condition{Kind: AlertVerificationFailed, Severity: AlertCritical,
-			Message: fmt.Sprintf("verification run %d failed before finishing: see the worker's log", id),
-			Labels:  map[string]string{"run_id": strconv.FormatInt(id, 10), "status": "failed"}})
+			Message: fmt.Sprintf("verification run %d failed before finishing: see the worker's log", id)})
 	}
 	return out, nil
 }
@@ -282,9 +286,9 @@ func evalSealLag(ctx context.Context, pool *pgxpool.Pool, cfg AlertConfig) ([]Co
 	// when retention removed it, the head's update time stands in.
 	var chains int
 	var maxRows int64
-	var maxAge *time.Duration
+	var maxAge time.Duration
 	err := pool.QueryRow(ctx, `
-SELECT count(*), coalesce(max(unsealed_rows), 0), max(age)
+SELECT count(*), coalesce(max(unsealed_rows), 0), coalesce(max(age), interval '0')
 FROM (SELECT s.unsealed_rows,
              now() - coalesce((SELECT a.recorded_at FROM audit.audit_log a
                                WHERE a.chain_id = s.chain_id AND a.chain_seq = coalesce(s.last_checkpoint_seq, 0) + 1

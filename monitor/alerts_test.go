@@ -214,7 +214,7 @@ func TestEvaluateAlertsRaisesAndResolves(t *testing.T) {
 	conds, err = EvaluateAlerts(ctx, db.Pool, strict)
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{
-		"verification_failed/tampered", "verification_failed/failed", "seal_lag/",
+		"integrity_tampered/", "verification_failed/", "seal_lag/",
 		"default_partition_rows/", "partitions_missing_ahead/", "connection_saturation/",
 	}, kindsOf(conds))
 	for _, c := range conds {

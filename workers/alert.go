@@ -4,25 +4,25 @@ import (
 	"context"
 	"log/slog"
 	"sort"
+
+	"github.com/auditdb/auditdb/monitor"
 )
 
-// Alert severities.
+// Alert severities, as the alert store of package monitor has them.
 const (
-	SeverityCritical = "critical"
-	SeverityWarning  = "warning"
-	SeverityInfo     = "info"
+	SeverityCritical = monitor.AlertCritical
+	SeverityWarning  = monitor.AlertWarning
+	SeverityInfo     = monitor.AlertInfo
 )
 
-// Alert kinds raised by the jobs of this package.
+// Alert kinds raised by the jobs of this package. Seal lag is the alert
+// evaluator's (monitor.AlertSealLag), with its thresholds.
 const (
 	// AlertIntegrityTampered: a verification run reported findings.
-	AlertIntegrityTampered = "integrity_tampered"
+	AlertIntegrityTampered = monitor.AlertIntegrityTampered
 	// AlertSealHeadMismatch: a chain's head in audit.chain_heads does not
 	// match the row at its seq, so it was not sealed.
 	AlertSealHeadMismatch = "seal_head_mismatch"
-	// AlertSealLag: a seal found rows older than the seal lag bound
-	// unsealed.
-	AlertSealLag = "seal_lag"
 )
 
 // Alerter raises alerts. Implementations store or forward them (the alert

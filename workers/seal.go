@@ -30,27 +30,11 @@ func (SealArgs) InsertOpts() river.InsertOpts {
 type SealWorker struct {
 	river.WorkerDefaults[SealArgs]
 	Deps *Deps
-	// AlertLag raises a warning when a seal finds a seal lag above it:
-	// seals were missed (workers down, jobs failing) and the tail was
-	// unprotected that long. Zero raises none.
-	AlertLag time.Duration
 }
 
-// Work seals; see Deps.Seal.
+// Work seals; see Deps.Seal. A lag found here (seals missed) is the alert
+// evaluator's to raise, with its thresholds, and /readyz's to report.
 func (w *SealWorker) Work(ctx context.Context, _ *river.Job[SealArgs]) error {
-	if w.AlertLag > 0 {
-		states, err := w.Deps.ChainStates(ctx)
-		if err != nil {
-			return fmt.Errorf("seal: %w", err)
-		}
-		if lag := MaxSealLag(states); lag > w.AlertLag {
-			msg := fmt.Sprintf("seal lag %s exceeds %s: rows stayed unsealed that long", lag.Round(time.Second), w.AlertLag)
-			if err := w.Deps.alerter().Raise(ctx, AlertSealLag, SeverityWarning, msg,
-				map[string]string{"seal_lag_seconds": strconv.FormatFloat(lag.Seconds(), 'f', 0, 64)}); err != nil {
-				w.Deps.logger().ErrorContext(ctx, "seal: raise alert", "error", err)
-			}
-		}
-	}
 	_, err := w.Deps.Seal(ctx, SealOptions{})
 	return err
 }
@@ -206,7 +190,7 @@ func (d *Deps) headMismatch(ctx context.Context, chain int16, seq, rows int64) {
 	}
 	msg := fmt.Sprintf("chain %d not sealed: audit.chain_heads says seq %d, but %s", chain, seq, why)
 	err := d.alerter().Raise(ctx, AlertSealHeadMismatch, SeverityCritical, msg,
-		map[string]string{"chain_id": strconv.Itoa(int(chain)), "chain_seq": strconv.FormatInt(seq, 10)})
+		map[string]string{"chain_id": strconv.Itoa(int(chain))}) // one alert per chain while it lasts
 	if err != nil && !errors.Is(err, context.Canceled) {
 		d.logger().ErrorContext(ctx, "seal: raise alert", "error", err)
 	}

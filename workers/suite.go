@@ -159,7 +159,7 @@ func jobKinds(d *Deps, c SuiteConfig, alerts *monitor.AlertStore) []jobKind {
 	}
 	return []jobKind{
 		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
-		periodic(&SealWorker{Deps: d, AlertLag: c.MaxSealLag}, c.SealInterval, SealArgs{}),
+		periodic(&SealWorker{Deps: d}, c.SealInterval, SealArgs{}),
 		periodic(&VerifyWorker{Deps: d}, c.VerifyInterval, VerifyArgs{}),
 		periodic(&VerifyWorker{Deps: d}, c.FullVerifyInterval, VerifyArgs{Full: true}),
 		periodic(&RetentionWorker{Deps: d, Config: c.Retention}, keyed(c.Retention.WithDefaults().Interval), RetentionArgs{}),

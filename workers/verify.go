@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -82,8 +81,8 @@ func (d *Deps) Verify(ctx context.Context, opts VerifyOptions) (*integrity.Repor
 		}
 		msg := fmt.Sprintf("verification run %d (%s) found %d finding(s): %s", rep.RunID, rep.Mode,
 			len(rep.Findings), strings.Join(parts, ", "))
-		if err := d.alerter().Raise(ctx, AlertIntegrityTampered, SeverityCritical, msg,
-			map[string]string{"mode": rep.Mode, "run_id": strconv.FormatInt(rep.RunID, 10)}); err != nil {
+		// no labels: one open alert while tampering stays, not one per run
+		if err := d.alerter().Raise(ctx, AlertIntegrityTampered, SeverityCritical, msg, nil); err != nil {
 			// the run is recorded with its findings: failing the job would
 			// only repeat it
 			d.logger().ErrorContext(ctx, "verify: raise alert", "error", err)

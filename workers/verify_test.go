@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/monitor"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )
@@ -93,4 +94,25 @@ func TestIncrementalVerification(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{fmtFinding(c, 7, integrity.RowModified)}, kinds(rep), "the tampered chain is read in full again")
 	require.EqualValues(t, 50, rep.RowsChecked)
+
+	// into the alert store: one open alert however many runs find it, and
+	// the evaluator's view of the same tampering joins it
+	store := monitor.NewAlertStore(db2.Pool, monitor.AlertStoreOptions{})
+	d2.Alerter = store
+	for range 3 {
+		_, err = d2.Verify(ctx, workers.VerifyOptions{})
+		require.NoError(t, err)
+	}
+	_, err = d2.EvaluateAlerts(ctx, store, monitor.AlertConfig{})
+	require.NoError(t, err)
+	open, err := store.List(ctx, "active", 100)
+	require.NoError(t, err)
+	var tampered []monitor.Alert
+	for _, a := range open {
+		if a.Kind == monitor.AlertIntegrityTampered {
+			tampered = append(tampered, a)
+		}
+	}
+	require.Len(t, tampered, 1, "%+v", open)
+	require.GreaterOrEqual(t, tampered[0].Occurrences, int64(3))
 }

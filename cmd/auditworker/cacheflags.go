@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
 	"github.com/auditdb/auditdb/cache"
@@ -27,11 +26,10 @@ func erasurePurger(c *cli.Context) (func(context.Context, []string) error, func(
 	if url == "" {
 		return nil, nil, nil
 	}
-	opts, err := redis.ParseURL(url)
+	rdb, err := client.RedisFromURL(url)
 	if err != nil {
 		return nil, nil, errors.New("redis-url: not a valid Redis URL")
 	}
-	rdb := redis.NewClient(opts)
 	// L1 off: this process reads nothing; it only purges Redis and tells
 	// the clients' L1s through the invalidation channel
 	cc, err := cache.New(cache.Config{KeyPrefix: c.String("cache-key-prefix"), L1MaxBytes: -1}, rdb)

@@ -51,6 +51,11 @@ BEGIN
             INTO n USING manifest_ids;
         CONTINUE WHEN n = 0;
         IF NOT part.is_default THEN
+            -- no insert may land in the partition between the check that
+            -- every row is covered and the drop: writers wait (SHARE ROW
+            -- EXCLUSIVE conflicts with their ROW EXCLUSIVE) until this
+            -- transaction ends, and the check sees every committed row
+            EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', part.rel);
             EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s l WHERE NOT EXISTS (
                                 SELECT 1 FROM audit.archive_manifests m
                                 WHERE m.id = ANY($1) AND m.chain_id = l.chain_id
