@@ -297,22 +297,20 @@ func (e *Enhanced) Get(ctx context.Context, id int64) (StoredEvent, error) {
 }
 
 // ExportSubject is Client.ExportSubject, refused when GDPR is off.
-func (e *Enhanced) ExportSubject(ctx context.Context, subject string, format ExportFormat, w io.Writer) (*ExportSummary, error) {
+func (e *Enhanced) ExportSubject(ctx context.Context, sub Subject, format ExportFormat, w io.Writer) (*ExportSummary, error) {
 	if !e.gdpr {
 		return nil, errGDPROff
 	}
-	return e.Client.ExportSubject(ctx, subject, format, w)
+	return e.Client.ExportSubject(ctx, sub, format, w)
 }
 
 // RequestErasure is Client.RequestErasure, refused when GDPR is off.
-func (e *Enhanced) RequestErasure(ctx context.Context, subject, reason string) (int64, error) {
+func (e *Enhanced) RequestErasure(ctx context.Context, sub Subject, reason string) (int64, error) {
 	if !e.gdpr {
 		return 0, errGDPROff
 	}
-	return e.Client.RequestErasure(ctx, subject, reason)
+	return e.Client.RequestErasure(ctx, sub, reason)
 }
-
-var errGDPROff = errors.New("client: GDPR features are off (AUDIT_GDPR_ENABLED=false)")
 
 // Health reports the database, the cache, partitions ahead, seal lag and
 // the last verification (see monitor.Monitor.Health), with the thresholds

@@ -163,10 +163,10 @@ func TestEnhancedComplianceSwitches(t *testing.T) {
 	_, err = e.Insert(ctx, ok)
 	require.NoError(t, err, "only PHI events need a target")
 
-	_, err = e.ExportSubject(ctx, "dr-1", ExportJSON, &bytes.Buffer{})
-	require.ErrorContains(t, err, "GDPR features are off")
-	_, err = e.RequestErasure(ctx, "dr-1", "r")
-	require.ErrorContains(t, err, "GDPR features are off")
+	_, err = e.ExportSubject(ctx, Subject{PrincipalID: "dr-1"}, ExportJSON, &bytes.Buffer{})
+	require.ErrorContains(t, err, "GDPR mode is off")
+	_, err = e.RequestErasure(ctx, Subject{PrincipalID: "dr-1"}, "r")
+	require.ErrorContains(t, err, "GDPR mode is off")
 }
 
 func TestEnhancedConfigFromEnv(t *testing.T) {

@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/auditdb/auditdb/internal/report"
+	"github.com/auditdb/auditdb/internal/subject"
 )
 
 // HoldScope says what a legal hold covers.
@@ -115,42 +118,74 @@ type ErasureRequest struct {
 // ErrLegalHold is wrapped when a legal hold blocks an erasure request.
 var ErrLegalHold = errors.New("client: erasure refused: a legal hold covers the subject's events")
 
-// RequestErasure records an erasure request for subject (a principal id or
-// a target resource id) and returns its id; the worker's erasure job carries
-// it out with the seal key, which the client does not hold. It is refused at
-// once, with ErrLegalHold naming the holds, when an active hold covers the
-// subject; the job checks again, since a hold may come later.
-func (c *Client) RequestErasure(ctx context.Context, subject, reason string) (int64, error) {
-	if subject == "" || len(subject) > 255 {
-		return 0, invalid("erasure_requests.subject", "required, at most 255 characters")
+// Subject names a data subject as audit rows record people: as the
+// principal who acted (PrincipalID, which also reaches rows written under
+// the principal's write-time pseudonyms), as the resource acted on
+// (ResourceType with ResourceID: Patient/42, never Invoice/42), or both.
+// Its values are personal data.
+type Subject = subject.Subject
+
+// RequestErasure records an erasure request for sub and returns its id;
+// the worker's erasure job carries it out with the seal key, which the
+// client does not hold. It is refused at once, with ErrLegalHold naming the
+// holds, when an active hold covers the subject; the job checks again
+// before every batch, since a hold may come later. Resolving pseudonyms
+// needs the audit_maintainer or audit_privacy_officer role.
+func (c *Client) RequestErasure(ctx context.Context, sub Subject, reason string) (int64, error) {
+	if err := sub.Validate(); err != nil {
+		return 0, err
 	}
 	if reason == "" || len(reason) > 1000 {
 		return 0, invalid("erasure_requests.reason", "required, at most 1000 characters")
 	}
 	var gdpr bool
-	var holds []int64
-	err := c.pool.QueryRow(ctx, `SELECT coalesce((SELECT value FROM audit.settings WHERE key = 'gdpr_enabled'), 'true') = 'true',
-		ARRAY(SELECT h.id FROM audit.legal_holds h WHERE h.released_at IS NULL AND (
-			(h.scope = 'subject' AND h.value = $1)
-			OR EXISTS (SELECT 1 FROM audit.audit_log l WHERE (l.principal_id = $1 OR l.target_resource_id = $1)
-				AND ((h.scope = 'resource' AND l.target_resource_type = h.target_resource_type AND l.target_resource_id = h.value)
-					OR (h.scope = 'organization' AND l.organization_id = h.value)))) ORDER BY h.id)`, subject).Scan(&gdpr, &holds)
-	if err != nil {
+	if err := c.pool.QueryRow(ctx, `SELECT coalesce((SELECT value FROM audit.settings WHERE key = 'gdpr_enabled'), 'true') = 'true'`).Scan(&gdpr); err != nil {
 		return 0, fmt.Errorf("client: erasure request: %w", err)
 	}
 	if !gdpr {
-		return 0, errors.New("client: erasure refused: GDPR mode is off (AUDIT_GDPR_ENABLED=false)")
+		return 0, errGDPROff
+	}
+	args, err := c.subjectArgs(ctx, sub)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := c.pool.Query(ctx, subject.HeldBySQL, args...)
+	if err != nil {
+		return 0, fmt.Errorf("client: erasure request: legal holds: %w", err)
+	}
+	var holds []int64
+	var hid int64
+	var scope string
+	if _, err := pgx.ForEachRow(rows, []any{&hid, &scope}, func() error { holds = append(holds, hid); return nil }); err != nil {
+		return 0, fmt.Errorf("client: erasure request: legal holds: %w", err)
 	}
 	if len(holds) > 0 {
 		return 0, fmt.Errorf("%w (legal holds %v)", ErrLegalHold, holds)
 	}
 	var id int64
-	err = c.pool.QueryRow(ctx, `INSERT INTO audit.erasure_requests (subject, reason) VALUES ($1, $2) RETURNING id`, subject, reason).Scan(&id)
+	err = c.pool.QueryRow(ctx, `INSERT INTO audit.erasure_requests (principal_id, resource_type, resource_id, reason)
+		VALUES ($1, $2, $3, $4) RETURNING id`, nullable(sub.PrincipalID), nullable(sub.ResourceType), nullable(sub.ResourceID), reason).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("client: erasure request: %w", err)
 	}
 	return id, nil
 }
+
+// subjectArgs returns subject.Where's arguments for sub: the principal's
+// ids with their write-time pseudonyms, the resource type and id.
+func (c *Client) subjectArgs(ctx context.Context, sub Subject) ([]any, error) {
+	var ids []string
+	if err := c.pool.QueryRow(ctx, subject.PrincipalIDsSQL, sub.PrincipalID).Scan(&ids); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+			return nil, errors.New("client: subject: resolving write-time pseudonyms needs the audit_maintainer or audit_privacy_officer role")
+		}
+		return nil, fmt.Errorf("client: subject: %w", err)
+	}
+	return []any{ids, sub.ResourceType, sub.ResourceID}, nil
+}
+
+var errGDPROff = errors.New("client: erasure and export refused: GDPR mode is off (AUDIT_GDPR_ENABLED=false)")
 
 // ErasureStatus returns request id as recorded.
 func (c *Client) ErasureStatus(ctx context.Context, id int64) (ErasureRequest, error) {
@@ -198,18 +233,23 @@ type ExportSummary struct {
 // page, so its memory does not grow with the subject's history.
 const exportPage = 500
 
-// ExportSubject writes every event in which subject is the principal or
-// the target resource (GDPR art. 15 and 20), oldest first, each with its
-// inclusion proof, to w in format, and returns the summary (which the JSON
-// format also carries). The export streams: events are read a page at a
-// time.
-func (c *Client) ExportSubject(ctx context.Context, subject string, format ExportFormat, w io.Writer) (*ExportSummary, error) {
-	if subject == "" {
-		return nil, invalid("subject", "required")
+// ExportSubject writes every event of sub (GDPR art. 15 and 20: as the
+// principal, under a write-time pseudonym, or as the target resource),
+// oldest first, each with its inclusion proof, to w in format, and returns
+// the summary (which the JSON format also carries). The export streams:
+// events are read a page at a time.
+func (c *Client) ExportSubject(ctx context.Context, sub Subject, format ExportFormat, w io.Writer) (*ExportSummary, error) {
+	if err := sub.Validate(); err != nil {
+		return nil, err
 	}
 	if format != ExportJSON && format != ExportCSV {
 		return nil, invalid("format", "must be json or csv")
 	}
+	args, err := c.subjectArgs(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	ids := args[0].([]string)
 	sum := &ExportSummary{ByAction: map[string]int64{}, ByMonth: map[string]int64{}}
 	var (
 		cw    *csv.Writer
@@ -230,9 +270,9 @@ func (c *Client) ExportSubject(ctx context.Context, subject string, format Expor
 	}
 	after := Cursor{Timestamp: time.Unix(-62135596800, 0).UTC()} // year 1
 	for {
-		rows, err := c.pool.Query(ctx, `SELECT `+selectColumns+` FROM audit.audit_log
-			WHERE (principal_id = $1 OR target_resource_id = $1) AND ("timestamp", id) > ($2, $3)
-			ORDER BY "timestamp", id LIMIT $4`, subject, after.Timestamp, after.ID, exportPage)
+		rows, err := c.pool.Query(ctx, `SELECT `+selectColumns+` FROM audit.audit_log l
+			WHERE `+subject.Where+` AND ("timestamp", id) > ($4, $5)
+			ORDER BY "timestamp", id LIMIT $6`, append(args, after.Timestamp, after.ID, exportPage)...)
 		if err != nil {
 			return nil, fmt.Errorf("client: export: %w", err)
 		}
@@ -245,12 +285,19 @@ func (c *Client) ExportSubject(ctx context.Context, subject string, format Expor
 			if err != nil {
 				return nil, err
 			}
+			asPrincipal := slices.Contains(ids, e.PrincipalID)
+			asTarget := sub.ResourceID != "" && e.TargetResourceType == sub.ResourceType && e.TargetResourceID == sub.ResourceID
 			role := "target"
-			if e.PrincipalID == subject {
+			switch {
+			case asPrincipal && asTarget:
+				role = "principal_and_target"
+			case asPrincipal:
 				role = "principal"
+			}
+			if asPrincipal {
 				sum.AsPrincipal++
 			}
-			if e.TargetResourceID == subject {
+			if asTarget {
 				sum.AsTarget++
 			}
 			sum.count(e)

@@ -26,6 +26,13 @@ import (
 	"github.com/auditdb/auditdb/workers"
 )
 
+// The subjects of these tests: a patient as the resource acted on, a
+// clinician as the principal.
+var (
+	patient42 = client.Subject{ResourceType: "Patient", ResourceID: "patient-42"}
+	drWho     = client.Subject{PrincipalID: "dr-who"}
+)
+
 type gdprBundle struct {
 	db     *harness.DB
 	client *client.Client
@@ -130,7 +137,7 @@ func TestErasureKeepsVerificationIntact(t *testing.T) {
 	b.seal(t)
 	require.True(t, b.verifyWithKeys(t).Intact())
 
-	id, err := b.client.RequestErasure(ctx, "patient-42", "data subject request #1")
+	id, err := b.client.RequestErasure(ctx, patient42, "data subject request #1")
 	require.NoError(t, err)
 	var progressed []int64
 	res, err := b.deps.Erase(ctx, id, func(done, total int64) { progressed = append(progressed, done) })
@@ -172,7 +179,7 @@ func TestErasureKeepsVerificationIntact(t *testing.T) {
 
 	// an export for the subject finds nothing now
 	var buf bytes.Buffer
-	sum, err := b.client.ExportSubject(ctx, "patient-42", client.ExportJSON, &buf)
+	sum, err := b.client.ExportSubject(ctx, patient42, client.ExportJSON, &buf)
 	require.NoError(t, err)
 	require.Zero(t, sum.Events)
 }
@@ -182,7 +189,7 @@ func TestErasureResumesAfterInterruption(t *testing.T) {
 	b := setupGDPR(t)
 	b.subjectEvents(t, 6000) // 600 rows of patient-42: two batches
 	b.seal(t)
-	id, err := b.client.RequestErasure(context.Background(), "patient-42", "request")
+	id, err := b.client.RequestErasure(context.Background(), patient42, "request")
 	require.NoError(t, err)
 
 	// The first batch commits, then the job dies (its context is cancelled
@@ -220,7 +227,7 @@ func TestLegalHoldBlocksErasure(t *testing.T) {
 	} {
 		hid, err := b.client.PlaceHold(ctx, h)
 		require.NoError(t, err)
-		_, err = b.client.RequestErasure(ctx, "patient-42", "request")
+		_, err = b.client.RequestErasure(ctx, patient42, "request")
 		require.ErrorIs(t, err, client.ErrLegalHold, h.Scope)
 		require.ErrorContains(t, err, fmt.Sprint(hid))
 		require.NoError(t, b.client.ReleaseHold(ctx, hid))
@@ -229,7 +236,7 @@ func TestLegalHoldBlocksErasure(t *testing.T) {
 	require.ErrorContains(t, err, "legal_holds.target_resource_type: required for scope resource")
 
 	// a hold placed after the request stops the job, and the request is refused
-	id, err := b.client.RequestErasure(ctx, "patient-42", "request")
+	id, err := b.client.RequestErasure(ctx, patient42, "request")
 	require.NoError(t, err)
 	_, err = b.client.PlaceHold(ctx, client.LegalHold{Scope: client.HoldSubject, Value: "patient-42", Reason: "late hold"})
 	require.NoError(t, err)
@@ -278,15 +285,19 @@ func TestSubjectExport(t *testing.T) {
 	t.Parallel()
 	b := setupGDPR(t)
 	ctx := context.Background()
-	b.subjectEvents(t, 1100) // 110 events of patient-42 (more than one export page is not needed; proofs are)
-	b.seal(t)
+	// 550 events of each subject: more than one export page (500); sealed
+	// every 500 rows, as the worker would, so each proof stays short
+	for range 11 {
+		b.subjectEvents(t, 500)
+		b.seal(t)
+	}
 
 	var buf bytes.Buffer
-	sum, err := b.client.ExportSubject(ctx, "dr-who", client.ExportJSON, &buf)
+	sum, err := b.client.ExportSubject(ctx, drWho, client.ExportJSON, &buf)
 	require.NoError(t, err)
-	require.EqualValues(t, 110, sum.Events)
-	require.EqualValues(t, 110, sum.AsPrincipal)
-	require.Equal(t, map[string]int64{"fhir.observation.create": 110}, sum.ByAction)
+	require.EqualValues(t, 550, sum.Events)
+	require.EqualValues(t, 550, sum.AsPrincipal)
+	require.Equal(t, map[string]int64{"fhir.observation.create": 550}, sum.ByAction)
 
 	var doc struct {
 		Events []struct {
@@ -297,9 +308,16 @@ func TestSubjectExport(t *testing.T) {
 		Summary client.ExportSummary `json:"summary"`
 	}
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &doc))
-	require.Len(t, doc.Events, 110)
-	require.EqualValues(t, 110, doc.Summary.Events)
-	for _, e := range doc.Events {
+	require.Len(t, doc.Events, 550)
+	require.EqualValues(t, 550, doc.Summary.Events)
+	seen := map[int64]bool{}
+	for i, e := range doc.Events {
+		require.False(t, seen[e.Event.ID], "each event once")
+		seen[e.Event.ID] = true
+		if i > 0 {
+			prev := doc.Events[i-1].Event
+			require.True(t, prev.Timestamp.Before(e.Event.Timestamp) || (prev.Timestamp.Equal(e.Event.Timestamp) && prev.ID < e.Event.ID), "oldest first")
+		}
 		require.Equal(t, "principal", e.Role)
 		res, err := client.VerifyInclusionProof(e.Proof, b.keys.Ring)
 		require.NoError(t, err)
@@ -308,12 +326,12 @@ func TestSubjectExport(t *testing.T) {
 	}
 
 	buf.Reset()
-	sum, err = b.client.ExportSubject(ctx, "patient-42", client.ExportCSV, &buf)
+	sum, err = b.client.ExportSubject(ctx, patient42, client.ExportCSV, &buf)
 	require.NoError(t, err)
-	require.EqualValues(t, 110, sum.AsTarget)
+	require.EqualValues(t, 550, sum.AsTarget)
 	recs, err := csv.NewReader(&buf).ReadAll()
 	require.NoError(t, err)
-	require.Len(t, recs, 111)
+	require.Len(t, recs, 551)
 	require.Equal(t, "inclusion_proof", recs[0][len(recs[0])-1])
 	var p client.InclusionProof
 	require.NoError(t, json.Unmarshal([]byte(recs[1][len(recs[1])-1]), &p))
@@ -350,7 +368,7 @@ func TestWriteTimePseudonymisation(t *testing.T) {
 	}
 
 	// erasure of the real id reaches the pseudonymised rows and drops the mapping
-	id, err := b.client.RequestErasure(ctx, "dr-who", "request")
+	id, err := b.client.RequestErasure(ctx, drWho, "request")
 	require.NoError(t, err)
 	res, err := b.deps.Erase(ctx, id, nil)
 	require.NoError(t, err)
@@ -395,7 +413,7 @@ func TestComplianceSwitches(t *testing.T) {
 	m, err = b.client.SetCompliance(ctx, &off, &off)
 	require.NoError(t, err)
 	require.Equal(t, client.ComplianceModes{}, m)
-	_, err = b.client.RequestErasure(ctx, "dr-1", "request")
+	_, err = b.client.RequestErasure(ctx, client.Subject{PrincipalID: "dr-1"}, "request")
 	require.ErrorContains(t, err, "GDPR mode is off")
 	_, err = b.db.Pool.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status, principal_id, data_classification)
 		VALUES (now(), 'fhir.patient.read', 'success', 'dr-1', 'PHI')`)
@@ -461,7 +479,7 @@ func TestErasurePurgesTheReadCache(t *testing.T) {
 	require.Equal(t, 3, inRedis())
 
 	b.deps.AfterErasure = e.InvalidateAfterErasure
-	id, err := b.client.RequestErasure(ctx, "patient-42", "request")
+	id, err := b.client.RequestErasure(ctx, patient42, "request")
 	require.NoError(t, err)
 	res, err := b.deps.Erase(ctx, id, nil)
 	require.NoError(t, err)
@@ -472,4 +490,40 @@ func TestErasurePurgesTheReadCache(t *testing.T) {
 	page, err = e.Search(ctx, client.Query{OrganizationID: "org-1", TargetResourceID: "patient-42"})
 	require.NoError(t, err)
 	require.Empty(t, page.Events)
+}
+
+// A subject is a type and an id: erasing Patient/42 leaves Invoice/42 and a
+// principal called "42" alone, and exporting it returns only its rows.
+func TestErasureReachesOnlyTheSubject(t *testing.T) {
+	t.Parallel()
+	b := setupGDPR(t)
+	ctx := context.Background()
+	_, err := b.db.Pool.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status, principal_id, target_resource_type, target_resource_id, data_classification)
+		SELECT now(), 'a', 'success', p, t, '42', 'PHI'
+		FROM (VALUES ('dr-1', 'Patient'), ('dr-1', 'Invoice'), ('42', 'Encounter'), ('dr-2', 'Patient')) v(p, t)`)
+	require.NoError(t, err)
+	sub := client.Subject{ResourceType: "Patient", ResourceID: "42"}
+	var buf bytes.Buffer
+	sum, err := b.client.ExportSubject(ctx, sub, client.ExportJSON, &buf)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, sum.Events)
+	require.EqualValues(t, 2, sum.AsTarget)
+
+	id, err := b.client.RequestErasure(ctx, sub, "request")
+	require.NoError(t, err)
+	res, err := b.deps.Erase(ctx, id, nil)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, res.Rows)
+	var untouched int
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log
+		WHERE target_resource_id = '42' AND pii_salt IS NOT NULL AND target_resource_type IN ('Invoice', 'Encounter')`).Scan(&untouched))
+	require.Equal(t, 2, untouched)
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log WHERE principal_id = '42'`).Scan(&untouched))
+	require.Equal(t, 1, untouched, "a principal named 42 is another subject")
+	require.True(t, b.verifyWithKeys(t).Intact())
+
+	_, err = b.client.RequestErasure(ctx, client.Subject{ResourceID: "42"}, "request")
+	require.EqualError(t, err, "subject: resource_type and resource_id: give both or neither")
+	_, err = b.client.RequestErasure(ctx, client.Subject{}, "request")
+	require.EqualError(t, err, "subject: principal_id, or resource_type with resource_id, is required")
 }

@@ -2,11 +2,9 @@ package workers
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,9 +12,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/subject"
 )
 
 // ErasureArgs is the periodic sweep of open GDPR erasure requests
@@ -113,6 +113,10 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 	}
 	defer conn.Release()
 	var locked bool
+	if id > math.MaxInt32 {
+		// the lock key below holds 32 bits of the id
+		return nil, fmt.Errorf("erasure %d: request ids above %d are not supported", id, math.MaxInt32)
+	}
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, erasureLockSpace, int32(id)).Scan(&locked); err != nil {
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
@@ -124,20 +128,21 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 	}()
 
 	res := &ErasureResult{RequestID: id}
-	var subject *string
+	var principal, rtype, rid *string
 	var done int64
-	err = conn.QueryRow(ctx, `SELECT subject, status, coalesce(token, ''), rows_done FROM audit.erasure_requests WHERE id = $1`, id).
-		Scan(&subject, &res.Status, &res.Token, &done)
+	err = conn.QueryRow(ctx, `SELECT principal_id, resource_type, resource_id, status, coalesce(token, ''), rows_done
+		FROM audit.erasure_requests WHERE id = $1`, id).Scan(&principal, &rtype, &rid, &res.Status, &res.Token, &done)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("erasure %d: no such request", id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
-	if subject == nil { // done or refused earlier
+	if principal == nil && rid == nil { // done or refused earlier
 		res.Rows = done
 		return res, nil
 	}
+	sub := subject.Subject{PrincipalID: deref(principal), ResourceType: deref(rtype), ResourceID: deref(rid)}
 	var gdpr string
 	if err := conn.QueryRow(ctx, `SELECT coalesce((SELECT value FROM audit.settings WHERE key = 'gdpr_enabled'), 'true')`).Scan(&gdpr); err != nil {
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
@@ -145,41 +150,32 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 	if gdpr != "true" {
 		return nil, ErrGDPRDisabled
 	}
-
-	// The subject's ids: their own, and the pseudonyms written for them.
-	rows, err := conn.Query(ctx, `SELECT $1::text UNION SELECT pseudonym FROM audit.pseudonyms WHERE principal_id = $1`, *subject)
-	if err != nil {
+	// the principal's ids: their own, and the pseudonyms written for them
+	var ids []string
+	if err := conn.QueryRow(ctx, subject.PrincipalIDsSQL, sub.PrincipalID).Scan(&ids); err != nil {
 		return nil, fmt.Errorf("erasure %d: pseudonyms: %w", id, err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("erasure %d: pseudonyms: %w", id, err)
+	m := match{ids: ids, sub: sub}
+	if err := refuseIfHeld(ctx, conn, id, m); err != nil {
+		return nil, err
 	}
-
-	if holds, err := coveringHolds(ctx, conn, *subject, ids); err != nil {
-		return nil, fmt.Errorf("erasure %d: %w", id, err)
-	} else if holds != "" {
-		msg := "legal hold " + holds
-		if _, err := conn.Exec(ctx, `UPDATE audit.erasure_requests SET status = 'refused', subject = NULL, error = $2, finished_at = now() WHERE id = $1`, id, msg); err != nil {
-			return nil, fmt.Errorf("erasure %d: %w", id, err)
-		}
-		return nil, fmt.Errorf("%w (request %d: %s)", ErrLegalHold, id, msg)
-	}
-
 	if res.Token == "" {
-		res.Token = ErasureToken(key, *subject)
+		res.Token = sub.Token(key)
 	}
 	var total int64
-	err = conn.QueryRow(ctx, `WITH n AS (SELECT count(*) AS c FROM audit.audit_log WHERE principal_id = ANY($2) OR target_resource_id = $3)
-		UPDATE audit.erasure_requests SET status = 'running', token = $4, rows_total = rows_done + n.c FROM n WHERE id = $1
-		RETURNING rows_total`, id, ids, *subject, res.Token).Scan(&total)
+	err = conn.QueryRow(ctx, `WITH n AS (SELECT count(*) AS c FROM audit.audit_log l WHERE `+m.where(3)+`)
+		UPDATE audit.erasure_requests SET status = 'running', token = $2, rows_total = rows_done + n.c FROM n WHERE id = $1
+		RETURNING rows_total`, append([]any{id, res.Token}, m.args()...)...).Scan(&total)
 	if err != nil {
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
 	reason := "gdpr art. 17 erasure, request " + strconv.FormatInt(id, 10)
 	partitions := map[string]bool{}
 	for {
-		n, err := eraseBatch(ctx, conn, id, ids, *subject, res.Token, reason, keyID, key, partitions)
+		n, err := eraseBatch(ctx, conn, id, m, res.Token, reason, keyID, key, partitions)
+		if errors.Is(err, ErrLegalHold) {
+			return nil, err
+		}
 		if err != nil {
 			return nil, fmt.Errorf("erasure %d: %w", id, err)
 		}
@@ -204,7 +200,8 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 		}
 	}
 	_, err = conn.Exec(ctx, `WITH p AS (DELETE FROM audit.pseudonyms WHERE principal_id = $2)
-		UPDATE audit.erasure_requests SET status = 'done', subject = NULL, finished_at = now() WHERE id = $1`, id, *subject)
+		UPDATE audit.erasure_requests SET status = 'done', principal_id = NULL, resource_type = NULL, resource_id = NULL,
+			finished_at = now() WHERE id = $1`, id, sub.PrincipalID)
 	if err != nil {
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
@@ -220,14 +217,38 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 	return res, nil
 }
 
-func eraseBatch(ctx context.Context, conn interface {
-	Begin(context.Context) (pgx.Tx, error)
-}, id int64, ids []string, subject, token, reason, keyID string, key []byte, partitions map[string]bool) (int64, error) {
+// match selects a subject's rows: subject.Where with its arguments.
+type match struct {
+	ids []string // the principal's ids (with pseudonyms); empty when none
+	sub subject.Subject
+}
+
+// where returns subject.Where with its placeholders starting at $first.
+func (m match) where(first int) string {
+	return strings.NewReplacer("$1", "$"+strconv.Itoa(first), "$2", "$"+strconv.Itoa(first+1), "$3", "$"+strconv.Itoa(first+2)).
+		Replace(subject.Where)
+}
+
+func (m match) args() []any { return []any{m.ids, m.sub.ResourceType, m.sub.ResourceID} }
+
+func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, m match, token, reason, keyID string, key []byte, partitions map[string]bool) (int64, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// A hold placed while the erasure runs stops it before the next batch:
+	// holds are read under a share lock, so one being placed now waits or
+	// is seen.
+	if _, err := tx.Exec(ctx, `LOCK TABLE audit.legal_holds IN SHARE MODE`); err != nil {
+		return 0, err
+	}
+	if holds, err := coveringHolds(ctx, tx, m); err != nil {
+		return 0, err
+	} else if holds != "" {
+		_ = tx.Rollback(ctx)
+		return 0, refuse(ctx, conn, id, holds)
+	}
 	var (
 		rowIDs  []int64
 		times   []time.Time
@@ -241,7 +262,7 @@ func eraseBatch(ctx context.Context, conn interface {
 		return 0, err
 	}
 	rows, err := tx.Query(ctx, `SELECT id, "timestamp", chain_id, chain_seq, coalesce(organization_id, ''), tableoid::regclass::text
-		FROM audit.audit_log WHERE principal_id = ANY($1) OR target_resource_id = $2 ORDER BY id LIMIT $3`, ids, subject, erasureBatch)
+		FROM audit.audit_log l WHERE `+m.where(1)+` ORDER BY id LIMIT $4`, append(m.args(), erasureBatch)...)
 	if err != nil {
 		return 0, err
 	}
@@ -273,11 +294,11 @@ func eraseBatch(ctx context.Context, conn interface {
 	// they go in every row.
 	tag, err := tx.Exec(ctx, `UPDATE audit.audit_log SET
 			source_ip = CASE WHEN principal_id = ANY($3) THEN NULL ELSE source_ip END,
-			principal_id = CASE WHEN principal_id = ANY($3) THEN $5 ELSE principal_id END,
-			target_resource_id = CASE WHEN target_resource_id = $4 THEN $5 ELSE target_resource_id END,
+			principal_id = CASE WHEN principal_id = ANY($3) THEN $6 ELSE principal_id END,
+			target_resource_id = CASE WHEN target_resource_type = $4 AND target_resource_id = $5 THEN $6 ELSE target_resource_id END,
 			outcome_description = NULL, details = NULL, pii_salt = NULL
 		WHERE (id, "timestamp") IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))`,
-		rowIDs, times, ids, subject, token)
+		rowIDs, times, m.ids, m.sub.ResourceType, m.sub.ResourceID, token)
 	if err != nil {
 		return 0, err
 	}
@@ -297,19 +318,36 @@ func eraseBatch(ctx context.Context, conn interface {
 	return int64(len(rowIDs)), tx.Commit(ctx)
 }
 
-// coveringHolds describes the active legal holds that cover any of the
-// subject's events, or a hold on the subject itself; "" when none.
-func coveringHolds(ctx context.Context, conn interface {
+// refuseIfHeld refuses request id when an active legal hold covers the
+// subject or any of their events.
+func refuseIfHeld(ctx context.Context, conn *pgxpool.Conn, id int64, m match) error {
+	holds, err := coveringHolds(ctx, conn, m)
+	if err != nil {
+		return fmt.Errorf("erasure %d: %w", id, err)
+	}
+	if holds == "" {
+		return nil
+	}
+	return refuse(ctx, conn, id, holds)
+}
+
+// refuse records request id as refused by holds (dropping the subject's
+// values from it) and returns the ErrLegalHold error.
+func refuse(ctx context.Context, conn *pgxpool.Conn, id int64, holds string) error {
+	msg := "legal hold " + holds
+	if _, err := conn.Exec(ctx, `UPDATE audit.erasure_requests SET status = 'refused', principal_id = NULL, resource_type = NULL,
+		resource_id = NULL, error = $2, finished_at = now() WHERE id = $1`, id, msg); err != nil {
+		return fmt.Errorf("erasure %d: %w", id, err)
+	}
+	return fmt.Errorf("%w (request %d: %s)", ErrLegalHold, id, msg)
+}
+
+// coveringHolds describes the active legal holds that cover the subject;
+// "" when none.
+func coveringHolds(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, subject string, ids []string) (string, error) {
-	rows, err := conn.Query(ctx, `SELECT h.id, h.scope FROM audit.legal_holds h
-		WHERE h.released_at IS NULL AND (
-			(h.scope = 'subject' AND h.value = ANY($1))
-			OR EXISTS (SELECT 1 FROM audit.audit_log l
-				WHERE (l.principal_id = ANY($1) OR l.target_resource_id = $2)
-				AND ((h.scope = 'resource' AND l.target_resource_type = h.target_resource_type AND l.target_resource_id = h.value)
-					OR (h.scope = 'organization' AND l.organization_id = h.value))))
-		ORDER BY h.id`, ids, subject)
+}, m match) (string, error) {
+	rows, err := q.Query(ctx, subject.HeldBySQL, m.args()...)
 	if err != nil {
 		return "", fmt.Errorf("legal holds: %w", err)
 	}
@@ -326,14 +364,9 @@ func coveringHolds(ctx context.Context, conn interface {
 	return strings.Join(parts, ", "), nil
 }
 
-// ErasureToken is the stable token that replaces a subject's ids: 'erased_'
-// and 32 hex digits of HMAC-SHA-256 under a key derived from the seal key,
-// so the same subject gets the same token (their events still group
-// together) and nobody without the key can test a guess.
-func ErasureToken(sealKey []byte, subject string) string {
-	k := hmac.New(sha256.New, sealKey)
-	k.Write([]byte("auditdb/erasure-token-key/v1"))
-	m := hmac.New(sha256.New, k.Sum(nil))
-	m.Write([]byte(subject))
-	return "erased_" + hex.EncodeToString(m.Sum(nil)[:16])
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -53,7 +53,7 @@ func TestErasureSurvivesKill(t *testing.T) {
 		FROM generate_series(1, 2400) g`)
 	require.NoError(t, err)
 	var id int64
-	require.NoError(t, db.Pool.QueryRow(ctx, `INSERT INTO audit.erasure_requests (subject, reason) VALUES ('patient-42', 'test') RETURNING id`).Scan(&id))
+	require.NoError(t, db.Pool.QueryRow(ctx, `INSERT INTO audit.erasure_requests (resource_type, resource_id, reason) VALUES ('Patient', 'patient-42', 'test') RETURNING id`).Scan(&id))
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=erasure", helperDBEnv+"="+db.URL, erasureRequestEnv+"="+strconv.FormatInt(id, 10),
@@ -80,5 +80,5 @@ func TestErasureSurvivesKill(t *testing.T) {
 	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log WHERE target_resource_id = 'patient-42'`))
 	require.EqualValues(t, 1200, count(t, db.Pool, `SELECT count(*) FROM audit.redactions`))
 	require.EqualValues(t, 1200, count(t, db.Pool, `SELECT count(DISTINCT row_id) FROM audit.redactions`), "each row erased once")
-	require.EqualValues(t, 1200, count(t, db.Pool, `SELECT rows_done FROM audit.erasure_requests WHERE id = $1 AND status = 'done' AND subject IS NULL`, id))
+	require.EqualValues(t, 1200, count(t, db.Pool, `SELECT rows_done FROM audit.erasure_requests WHERE id = $1 AND status = 'done' AND resource_id IS NULL`, id))
 }

@@ -169,12 +169,13 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 		GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`).Scan(&patient); err != nil {
 		return err
 	}
-	sum, err := cl.ExportSubject(ctx, patient, client.ExportJSON, io.Discard)
+	patientSubject := client.Subject{ResourceType: "Patient", ResourceID: patient}
+	sum, err := cl.ExportSubject(ctx, patientSubject, client.ExportJSON, io.Discard)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "export of %s: %d events, each with a proof a third party can check without the database\n", patient, sum.Events)
-	reqID, err := cl.RequestErasure(ctx, patient, "demo: data subject request")
+	reqID, err := cl.RequestErasure(ctx, patientSubject, "demo: data subject request")
 	if err != nil {
 		return err
 	}
@@ -183,7 +184,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 		return err
 	}
 	var left int
-	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log WHERE target_resource_id = $1`, patient).Scan(&left); err != nil {
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log WHERE target_resource_type = 'Patient' AND target_resource_id = $1`, patient).Scan(&left); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "erased %d events: ids replaced by %s, salts deleted, sealed redaction records written; %d rows still name the patient\n",

@@ -39,15 +39,14 @@ func gdprCommand() *cli.Command {
 		Usage: "data subject rights: export (art. 15, 20), erasure (art. 17), legal holds, pseudonymisation",
 		Subcommands: []*cli.Command{
 			{
-				Name:      "export",
-				Usage:     "write every event of a subject (principal or target resource), each with its inclusion proof",
-				ArgsUsage: "SUBJECT",
-				Flags: []cli.Flag{
+				Name:  "export",
+				Usage: "write every event of a subject (as principal or target resource), each with its inclusion proof",
+				Flags: append(subjectFlags(), 
 					&cli.StringFlag{Name: "format", Value: "json", Usage: "json or csv", EnvVars: []string{"AUDIT_EXPORT_FORMAT"}},
 					&cli.StringFlag{Name: "out", Usage: "write to this file (default: standard output)", EnvVars: []string{"AUDIT_EXPORT_OUT"}},
-				},
+				),
 				Action: withClient(func(c *cli.Context, cl *client.Client) error {
-					subject, err := oneArg(c, "SUBJECT")
+					sub, err := subjectOf(c)
 					if err != nil {
 						return err
 					}
@@ -59,7 +58,7 @@ func gdprCommand() *cli.Command {
 						}
 						w = f
 					}
-					sum, err := cl.ExportSubject(c.Context, subject, client.ExportFormat(c.String("format")), w)
+					sum, err := cl.ExportSubject(c.Context, sub, client.ExportFormat(c.String("format")), w)
 					if f != nil {
 						if cerr := f.Close(); err == nil {
 							err = cerr
@@ -84,16 +83,15 @@ func gdprCommand() *cli.Command {
 				}),
 			},
 			{
-				Name:      "erase",
-				Usage:     "erase a subject's PII from their events; verification stays intact (needs the seal key)",
-				ArgsUsage: "SUBJECT",
-				Flags: append([]cli.Flag{
+				Name:  "erase",
+				Usage: "erase a subject's PII from their events; verification stays intact (needs the seal key)",
+				Flags: append(append(subjectFlags(),
 					&cli.StringFlag{Name: "reason", Required: true, Usage: "why (kept with the request; no personal data)", EnvVars: []string{"AUDIT_ERASURE_REASON"}},
 					&cli.BoolFlag{Name: "enqueue", Usage: "record the request only; the worker's erasure job carries it out", EnvVars: []string{"AUDIT_ERASURE_ENQUEUE"}},
-					jsonFlag(),
-				}, append(sealKeyFlags(), cacheFlags()...)...),
+					jsonFlag()),
+					append(sealKeyFlags(), cacheFlags()...)...),
 				Action: withClient(func(c *cli.Context, cl *client.Client) error {
-					subject, err := oneArg(c, "SUBJECT")
+					sub, err := subjectOf(c)
 					if err != nil {
 						return err
 					}
@@ -112,7 +110,7 @@ func gdprCommand() *cli.Command {
 						}
 						deps = &workers.Deps{Pool: cl.Pool(), Keys: keys, AfterErasure: purge}
 					}
-					id, err := cl.RequestErasure(c.Context, subject, c.String("reason"))
+					id, err := cl.RequestErasure(c.Context, sub, c.String("reason"))
 					if err != nil {
 						return err
 					}
@@ -178,6 +176,24 @@ func gdprCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// subjectFlags name a data subject. The environment is the better place for
+// them: command lines show in ps and shell history.
+func subjectFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "principal", Usage: "the subject as principal (principal_id; write-time pseudonyms included)", EnvVars: []string{"AUDIT_GDPR_PRINCIPAL_ID"}},
+		&cli.StringFlag{Name: "resource-type", Usage: "the subject as target resource: its type (e.g. Patient)", EnvVars: []string{"AUDIT_GDPR_RESOURCE_TYPE"}},
+		&cli.StringFlag{Name: "resource-id", Usage: "the subject as target resource: its id", EnvVars: []string{"AUDIT_GDPR_RESOURCE_ID"}},
+	}
+}
+
+func subjectOf(c *cli.Context) (client.Subject, error) {
+	sub := client.Subject{PrincipalID: c.String("principal"), ResourceType: c.String("resource-type"), ResourceID: c.String("resource-id")}
+	if c.NArg() > 0 {
+		return sub, errors.New("subject: give it with --principal and/or --resource-type and --resource-id, not as an argument")
+	}
+	return sub, sub.Validate()
 }
 
 func printErasure(c *cli.Context, cl *client.Client, id int64) error {

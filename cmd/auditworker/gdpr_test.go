@@ -28,7 +28,7 @@ func TestGDPRCommands(t *testing.T) {
 
 	// export to a file prints the summary
 	out := filepath.Join(t.TempDir(), "export.json")
-	code, stdout, stderr := run(t, append(u, "gdpr", "export", "--out", out, "patient-1")...)
+	code, stdout, stderr := run(t, append(u, "gdpr", "export", "--out", out, "--resource-type", "Patient", "--resource-id", "patient-1")...)
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, "exported 10 events (0 as principal, 10 as target)")
 	b, err := os.ReadFile(out)
@@ -38,13 +38,13 @@ func TestGDPRCommands(t *testing.T) {
 	require.EqualValues(t, 10, doc.Summary.Events)
 
 	// erasure needs the seal key, and a hold blocks it
-	code, _, stderr = run(t, append(u, "gdpr", "erase", "--reason", "request 7", "patient-1")...)
+	code, _, stderr = run(t, append(u, "gdpr", "erase", "--reason", "request 7", "--resource-type", "Patient", "--resource-id", "patient-1")...)
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "no seal key configured")
 	code, stdout, stderr = run(t, append(u, "gdpr", "holds", "add", "--scope", "organization", "--value", "org-1", "--reason", "litigation")...)
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, "legal hold 1 placed")
-	code, _, stderr = run(t, append(u, "gdpr", "erase", "--reason", "request 7", "--seal-keys", key, "patient-1")...)
+	code, _, stderr = run(t, append(u, "gdpr", "erase", "--reason", "request 7", "--seal-keys", key, "--resource-type", "Patient", "--resource-id", "patient-1")...)
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "legal hold")
 	require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
@@ -59,7 +59,7 @@ func TestGDPRCommands(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "no such active hold")
 
-	code, stdout, stderr = run(t, append(u, "gdpr", "erase", "--reason", "request 7", "--seal-keys", key, "--json", "patient-1")...)
+	code, stdout, stderr = run(t, append(u, "gdpr", "erase", "--reason", "request 7", "--seal-keys", key, "--json", "--resource-type", "Patient", "--resource-id", "patient-1")...)
 	require.Equal(t, 0, code, stderr)
 	var r client.ErasureRequest
 	require.NoError(t, json.Unmarshal([]byte(stdout), &r))

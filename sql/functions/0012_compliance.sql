@@ -28,9 +28,12 @@ CREATE INDEX IF NOT EXISTS legal_holds_active_idx ON audit.legal_holds (scope, v
 
 CREATE TABLE IF NOT EXISTS audit.erasure_requests (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    -- the subject's id while the request is open; NULL once it is done or
-    -- refused, so the value does not outlive the request in this table
-    subject      text CHECK (subject IS NULL OR length(subject) BETWEEN 1 AND 255),
+    -- the subject while the request is open (as principal, as target
+    -- resource, or both); NULL once it is done or refused, so the values do
+    -- not outlive the request in this table
+    principal_id  text CHECK (length(principal_id) BETWEEN 1 AND 255),
+    resource_type text CHECK (length(resource_type) BETWEEN 1 AND 255),
+    resource_id   text CHECK (length(resource_id) BETWEEN 1 AND 255),
     -- the stable token that replaces the subject's ids (HMAC of the subject
     -- under a key derived from the seal key, which never enters the
     -- database); set by the worker when it starts
@@ -45,7 +48,8 @@ CREATE TABLE IF NOT EXISTS audit.erasure_requests (
     requested_at timestamptz NOT NULL DEFAULT now(),
     finished_at  timestamptz,
     error        text,
-    CHECK ((status IN ('done', 'refused')) = (subject IS NULL))
+    CHECK ((resource_type IS NULL) = (resource_id IS NULL)),
+    CHECK ((status IN ('done', 'refused')) = (principal_id IS NULL AND resource_id IS NULL))
 );
 
 -- HMAC-SHA-256 (RFC 2104) with the core sha256(), so that pgcrypto is not
@@ -109,6 +113,16 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+-- A principal's ids as rows record them: itself and the pseudonyms written
+-- for it in every organization (empty for NULL or ''). Runs as its owner so
+-- erasure and export find pseudonymised rows; callable by the worker and
+-- the privacy officer only.
+CREATE OR REPLACE FUNCTION audit.subject_principal_ids(principal_id text)
+RETURNS text[] LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN coalesce(principal_id, '') = '' THEN '{}'::text[] ELSE
+    ARRAY(SELECT principal_id UNION SELECT p.pseudonym FROM audit.pseudonyms p WHERE p.principal_id = subject_principal_ids.principal_id)
+END;
 
 -- Turns write-time pseudonymisation on for an organization (idempotent).
 -- The trigger exists only while some organization uses it, so nobody else
@@ -235,7 +249,9 @@ END
 $$;
 REVOKE ALL ON audit.legal_holds, audit.erasure_requests, audit.pseudonymisation, audit.pseudonyms FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION audit.enable_pseudonymisation(text), audit.disable_pseudonymisation(text),
-    audit.set_compliance(boolean, boolean), audit.audit_log_pseudonymise() FROM PUBLIC;
+    audit.set_compliance(boolean, boolean), audit.audit_log_pseudonymise(),
+    audit.subject_principal_ids(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.subject_principal_ids(text) TO audit_maintainer, audit_privacy_officer;
 GRANT SELECT ON audit.pseudonyms TO audit_privacy_officer;
 GRANT USAGE ON SCHEMA audit TO audit_privacy_officer;
 GRANT SELECT ON audit.legal_holds TO audit_reader;
