@@ -41,7 +41,7 @@ func gdprCommand() *cli.Command {
 			{
 				Name:  "export",
 				Usage: "write every event of a subject (as principal or target resource), each with its inclusion proof",
-				Flags: append(subjectFlags(), 
+				Flags: append(subjectFlags(),
 					&cli.StringFlag{Name: "format", Value: "json", Usage: "json or csv", EnvVars: []string{"AUDIT_EXPORT_FORMAT"}},
 					&cli.StringFlag{Name: "out", Usage: "write to this file (default: standard output)", EnvVars: []string{"AUDIT_EXPORT_OUT"}},
 				),
