@@ -235,19 +235,29 @@ func chainRange(ctx context.Context, q querier, c *ChainRetention, names, classe
 		return nil
 	}
 	// The first row not due, looked for only up to last: the scan walks the
-	// (chain_id, chain_seq) index and costs what the archive will hold.
+	// (chain_id, chain_seq) index and costs what the archive will hold. A
+	// row an active legal hold covers is never due: a hold forbids disposal.
 	var notDue int64
 	var notDueAt time.Time
 	var notDuePolicy string
-	err := q.QueryRow(ctx, `SELECT l.chain_seq, l."timestamp", l.retention_policy FROM audit.audit_log l
+	var held bool
+	err := q.QueryRow(ctx, `SELECT l.chain_seq, l."timestamp", l.retention_policy, h.held
+		FROM audit.audit_log l,
+		     LATERAL (SELECT EXISTS (SELECT 1 FROM audit.legal_holds h WHERE h.released_at IS NULL AND (
+				(h.scope = 'subject' AND (h.value = l.principal_id OR h.value = l.target_resource_id))
+				OR (h.scope = 'resource' AND h.target_resource_type = l.target_resource_type AND h.value = l.target_resource_id)
+				OR (h.scope = 'organization' AND h.value = l.organization_id))) AS held) h
 		WHERE l.chain_id = $1 AND l.chain_seq BETWEEN $2 AND $3
-		  AND NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[], $6::timestamptz[]) e(policy, cls, cutoff)
-		                  WHERE e.policy = l.retention_policy AND e.cls = l.data_classification AND l."timestamp" < e.cutoff)
-		ORDER BY l.chain_seq LIMIT 1`, c.ChainID, start, last, names, classes, cutoffs).Scan(&notDue, &notDueAt, &notDuePolicy)
+		  AND (h.held OR NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[], $6::timestamptz[]) e(policy, cls, cutoff)
+		                             WHERE e.policy = l.retention_policy AND e.cls = l.data_classification AND l."timestamp" < e.cutoff))
+		ORDER BY l.chain_seq LIMIT 1`, c.ChainID, start, last, names, classes, cutoffs).Scan(&notDue, &notDueAt, &notDuePolicy, &held)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
 		return fmt.Errorf("retention: chain %d: %w", c.ChainID, err)
+	case held:
+		last = notDue - 1
+		c.StoppedBy = fmt.Sprintf("seq %d is under a legal hold", notDue)
 	default:
 		last = notDue - 1
 		c.StoppedBy = fmt.Sprintf("seq %d (policy %s, %s) is not due yet", notDue, notDuePolicy, notDueAt.UTC().Format("2006-01-02"))

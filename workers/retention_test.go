@@ -409,3 +409,43 @@ func TestRetentionWorker(t *testing.T) {
 	require.NoError(t, w.Work(ctx, &river.Job[RetentionArgs]{}))
 	require.EqualValues(t, 1, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log`))
 }
+
+// Rows a legal hold covers are never due: retention stops before the first
+// held row of a chain and goes on once the hold is released.
+func TestRetentionHonoursLegalHolds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	keys := testKeys(t)
+	dir := t.TempDir()
+	insertTx(t, db.Pool, rowsOf(10, "minimal", "PUBLIC", "200 days"), rowsOf(1, "minimal", "PUBLIC", "200 days")) // one chain
+	var heldPrincipal string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT principal_id FROM audit.audit_log WHERE chain_seq = 6`).Scan(&heldPrincipal))
+	var hold int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `INSERT INTO audit.legal_holds (scope, value, reason) VALUES ('subject', $1, 'litigation') RETURNING id`,
+		heldPrincipal).Scan(&hold))
+
+	deps := &Deps{Pool: db.Pool, Keys: keys}
+	cfg := &RetentionConfig{ArchiveDir: dir}
+	plan, err := deps.PlanRetention(ctx, cfg)
+	require.NoError(t, err)
+	require.EqualValues(t, 5, plan.Rows, "seqs 1-5, then the held row")
+	var stopped []string
+	for _, c := range plan.Chains {
+		if c.Rows > 0 {
+			stopped = append(stopped, c.StoppedBy)
+		}
+	}
+	require.Equal(t, []string{"seq 6 is under a legal hold"}, stopped)
+	_, err = deps.RunRetention(ctx, cfg, RetentionRunOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log WHERE principal_id = $1`, heldPrincipal))
+	require.EqualValues(t, 6, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log`))
+
+	_, err = db.Pool.Exec(ctx, `UPDATE audit.legal_holds SET released_at = now() WHERE id = $1`, hold)
+	require.NoError(t, err)
+	_, err = deps.RunRetention(ctx, cfg, RetentionRunOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log`), "only the newest row stays")
+	requireIntact(t, db.Pool, keys)
+}
