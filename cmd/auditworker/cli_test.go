@@ -7,17 +7,20 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditdb/auditdb/internal/integrity"
 	"github.com/auditdb/auditdb/tests/harness"
+	"github.com/auditdb/auditdb/workers"
 )
 
 func TestMain(m *testing.M) {
 	// The test binary doubles as the auditworker binary for tests that
 	// need a real process to kill (see startWorker).
 	if os.Getenv("AUDITWORKER_TEST_EXEC") == "1" {
+		faultHooks = faultHooksFromEnv
 		main()
 	}
 	harness.Main(m, harness.Options{})
@@ -134,4 +137,20 @@ func TestDemoEndToEnd(t *testing.T) {
 		"checkpoint_mismatch", "verification TAMPERED", "caught by its sealed checkpoint"} {
 		require.Contains(t, out, want)
 	}
+}
+
+// faultHooksFromEnv is the tests' fault injection: with
+// AUDITWORKER_FAULT_SEAL_PAUSE set to a duration, a seal sleeps that long
+// after each chain, so a test can kill the process in the middle of a seal.
+func faultHooksFromEnv() *workers.FaultHooks {
+	d, err := time.ParseDuration(os.Getenv("AUDITWORKER_FAULT_SEAL_PAUSE"))
+	if err != nil || d <= 0 {
+		return nil
+	}
+	return &workers.FaultHooks{AfterSealChain: func(ctx context.Context, _ int16) {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}}
 }

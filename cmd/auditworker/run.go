@@ -122,7 +122,7 @@ func runCommand() *cli.Command {
 			if closePurge != nil {
 				defer closePurge()
 			}
-			return runSuite(c, &workers.Deps{Pool: pool, Keys: keys, Logger: logger, FaultHooks: faultHooksFromEnv(), AfterErasure: purge}, cfg)
+			return runSuite(c, &workers.Deps{Pool: pool, Keys: keys, Logger: logger, FaultHooks: testFaultHooks(), AfterErasure: purge}, cfg)
 		},
 	}
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,7 +21,7 @@ func sealCommand() *cli.Command {
 				return err
 			}
 			return withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-				deps := &workers.Deps{Pool: pool, Keys: keys, Logger: cliLogger(c), FaultHooks: faultHooksFromEnv()}
+				deps := &workers.Deps{Pool: pool, Keys: keys, Logger: cliLogger(c), FaultHooks: testFaultHooks()}
 				var opts workers.SealOptions
 				if isTerminal(c.App.ErrWriter) {
 					start := time.Now()
@@ -63,19 +61,14 @@ func sealCommand() *cli.Command {
 	}
 }
 
-// faultHooksFromEnv is test-only fault injection: with
-// AUDITWORKER_FAULT_SEAL_PAUSE set to a duration, a seal sleeps that long
-// after each chain, so a test can kill the process in the middle of a seal.
-// Nothing else reads it; unset, it returns nil.
-func faultHooksFromEnv() *workers.FaultHooks {
-	d, err := time.ParseDuration(os.Getenv("AUDITWORKER_FAULT_SEAL_PAUSE"))
-	if err != nil || d <= 0 {
+// faultHooks, set only by the tests' TestMain (the test binary doubles as
+// the auditworker binary there), injects faults into the worker. Nil in the
+// real binary, which reads no fault-injection setting at all.
+var faultHooks func() *workers.FaultHooks
+
+func testFaultHooks() *workers.FaultHooks {
+	if faultHooks == nil {
 		return nil
 	}
-	return &workers.FaultHooks{AfterSealChain: func(ctx context.Context, _ int16) {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-		}
-	}}
+	return faultHooks()
 }
