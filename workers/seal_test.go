@@ -174,6 +174,6 @@ func TestSealWithoutKeyRefuses(t *testing.T) {
 	require.ErrorContains(t, err, "cannot seal: no seal key configured: set AUDIT_SEAL_KEYS")
 	_, err = workers.NewSuite(&workers.Deps{Pool: db.Pool}, workers.SuiteConfig{SealInterval: -1})
 	require.NoError(t, err, "sealing not scheduled: no key needed")
-	_, err = workers.NewSuite(&workers.Deps{Pool: db.Pool}, workers.SuiteConfig{SealInterval: -1, VerifyInterval: 10})
+	_, err = workers.NewSuite(&workers.Deps{Pool: db.Pool}, workers.SuiteConfig{SealInterval: -1, FullVerifyInterval: 10})
 	require.ErrorContains(t, err, "auditdb_verify: interval must be at least 1s")
 }

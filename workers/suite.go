@@ -140,11 +140,20 @@ type jobKind struct {
 	args  river.JobArgs
 	every time.Duration
 	add   func(*river.Workers) error
+	// later: the first run waits a whole interval instead of starting with
+	// the worker, for heavy jobs (a full verification at every deploy
+	// would read the whole log while writers write)
+	later bool
 }
 
 // periodic registers worker for T's kind and schedules args every every.
 func periodic[T river.JobArgs](worker river.Worker[T], every time.Duration, args T) jobKind {
 	return jobKind{args: args, every: every, add: func(w *river.Workers) error { return river.AddWorkerSafely(w, worker) }}
+}
+
+func later(jk jobKind) jobKind {
+	jk.later = true
+	return jk
 }
 
 // jobKinds is the single registration point of the suite's jobs. Adding a
@@ -160,11 +169,11 @@ func jobKinds(d *Deps, c SuiteConfig, alerts *monitor.AlertStore) []jobKind {
 	return []jobKind{
 		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
 		periodic(&SealWorker{Deps: d}, c.SealInterval, SealArgs{}),
-		periodic(&VerifyWorker{Deps: d}, c.VerifyInterval, VerifyArgs{}),
-		periodic(&VerifyWorker{Deps: d}, c.FullVerifyInterval, VerifyArgs{Full: true}),
-		periodic(&RetentionWorker{Deps: d, Config: c.Retention}, keyed(c.Retention.WithDefaults().Interval), RetentionArgs{}),
+		periodic(&VerifyWorker{Deps: d}, keyed(c.VerifyInterval), VerifyArgs{}), // incremental: trusts checkpoints by their MACs
+		later(periodic(&VerifyWorker{Deps: d}, c.FullVerifyInterval, VerifyArgs{Full: true})),
+		later(periodic(&RetentionWorker{Deps: d, Config: c.Retention}, keyed(c.Retention.WithDefaults().Interval), RetentionArgs{})),
 		periodic(&ErasureWorker{Deps: d}, keyed(c.ErasureInterval), ErasureArgs{}),
-		periodic(&OptimizeWorker{Deps: d, Config: c.Optimize}, c.OptimizeInterval, OptimizeArgs{}),
+		later(periodic(&OptimizeWorker{Deps: d, Config: c.Optimize}, c.OptimizeInterval, OptimizeArgs{})),
 		periodic(&AlertEvaluateWorker{Deps: d, Alerts: alerts, Config: c.Alerts}, c.AlertsInterval, AlertEvaluateArgs{}),
 		periodic(&AlertWebhookWorker{Deps: d, URLs: c.Alerts.WebhookURLs}, -1, AlertWebhookArgs{}),
 	}
@@ -254,14 +263,14 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 		if err != nil {
 			return nil, fmt.Errorf("workers: %s: %w", kind, err)
 		}
-		args, every := jk.args, jk.every
+		args, every, onStart := jk.args, jk.every, !jk.later
 		// River's elected leader alone enqueues periodic jobs; uniqueness
 		// per period also covers a leader change inside one period (the
 		// new leader enqueues on start) and jobs inserted by hand.
 		opts := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: every}}
 		periodicJobs = append(periodicJobs, river.NewPeriodicJob(river.PeriodicInterval(every),
 			func() (river.JobArgs, *river.InsertOpts) { return args, opts },
-			&river.PeriodicJobOpts{ID: id, RunOnStart: true}))
+			&river.PeriodicJobOpts{ID: id, RunOnStart: onStart}))
 	}
 	var middleware []rivertype.Middleware
 	if cfg.TracerProvider != nil {

@@ -97,8 +97,10 @@ type Options struct {
 	// Keys are given) and the row at its seq still carries its hash. The
 	// chain hash is seeded from that checkpoint. A chain without such a
 	// checkpoint, or whose newest run found tampering, is read in full.
-	// Rows before the seed are not re-read: full runs cover them. Defaults
-	// to false (full).
+	// Rows before the seed are not re-read: full runs cover them. Needs
+	// Keys (ErrIncrementalNeedsKeys): without the MAC, the checkpoint to
+	// start from and the runs that verified it are only rows anyone with
+	// write access could have written. Defaults to false (full).
 	Incremental bool
 	// Progress, if set, is called with rows done so far and the rows expected,
 	// from one goroutine, at most every ProgressEvery. Defaults to none.
@@ -106,11 +108,18 @@ type Options struct {
 	ProgressEvery time.Duration
 }
 
+// ErrIncrementalNeedsKeys: an incremental run trusts a checkpoint only when
+// its MAC verifies.
+var ErrIncrementalNeedsKeys = errors.New("verify: an incremental run needs the seal keys (AUDIT_SEAL_KEYS...) to trust the checkpoint it starts from; run a full verification without them")
+
 // Verify re-computes every row's commitment, row hash and chain link of the
 // chosen chains, checks checkpoints and coverage, and returns the report.
 // An error means the run could not be done (database unreachable...), not
 // that tampering was found: that is in the report.
 func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, error) {
+	if opts.Incremental && len(opts.Keys) == 0 {
+		return nil, ErrIncrementalNeedsKeys
+	}
 	start := time.Now()
 	mode := "full"
 	if opts.Incremental {
