@@ -19,7 +19,7 @@
 //
 // Each part writes a section of its own heading, replacing an earlier one
 // after the marker line of tests/bench (which keeps everything after it) or is
-// appended./
+// appended.
 package main
 
 import (
@@ -56,6 +56,7 @@ const marker = "<!-- Sections below come from Go benchmarks named in each; make 
 // one part replaces its own section only.
 const (
 	headingSeal    = "## Worker suite: seal cost at 10,000 rows/s of inserts (issue 3)"
+	headingSealMax = "## Worker suite: seal cost at the highest insert rate (issue 3)"
 	headingArchive = "## Worker suite: archive throughput (issue 3)"
 	headingVerify  = "## Worker suite: incremental verification as the log grows (issue 3)"
 )
@@ -83,7 +84,7 @@ func main() {
 	var cfg config
 	flag.StringVar(&cfg.out, "out", "BENCHMARKS.md", "Markdown file to put the section into (empty: stdout only)")
 	parts := flag.String("parts", "seal,archive,verify", "parts to run, comma-separated: seal, archive, verify")
-	flag.IntVar(&cfg.rate, "rate", 10000, "seal: target insert rate, rows/s")
+	flag.IntVar(&cfg.rate, "rate", 10000, "seal: target insert rate, rows/s; 0 inserts back to back (the highest rate the server sustains)")
 	flag.IntVar(&cfg.writers, "writers", 8, "seal: concurrent writer connections")
 	flag.IntVar(&cfg.batch, "batch", 50, "seal: rows per INSERT statement")
 	flag.DurationVar(&cfg.window, "window", 45*time.Second, "seal: measured time per run")
@@ -106,7 +107,7 @@ func main() {
 	if cfg.archiveMax, err = ints(*maxRows); err == nil {
 		cfg.verifySizes, err = ints(*sizes)
 	}
-	if err != nil || cfg.rate < 1 || cfg.writers < 1 || cfg.batch < 1 || cfg.window < time.Second || cfg.rounds < 1 ||
+	if err != nil || cfg.rate < 0 || cfg.writers < 1 || cfg.batch < 1 || cfg.window < time.Second || cfg.rounds < 1 ||
 		cfg.archiveRows < 100 || cfg.incrRows < 16 || cfg.incrRuns < 1 || !slices.IsSorted(cfg.verifySizes) {
 		fmt.Fprintln(os.Stderr, "worker bench: bad flags:", err)
 		os.Exit(2)
@@ -410,6 +411,14 @@ type sealRun struct {
 	logRows     int64 // rows in the log when the run started
 }
 
+// interval is each writer's time between statements; 0 when unpaced.
+func (c *config) interval() time.Duration {
+	if c.rate == 0 {
+		return 0
+	}
+	return time.Duration(float64(time.Second) * float64(c.writers*c.batch) / float64(c.rate))
+}
+
 func (r sealRun) rate() float64 { return float64(r.rows) / r.elapsed.Seconds() }
 
 type sealResult struct {
@@ -482,7 +491,7 @@ func (b *bench) sealRunOnce(ctx context.Context, pool *pgxpool.Pool, mode string
 			return r, err
 		}
 	}
-	progress("seal: round %d, %s: %s of inserts at %d rows/s (log has %d rows)", round, mode, b.cfg.window, b.cfg.rate, r.logRows)
+	progress("seal: round %d, %s: %s of inserts at %d rows/s, 0 unpaced (log has %d rows)", round, mode, b.cfg.window, b.cfg.rate, r.logRows)
 	p, err := b.pacedInserts(ctx, pool, b.cfg.window)
 	if suite != nil {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -523,9 +532,9 @@ type paced struct {
 // pacedInserts runs the writers for d: writer w inserts batch rows at
 // start + w*interval/writers + k*interval, catching up when late, so the
 // offered load is rate rows/s and a server that cannot keep up shows as a
-// lower achieved rate.
+// lower achieved rate. With rate 0 they insert back to back.
 func (b *bench) pacedInserts(ctx context.Context, pool *pgxpool.Pool, d time.Duration) (paced, error) {
-	interval := time.Duration(float64(time.Second) * float64(b.cfg.writers*b.cfg.batch) / float64(b.cfg.rate))
+	interval := b.cfg.interval()
 	start := time.Now()
 	deadline := start.Add(d)
 	var (
@@ -828,7 +837,11 @@ func (b *bench) markdown() []section {
 		out = append(out, section{heading, w.String()})
 	}
 	if b.seal != nil {
-		add(headingSeal, "seal", b.sealMarkdown)
+		h := headingSeal
+		if b.cfg.rate == 0 {
+			h = headingSealMax
+		}
+		add(h, "seal", b.sealMarkdown)
 	}
 	if len(b.archive) > 0 {
 		add(headingArchive, "archive", b.archiveMarkdown)
@@ -850,9 +863,13 @@ func (b *bench) preamble(w io.Writer, heading, part string) {
 
 func (b *bench) sealMarkdown(w io.Writer) {
 	c := b.cfg
-	interval := time.Duration(float64(time.Second) * float64(c.writers*c.batch) / float64(c.rate))
-	fmt.Fprintf(w, "%d writers, each an autocommit `INSERT … SELECT` of %d PHI events every %s (offered load %s rows/s, %s commits/s), catching up when late, so a server that cannot keep up shows as a lower achieved rate; %s per run after a 10 s untimed warm-up; `VACUUM ANALYZE` and `CHECKPOINT` before each run; modes alternated, %d round(s), one database whose log grows run after run. Modes: **%s**; **%s**: `workers.NewSuite` started for the run with `SealInterval` 10 s (the default) and every other job unscheduled (negative intervals), River's job table emptied first so each run starts like a newly deployed worker (seal on start, then every 10 s); **%s**: the same plus `VerifyInterval` and `FullVerifyInterval` at their defaults (5 min incremental, 24 h full), which in a %s run means each runs once, on start, and the full one reads the whole log. Seal durations are `SealReport.Duration` as the job logs it.\n\n",
-		c.writers, c.batch, interval, thousands(int64(c.rate)), thousandsF(float64(c.rate)/float64(c.batch), 0), c.window, c.rounds,
+	load := fmt.Sprintf("every %s (offered load %s rows/s, %s commits/s), catching up when late, so a server that cannot keep up shows as a lower achieved rate",
+		c.interval(), thousands(int64(c.rate)), thousandsF(float64(c.rate)/float64(c.batch), 0))
+	if c.rate == 0 {
+		load = "back to back, unpaced: the achieved rate is the most the server sustains beside the worker"
+	}
+	fmt.Fprintf(w, "%d writers, each an autocommit `INSERT … SELECT` of %d PHI events %s; %s per run after a 10 s untimed warm-up; `VACUUM ANALYZE` and `CHECKPOINT` before each run; modes alternated, %d round(s), one database whose log grows run after run. Modes: **%s**; **%s**: `workers.NewSuite` started for the run with `SealInterval` 10 s (the default) and every other job unscheduled (negative intervals), River's job table emptied first so each run starts like a newly deployed worker (seal on start, then every 10 s); **%s**: the same plus `VerifyInterval` and `FullVerifyInterval` at their defaults (5 min incremental, 24 h full), which in a %s run means each runs once, on start, and the full one reads the whole log. Seal durations are `SealReport.Duration` as the job logs it; statement latencies are pooled over the rounds.\n\n",
+		c.writers, c.batch, load, c.window, c.rounds,
 		modeNone, modeSeal, modeVerify, c.window)
 	fmt.Fprintln(w, "| mode | achieved rows/s | vs no worker | statement p50 | p99 | seals | seal duration median (max) | checkpoints written | verifications run |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
