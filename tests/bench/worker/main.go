@@ -4,6 +4,13 @@
 //
 //	go run ./tests/bench/worker -out BENCHMARKS.md
 //
+// or part by part, each run under six minutes on two cores, as
+// `make bench-worker` does:
+//
+//	go run ./tests/bench/worker -parts seal -out BENCHMARKS.md
+//	go run ./tests/bench/worker -parts seal -rate 0 -window 30s -out BENCHMARKS.md
+//	go run ./tests/bench/worker -parts archive,verify -archive-max 100000,1000000 -out BENCHMARKS.md
+//
 // Three parts, each selectable with -parts (seal,archive,verify):
 //
 //   - seal: inserts paced at -rate rows/s by -writers connections (multi-row
