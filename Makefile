@@ -4,7 +4,7 @@ GO ?= go
 PG_CONFIG ?= pg_config
 EXT_BUILD := build/extension
 
-.PHONY: help demo test test-unit bench lint install-extension build clean
+.PHONY: help demo test test-unit bench bench-worker lint install-extension build clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -20,6 +20,11 @@ test-unit: ## unit tests only (no services)
 
 bench: ## pgbench and bulk loads with the trigger on and off, verification speed; writes BENCHMARKS.md
 	$(GO) run ./tests/bench -out BENCHMARKS.md
+
+bench-worker: ## worker suite: seal cost at 10k rows/s and unpaced, archive throughput, incremental verification; writes its BENCHMARKS.md sections
+	$(GO) run ./tests/bench/worker -parts seal -out BENCHMARKS.md
+	$(GO) run ./tests/bench/worker -parts seal -rate 0 -window 30s -out BENCHMARKS.md
+	$(GO) run ./tests/bench/worker -parts archive,verify -archive-max 100000,1000000 -out BENCHMARKS.md
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
