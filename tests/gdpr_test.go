@@ -172,6 +172,21 @@ func TestErasureKeepsVerificationIntact(t *testing.T) {
 	require.Equal(t, "done", st.Status)
 	require.EqualValues(t, 120, st.RowsDone)
 
+	// what erasure left is sealed: changing it afterwards (say, who looked at
+	// the erased patient's chart) is found, though the salt is gone
+	var erasedRow int64
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT id FROM audit.audit_log WHERE target_resource_id = $1 ORDER BY id LIMIT 1`, res.Token).Scan(&erasedRow))
+	_, err = b.db.Pool.Exec(ctx, fmt.Sprintf(`BEGIN; SET LOCAL auditdb.maintenance = 'erasure';
+		UPDATE audit.audit_log SET principal_id = 'dr-innocent' WHERE id = %d; COMMIT`, erasedRow))
+	require.NoError(t, err)
+	rep = b.verifyWithKeys(t)
+	require.Len(t, rep.Findings, 1)
+	require.Equal(t, integrity.UnauthorizedRedaction, rep.Findings[0].Kind)
+	require.Equal(t, erasedRow, rep.Findings[0].RowID)
+	_, err = b.db.Pool.Exec(ctx, fmt.Sprintf(`BEGIN; SET LOCAL auditdb.maintenance = 'erasure';
+		UPDATE audit.audit_log SET principal_id = 'dr-0' WHERE id = %d; COMMIT`, erasedRow))
+	require.NoError(t, err)
+
 	// again: nothing left to do, nothing changes
 	res, err = b.deps.Erase(ctx, id, nil)
 	require.NoError(t, err)

@@ -252,16 +252,13 @@ func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, m match, toke
 	var (
 		rowIDs  []int64
 		times   []time.Time
-		chains  []int16
-		seqs    []int64
-		macs    []string
 		orgs    []string
 		created time.Time
 	)
 	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&created); err != nil {
 		return 0, err
 	}
-	rows, err := tx.Query(ctx, `SELECT id, "timestamp", chain_id, chain_seq, coalesce(organization_id, ''), tableoid::regclass::text
+	rows, err := tx.Query(ctx, `SELECT id, "timestamp", coalesce(organization_id, ''), tableoid::regclass::text
 		FROM audit.audit_log l WHERE `+m.where(1)+` ORDER BY id LIMIT $4`, append(m.args(), erasureBatch)...)
 	if err != nil {
 		return 0, err
@@ -269,13 +266,10 @@ func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, m match, toke
 	var (
 		rowID     int64
 		ts        time.Time
-		chain     int16
-		seq       int64
 		org, part string
 	)
-	_, err = pgx.ForEachRow(rows, []any{&rowID, &ts, &chain, &seq, &org, &part}, func() error {
-		rowIDs, times, chains, seqs = append(rowIDs, rowID), append(times, ts), append(chains, chain), append(seqs, seq)
-		macs = append(macs, integrity.RedactionMAC(key, rowID, chain, seq, created.UnixMicro(), reason))
+	_, err = pgx.ForEachRow(rows, []any{&rowID, &ts, &org, &part}, func() error {
+		rowIDs, times = append(rowIDs, rowID), append(times, ts)
 		if org != "" && !slices.Contains(orgs, org) {
 			orgs = append(orgs, org)
 		}
@@ -291,23 +285,42 @@ func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, m match, toke
 	}
 	// Ids that are the subject's become the token. The source address is the
 	// principal's; outcome text and details may mention anyone involved, so
-	// they go in every row.
-	tag, err := tx.Exec(ctx, `UPDATE audit.audit_log SET
+	// they go in every row. What is left is sealed into the row's redaction
+	// record (audit.remaining_pii), since the commitment no longer binds it.
+	rows, err = tx.Query(ctx, `UPDATE audit.audit_log SET
 			source_ip = CASE WHEN principal_id = ANY($3) THEN NULL ELSE source_ip END,
 			principal_id = CASE WHEN principal_id = ANY($3) THEN $6 ELSE principal_id END,
 			target_resource_id = CASE WHEN target_resource_type = $4 AND target_resource_id = $5 THEN $6 ELSE target_resource_id END,
 			outcome_description = NULL, details = NULL, pii_salt = NULL
-		WHERE (id, "timestamp") IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))`,
+		WHERE (id, "timestamp") IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
+		RETURNING id, chain_id, chain_seq, audit.remaining_pii(principal_id, target_resource_id, source_ip, outcome_description, details)`,
 		rowIDs, times, m.ids, m.sub.ResourceType, m.sub.ResourceID, token)
 	if err != nil {
 		return 0, err
 	}
-	if tag.RowsAffected() != int64(len(rowIDs)) {
-		return 0, fmt.Errorf("updated %d rows of %d", tag.RowsAffected(), len(rowIDs))
+	var (
+		ids    []int64
+		chains []int16
+		seqs   []int64
+		macs   []string
+		chain  int16
+		seq    int64
+		after  string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&rowID, &chain, &seq, &after}, func() error {
+		ids, chains, seqs = append(ids, rowID), append(chains, chain), append(seqs, seq)
+		macs = append(macs, integrity.RedactionMAC(key, rowID, chain, seq, created.UnixMicro(), after, reason))
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if len(ids) != len(rowIDs) {
+		return 0, fmt.Errorf("updated %d rows of %d", len(ids), len(rowIDs))
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO audit.redactions (row_id, chain_id, chain_seq, reason, created_at, key_id, mac)
 		SELECT r, c, s, $4, $5, $6, m FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $7::text[]) AS u(r, c, s, m)`,
-		rowIDs, chains, seqs, reason, created, keyID, macs)
+		ids, chains, seqs, reason, created, keyID, macs)
 	if err != nil {
 		return 0, err
 	}

@@ -61,7 +61,7 @@ func TestChainVerifier(t *testing.T) {
 		cps      []checkpoint
 		mans     []manifest
 		keys     Keyring
-		redacted map[int64]bool
+		redacted map[int64][]sealedRedaction
 		mutate   func(r []Row)
 		head     int64
 		want     []string
@@ -79,7 +79,7 @@ func TestChainVerifier(t *testing.T) {
 		{name: "MACs not checked without keys", cps: []checkpoint{{seq: 6, hash: hexOf(5), sealedAt: sealed, keyID: "k1", mac: "00"}}, head: 10, want: []string{}},
 		{name: "tail truncated below a checkpoint", skip: map[int]bool{8: true, 9: true}, cps: []checkpoint{cp(10, hexOf(9))}, head: 8, want: []string{"tail_truncated@10"}},
 		{name: "tail truncated below the head", skip: map[int]bool{9: true}, head: 10, want: []string{"tail_truncated@10"}},
-		{name: "redaction recorded", redacted: map[int64]bool{102: true}, mutate: func(r []Row) { r[2].PIISalt, r[2].PrincipalID = nil, nil }, head: 10, want: []string{}},
+		{name: "redaction recorded", redacted: map[int64][]sealedRedaction{102: {{seq: 3}}}, mutate: func(r []Row) { r[2].PIISalt, r[2].PrincipalID = nil, nil }, head: 10, want: []string{}},
 		{name: "redaction not recorded", mutate: func(r []Row) { r[2].PIISalt, r[2].PrincipalID = nil, nil }, head: 10, want: []string{"unauthorized_redaction@3"}},
 		{name: "pii changed", mutate: func(r []Row) { r[2].PrincipalID = []byte("mallory") }, head: 10, want: []string{"row_modified@3"}},
 		{name: "empty string is not null", mutate: func(r []Row) { r[4].PrincipalType = []byte{} }, head: 10, want: []string{"row_modified@5"}},

@@ -197,12 +197,24 @@ func ManifestMAC(key []byte, chainID int16, firstSeq, lastSeq int64, endHashHex 
 
 // RedactionMAC returns hex HMAC-SHA-256(key, 'auditdb/redaction/v1\n' ||
 // row_id || '\n' || chain_id || '\n' || chain_seq || '\n' || created_at_us
-// || '\n' || reason). The reason is last, so any text in it is unambiguous.
-func RedactionMAC(key []byte, rowID int64, chainID int16, seq int64, createdAtUS int64, reason string) string {
+// || '\n' || pii_after || '\n' || reason), where pii_after is
+// RemainingPII of the row as the erasure left it: once the salt is gone the
+// commitment no longer binds the PII columns, so the seal does. The reason
+// is last, so any text in it is unambiguous.
+func RedactionMAC(key []byte, rowID int64, chainID int16, seq int64, createdAtUS int64, piiAfterHex, reason string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("auditdb/redaction/v1\n" + strconv.FormatInt(rowID, 10) + "\n" + strconv.Itoa(int(chainID)) + "\n" +
-		strconv.FormatInt(seq, 10) + "\n" + strconv.FormatInt(createdAtUS, 10) + "\n" + reason))
+		strconv.FormatInt(seq, 10) + "\n" + strconv.FormatInt(createdAtUS, 10) + "\n" + piiAfterHex + "\n" + reason))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// RemainingPII returns hex SHA-256(J('auditdb/pii/v1', principal_id,
+// target_resource_id, source_ip, outcome_description, details)) of r: the
+// pii commitment's encoding without a salt, over what an erasure left in
+// the row. SQL: audit.remaining_pii(...).
+func (e *Encoder) RemainingPII(r *Row) string {
+	h := sha256.Sum256(e.PIIEncoding(r))
+	return hex.EncodeToString(h[:])
 }
 
 // appendJSONString appends s as a JSON string exactly as PostgreSQL's

@@ -491,7 +491,7 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Ke
 		if err != nil {
 			return err
 		}
-		redacted, err := loadRedactions(ctx, tx, chainID, keys)
+		redacted, err := loadRedactions(ctx, tx, chainID)
 		if err != nil {
 			return err
 		}
@@ -615,34 +615,58 @@ func loadManifests(ctx context.Context, tx pgx.Tx, chainID int16, keys Keyring) 
 	return mans, findings, nil
 }
 
-// loadRedactions returns the row ids that sealed redaction records cover.
-// With keys, a record whose seal does not verify covers nothing, so the
-// row's missing salt is reported as unauthorized_redaction.
-func loadRedactions(ctx context.Context, tx pgx.Tx, chainID int16, keys Keyring) (map[int64]bool, error) {
+// sealedRedaction is a redaction record of one row.
+type sealedRedaction struct {
+	seq         int64
+	createdAtUS int64
+	reason      string
+	keyID, mac  string
+}
+
+// loadRedactions returns the chain's redaction records by row id.
+func loadRedactions(ctx context.Context, tx pgx.Tx, chainID int16) (map[int64][]sealedRedaction, error) {
 	rows, err := tx.Query(ctx, `SELECT row_id, chain_seq, created_at, reason, key_id, mac FROM audit.redactions WHERE chain_id = $1`, chainID)
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: redactions: %w", chainID, err)
 	}
-	m := map[int64]bool{}
+	m := map[int64][]sealedRedaction{}
 	var (
-		rowID, seq         int64
-		createdAt          time.Time
-		reason, keyID, mac string
+		rowID     int64
+		createdAt time.Time
+		r         sealedRedaction
 	)
-	_, err = pgx.ForEachRow(rows, []any{&rowID, &seq, &createdAt, &reason, &keyID, &mac}, func() error {
-		if len(keys) > 0 {
-			key, ok := keys[keyID]
-			if !ok || !hmac.Equal([]byte(RedactionMAC(key, rowID, chainID, seq, createdAt.UnixMicro(), reason)), []byte(mac)) {
-				return nil
-			}
-		}
-		m[rowID] = true
+	_, err = pgx.ForEachRow(rows, []any{&rowID, &r.seq, &createdAt, &r.reason, &r.keyID, &r.mac}, func() error {
+		r.createdAtUS = createdAt.UnixMicro()
+		m[rowID] = append(m[rowID], r)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: redactions: %w", chainID, err)
 	}
 	return m, nil
+}
+
+// redactionProblem says why a row without its salt is not covered by a
+// sealed redaction record; "" when it is. Without keys a record's presence
+// is all that can be checked; with keys one of the row's records must
+// verify over the PII values the row holds now.
+func (v *chainVerifier) redactionProblem(r *Row) string {
+	recs := v.redacted[r.ID]
+	if len(recs) == 0 {
+		return "pii_salt is missing and no redaction record covers the row"
+	}
+	if len(v.keys) == 0 {
+		return ""
+	}
+	after := v.enc.RemainingPII(r)
+	for _, rec := range recs {
+		key, ok := v.keys[rec.keyID]
+		if ok && rec.seq == r.ChainSeq &&
+			hmac.Equal([]byte(RedactionMAC(key, r.ID, v.chainID, rec.seq, rec.createdAtUS, after, rec.reason)), []byte(rec.mac)) {
+			return ""
+		}
+	}
+	return "pii_salt is missing and no redaction record's seal verifies over the PII values the row now holds"
 }
 
 // chainVerifier walks one chain's rows in order. After a bad row it resumes
@@ -653,7 +677,7 @@ type chainVerifier struct {
 	cps      []checkpoint
 	cpIdx    int
 	mans     []manifest
-	redacted map[int64]bool
+	redacted map[int64][]sealedRedaction
 	keys     Keyring
 
 	enc       Encoder
@@ -696,8 +720,8 @@ func (v *chainVerifier) row(r *Row, storedHex []byte) {
 			modified = "pii values or pii_commitment differ from the commitment"
 			commitment = c[:]
 		}
-	} else if !v.redacted[r.ID] {
-		v.add(r.ChainSeq, r.ID, UnauthorizedRedaction, "pii_salt is missing and no redaction record covers the row")
+	} else if problem := v.redactionProblem(r); problem != "" {
+		v.add(r.ChainSeq, r.ID, UnauthorizedRedaction, problem)
 	}
 	rh := v.enc.RowHash(r, commitment)
 	h := ChainHash(prev, rh)
