@@ -54,7 +54,7 @@ import (
 // after (4) is finished by the next run; (5) is atomic.
 
 // RetentionKind is the River job kind of RetentionArgs.
-const RetentionKind = "auditdb.retention"
+const RetentionKind = "auditdb_retention"
 
 // Defaults of RetentionConfig.
 const (

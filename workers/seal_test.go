@@ -176,4 +176,7 @@ func TestSealWithoutKeyRefuses(t *testing.T) {
 	require.NoError(t, err, "sealing not scheduled: no key needed")
 	_, err = workers.NewSuite(&workers.Deps{Pool: db.Pool}, workers.SuiteConfig{SealInterval: -1, FullVerifyInterval: 10})
 	require.ErrorContains(t, err, "auditdb_verify: interval must be at least 1s")
+	_, err = workers.NewSuite(&workers.Deps{Pool: db.Pool}, workers.SuiteConfig{SealInterval: -1,
+		Retention: &workers.RetentionConfig{MaxRowsPerArchive: -1}})
+	require.ErrorContains(t, err, "Retention: retention: MaxRowsPerArchive: must be at least 1", "bad job settings fail at start")
 }

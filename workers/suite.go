@@ -131,6 +131,16 @@ func (c SuiteConfig) validate() error {
 	if c.MaxSealLag < 0 {
 		return fmt.Errorf("MaxSealLag: must not be negative, got %s", c.MaxSealLag)
 	}
+	// the jobs' own settings fail here, at start, not at their first run
+	if err := c.Retention.WithDefaults().Validate(); err != nil {
+		return fmt.Errorf("Retention: %w", err)
+	}
+	if err := c.Alerts.WithDefaults().Validate(); err != nil {
+		return fmt.Errorf("Alerts: %w", err)
+	}
+	if err := c.Optimize.WithDefaults().Validate(); err != nil {
+		return fmt.Errorf("Optimize: %w", err)
+	}
 	return nil
 }
 
