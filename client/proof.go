@@ -40,39 +40,13 @@ type InclusionProof struct {
 	HeadHash string `json:"head_hash"`
 }
 
-// ProofRow holds a row's hashed columns in INTEGRITY.md's forms: timestamps
-// in Unix microseconds, source_ip as PostgreSQL prints it, details as
-// PostgreSQL's text of the jsonb value. Nil pointers are SQL NULLs.
-type ProofRow struct {
-	ID                 int64   `json:"id"`
-	ChainID            int16   `json:"chain_id"`
-	ChainSeq           int64   `json:"chain_seq"`
-	TimestampUS        int64   `json:"timestamp_us"`
-	RecordedAtUS       int64   `json:"recorded_at_us"`
-	Action             string  `json:"action"`
-	Status             string  `json:"status"`
-	PrincipalType      *string `json:"principal_type"`
-	OrganizationID     *string `json:"organization_id"`
-	TargetResourceType *string `json:"target_resource_type"`
-	EventVersion       *string `json:"event_version"`
-	CorrelationID      *string `json:"correlation_id"`
-	DataClassification string  `json:"data_classification"`
-	RetentionPolicy    string  `json:"retention_policy"`
-	ProcessingLatency  *int32  `json:"processing_latency"`
-	TTL                *string `json:"ttl"`
-
-	PrincipalID        *string `json:"principal_id"`
-	TargetResourceID   *string `json:"target_resource_id"`
-	SourceIP           *string `json:"source_ip"`
-	OutcomeDescription *string `json:"outcome_description"`
-	Details            *string `json:"details"`
-	// PIISalt is hex; empty once the row's PII was erased, when the PII
-	// fields can no longer be checked but the row still can.
-	PIISalt       string `json:"pii_salt,omitempty"`
-	PIICommitment string `json:"pii_commitment"`
-	// Hash is the row's stored chain hash (hex).
-	Hash string `json:"hash"`
-}
+// ProofRow holds a row's columns in the forms INTEGRITY.md hashes, the
+// same as a retention archive's lines: timestamps in Unix microseconds
+// (with an RFC 3339 copy for people), source_ip as PostgreSQL prints it,
+// details as PostgreSQL's text of the jsonb value, bytea as hex; nil
+// pointers are SQL NULLs. PIISalt is nil once the row's PII was erased,
+// when the PII fields can no longer be checked but the row still can.
+type ProofRow = integrity.ArchiveRow
 
 // ProofCheckpoint is an integrity_checkpoints row.
 type ProofCheckpoint struct {
@@ -114,32 +88,18 @@ func (c *Client) InclusionProof(ctx context.Context, id int64) (*InclusionProof,
 	return p, nil
 }
 
-const proofRowQuery = `SELECT id, chain_id, chain_seq,
-	(extract(epoch FROM "timestamp") * 1000000)::bigint, (extract(epoch FROM recorded_at) * 1000000)::bigint,
-	action, status, principal_type, organization_id, target_resource_type, event_version, correlation_id,
-	data_classification, retention_policy, processing_latency, ttl,
-	principal_id, target_resource_id, abbrev(source_ip), outcome_description, details::text,
-	encode(pii_salt, 'hex'), encode(pii_commitment, 'hex'), hash
-FROM audit.audit_log WHERE id = $1`
-
 func buildProof(ctx context.Context, tx pgx.Tx, id int64) (*InclusionProof, error) {
 	p := &InclusionProof{Version: InclusionProofVersion}
-	r := &p.Row
-	var salt *string
-	err := tx.QueryRow(ctx, proofRowQuery, id).Scan(&r.ID, &r.ChainID, &r.ChainSeq, &r.TimestampUS, &r.RecordedAtUS,
-		&r.Action, &r.Status, &r.PrincipalType, &r.OrganizationID, &r.TargetResourceType, &r.EventVersion,
-		&r.CorrelationID, &r.DataClassification, &r.RetentionPolicy, &r.ProcessingLatency, &r.TTL,
-		&r.PrincipalID, &r.TargetResourceID, &r.SourceIP, &r.OutcomeDescription, &r.Details,
-		&salt, &r.PIICommitment, &r.Hash)
+	var scan integrity.ArchiveRowScanner
+	err := tx.QueryRow(ctx, `SELECT `+integrity.ArchiveRowColumns+` FROM audit.audit_log WHERE id = $1`, id).Scan(scan.Targets()...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w (id %d)", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("client: inclusion proof of event %d: %w", id, err)
 	}
-	if salt != nil {
-		r.PIISalt = *salt
-	}
+	p.Row = *scan.Row()
+	r := &p.Row
 
 	if r.ChainSeq == 1 {
 		g := integrity.Genesis(r.ChainID)
@@ -217,30 +177,17 @@ func VerifyInclusionProof(p *InclusionProof, keys map[string][]byte) (ProofResul
 		return fail("unknown proof version")
 	}
 	r := &p.Row
-	commitment, err := hex.DecodeString(r.PIICommitment)
-	if err != nil || len(commitment) != 32 {
-		return fail("pii_commitment is not 32 bytes of hex")
+	row, err := r.Row()
+	if err != nil {
+		return fail("%v", err)
 	}
-	row := integrity.Row{
-		ID: r.ID, ChainID: r.ChainID, ChainSeq: r.ChainSeq, TimestampUS: r.TimestampUS, RecordedAtUS: r.RecordedAtUS,
-		Action: []byte(r.Action), Status: []byte(r.Status), PrincipalType: bs(r.PrincipalType),
-		OrganizationID: bs(r.OrganizationID), TargetResourceType: bs(r.TargetResourceType),
-		EventVersion: bs(r.EventVersion), CorrelationID: bs(r.CorrelationID),
-		DataClassification: []byte(r.DataClassification), RetentionPolicy: []byte(r.RetentionPolicy),
-		TTL: bs(r.TTL), PrincipalID: bs(r.PrincipalID), TargetResourceID: bs(r.TargetResourceID),
-		SourceIP: bs(r.SourceIP), OutcomeDescription: bs(r.OutcomeDescription), Details: bs(r.Details),
-		PIICommitment: commitment,
+	if len(row.PIICommitment) != 32 {
+		return fail("pii_commitment is not 32 bytes")
 	}
-	if r.ProcessingLatency != nil {
-		row.ProcessingLatency, row.HasLatency = *r.ProcessingLatency, true
-	}
+	commitment := row.PIICommitment
 	var enc integrity.Encoder
-	if r.PIISalt != "" {
-		salt, err := hex.DecodeString(r.PIISalt)
-		if err != nil {
-			return fail("pii_salt is not hex")
-		}
-		got := enc.PIICommitment(&row, salt)
+	if row.PIISalt != nil {
+		got := enc.PIICommitment(&row, row.PIISalt)
 		if !hmac.Equal(got[:], commitment) {
 			return fail("the PII fields do not match pii_commitment")
 		}
@@ -286,13 +233,6 @@ func VerifyInclusionProof(p *InclusionProof, keys map[string][]byte) (ProofResul
 		}
 	}
 	return res, nil
-}
-
-func bs(s *string) []byte {
-	if s == nil {
-		return nil
-	}
-	return []byte(*s)
 }
 
 func hash32(s string) ([32]byte, error) {

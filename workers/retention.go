@@ -363,10 +363,7 @@ func (d *Deps) checkArchive(ctx context.Context, sink ArchiveSink, name, digest 
 
 // archiveRowQuery reads the rows of one chain range with every column, in
 // the forms the archive keeps (see integrity.ArchiveRow).
-const archiveRowQuery = `SELECT id, chain_id, chain_seq, "timestamp", recorded_at, action, status, principal_type,
-	organization_id, target_resource_type, event_version, correlation_id, data_classification,
-	retention_policy, processing_latency, ttl, principal_id, target_resource_id, abbrev(source_ip),
-	outcome_description, details::text, pii_salt, pii_commitment, hash, hash_algorithm, hash_version, archived_at
+const archiveRowQuery = `SELECT ` + integrity.ArchiveRowColumns + `
 FROM audit.audit_log WHERE chain_id = $1 AND chain_seq BETWEEN $2 AND $3 ORDER BY chain_seq, id`
 
 // archive runs steps 2 to 4 for one plan: write, re-read and verify, seal.
@@ -448,31 +445,9 @@ func (d *Deps) writeArchive(ctx context.Context, cfg *RetentionConfig, w io.Writ
 			if err != nil {
 				return fmt.Errorf("retention: chain %d: %w", rg.ChainID, err)
 			}
-			var (
-				a                integrity.ArchiveRow
-				ts, rec          time.Time
-				salt, commitment []byte
-				archivedAt       *time.Time
-			)
-			_, err = pgx.ForEachRow(rows, []any{&a.ID, &a.ChainID, &a.ChainSeq, &ts, &rec, &a.Action, &a.Status,
-				&a.PrincipalType, &a.OrganizationID, &a.TargetResourceType, &a.EventVersion, &a.CorrelationID,
-				&a.DataClassification, &a.RetentionPolicy, &a.ProcessingLatency, &a.TTL, &a.PrincipalID,
-				&a.TargetResourceID, &a.SourceIP, &a.OutcomeDescription, &a.Details, &salt, &commitment, &a.Hash,
-				&a.HashAlgorithm, &a.HashVersion, &archivedAt}, func() error {
-				a.TimestampUS, a.Timestamp = ts.UnixMicro(), integrity.FormatArchiveTime(ts)
-				a.RecordedAtUS, a.RecordedAt = rec.UnixMicro(), integrity.FormatArchiveTime(rec)
-				a.PIISalt = nil
-				if salt != nil {
-					s := hex.EncodeToString(salt)
-					a.PIISalt = &s
-				}
-				a.PIICommitment = hex.EncodeToString(commitment)
-				a.ArchivedAt = nil
-				if archivedAt != nil {
-					s := integrity.FormatArchiveTime(*archivedAt)
-					a.ArchivedAt = &s
-				}
-				if err := aw.WriteRow(&a); err != nil {
+			var scan integrity.ArchiveRowScanner
+			_, err = pgx.ForEachRow(rows, scan.Targets(), func() error {
+				if err := aw.WriteRow(scan.Row()); err != nil {
 					return err
 				}
 				if written++; written%1024 == 0 && progress != nil {
