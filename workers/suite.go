@@ -68,8 +68,8 @@ type SuiteConfig struct {
 	// current one; negative keeps the current month only. Defaults to 3.
 	MonthsAhead int
 	// MaxSealLag is the largest seal lag /readyz accepts while sealing is
-	// scheduled; a seal that finds a larger one raises a warning. Defaults
-	// to 1m.
+	// scheduled (the alert evaluator has its own threshold, Alerts.SealLag).
+	// Defaults to 1m.
 	MaxSealLag time.Duration
 	// Retention configures retention: how often it runs (Interval, 1h; it
 	// needs the seal key, so it is unscheduled without one) and the archive
