@@ -171,7 +171,7 @@ func (d *Deps) plan(ctx context.Context, q querier, maxRows int64) (*RetentionPl
 		}
 	}
 
-	mans, err := loadManifests(ctx, q, "")
+	mans, err := integrity.LoadArchiveManifests(ctx, q, "")
 	if err != nil {
 		return nil, err
 	}
@@ -379,20 +379,6 @@ func (d *Deps) planDetail(ctx context.Context, p *RetentionPlan) error {
 
 // pendingManifests returns manifests whose rows are still in audit_log.
 func pendingManifests(ctx context.Context, q querier) ([]integrity.ArchiveManifest, error) {
-	return loadManifests(ctx, q, `WHERE EXISTS (SELECT 1 FROM audit.audit_log l
+	return integrity.LoadArchiveManifests(ctx, q, `WHERE EXISTS (SELECT 1 FROM audit.audit_log l
 		WHERE l.chain_id = m.chain_id AND l.chain_seq BETWEEN m.first_seq AND m.last_seq)`)
-}
-
-func loadManifests(ctx context.Context, q querier, where string) ([]integrity.ArchiveManifest, error) {
-	rows, err := q.Query(ctx, `SELECT id, chain_id, first_seq, last_seq, end_hash, row_count, archive_uri,
-			archive_sha256, created_at, key_id, mac
-		FROM audit.archive_manifests m `+where+` ORDER BY chain_id, first_seq`)
-	if err != nil {
-		return nil, fmt.Errorf("retention: archive manifests: %w", err)
-	}
-	mans, err := pgx.CollectRows(rows, pgx.RowToStructByPos[integrity.ArchiveManifest])
-	if err != nil {
-		return nil, fmt.Errorf("retention: archive manifests: %w", err)
-	}
-	return mans, nil
 }

@@ -93,8 +93,8 @@ type Options struct {
 	NoRecord bool
 	// Incremental starts each chain after a checkpoint instead of at its
 	// first row: the newest checkpoint at or below the seq that the chain's
-	// newest finished run verified intact, provided its MAC verifies (when
-	// Keys are given) and the row at its seq still carries its hash. The
+	// newest finished run verified intact, provided its MAC verifies and the
+	// row at its seq still carries its hash. The
 	// chain hash is seeded from that checkpoint. A chain without such a
 	// checkpoint, or whose newest run found tampering, is read in full.
 	// Rows before the seed are not re-read: full runs cover them. Needs
@@ -337,7 +337,7 @@ func verifiedUpTo(ctx context.Context, pool *pgxpool.Pool) (map[int16]int64, err
 
 // incrementalSeed picks the checkpoint an incremental run of a chain starts
 // after: the newest at or below verified. It is used only when its MAC
-// verifies under keys (when keys are given) and the row at its seq is still
+// verifies under keys and the row at its seq is still
 // there with the checkpoint's hash; anything else returns nil and the chain
 // is read in full, which reports precisely whatever is wrong.
 func incrementalSeed(ctx context.Context, tx pgx.Tx, chainID int16, verified int64, keys Keyring) (*checkpoint, error) {
@@ -351,11 +351,9 @@ func incrementalSeed(ctx context.Context, tx pgx.Tx, chainID int16, verified int
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: incremental seed: %w", chainID, err)
 	}
-	if len(keys) > 0 {
-		key, ok := keys[cp.keyID]
-		if !ok || !hmac.Equal([]byte(CheckpointMAC(key, chainID, cp.seq, cp.hash, cp.sealedAt.UnixMicro())), []byte(cp.mac)) {
-			return nil, nil
-		}
+	key, ok := keys[cp.keyID] // Verify refuses incremental runs without keys
+	if !ok || !hmac.Equal([]byte(CheckpointMAC(key, chainID, cp.seq, cp.hash, cp.sealedAt.UnixMicro())), []byte(cp.mac)) {
+		return nil, nil
 	}
 	rows, err := tx.Query(ctx, `SELECT hash FROM audit.audit_log WHERE chain_id = $1 AND chain_seq = $2`, chainID, cp.seq)
 	if err != nil {
@@ -578,39 +576,21 @@ func loadCheckpoints(ctx context.Context, tx pgx.Tx, chainID int16, from int64) 
 }
 
 func loadManifests(ctx context.Context, tx pgx.Tx, chainID int16, keys Keyring) ([]manifest, []Finding, error) {
-	rows, err := tx.Query(ctx, `SELECT id, first_seq, last_seq, end_hash, row_count, archive_sha256, key_id, mac
-		FROM audit.archive_manifests WHERE chain_id = $1 ORDER BY first_seq`, chainID)
+	all, err := LoadArchiveManifests(ctx, tx, `WHERE chain_id = $1`, chainID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("chain %d: archive manifests: %w", chainID, err)
-	}
-	type sealed struct {
-		manifest
-		id, count  int64
-		digest     string
-		keyID, mac string
-	}
-	all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sealed, error) {
-		var m sealed
-		err := row.Scan(&m.id, &m.first, &m.last, &m.endHash, &m.count, &m.digest, &m.keyID, &m.mac)
-		return m, err
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("chain %d: archive manifests: %w", chainID, err)
+		return nil, nil, fmt.Errorf("chain %d: %w", chainID, err)
 	}
 	// A manifest whose seal does not verify covers nothing: the seqs it
 	// claims are then reported as chain_gap, besides the forged seal itself.
 	var mans []manifest
 	var findings []Finding
 	for _, m := range all {
-		if len(keys) > 0 {
-			key, ok := keys[m.keyID]
-			if !ok || !hmac.Equal([]byte(ManifestMAC(key, chainID, m.first, m.last, m.endHash, m.count, m.digest)), []byte(m.mac)) {
-				findings = append(findings, Finding{ChainID: chainID, ChainSeq: m.first, Kind: CheckpointForged,
-					Detail: fmt.Sprintf("archive manifest %d (chain_seq %d..%d) seal does not verify under key %s", m.id, m.first, m.last, m.keyID)})
-				continue
-			}
+		if len(keys) > 0 && !m.SealVerifies(keys) {
+			findings = append(findings, Finding{ChainID: chainID, ChainSeq: m.FirstSeq, Kind: CheckpointForged,
+				Detail: fmt.Sprintf("archive manifest %d (chain_seq %d..%d) seal does not verify under key %s", m.ID, m.FirstSeq, m.LastSeq, m.KeyID)})
+			continue
 		}
-		mans = append(mans, m.manifest)
+		mans = append(mans, manifest{first: m.FirstSeq, last: m.LastSeq, endHash: m.EndHash})
 	}
 	return mans, findings, nil
 }
@@ -682,7 +662,6 @@ type chainVerifier struct {
 
 	enc       Encoder
 	prev      [32]byte // chain hash after lastSeq
-	prevPrev  [32]byte // chain hash before lastSeq, for forks
 	lastSeq   int64
 	rows      int64
 	cpChecked int
@@ -731,7 +710,6 @@ func (v *chainVerifier) row(r *Row, storedHex []byte) {
 	if modified != "" {
 		v.add(r.ChainSeq, r.ID, RowModified, modified)
 	}
-	v.prevPrev = prev
 	if storedOK {
 		v.prev = stored
 	} else {
