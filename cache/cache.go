@@ -216,25 +216,36 @@ func (c *Cache) fill(ctx context.Context, key Key, l1Key string, ep epoch, vw vi
 // before an outage can outlive a process that exits during it, up to
 // L2TTL). It returns an error only when ctx ends.
 func (c *Cache) InvalidateOrganization(ctx context.Context, organization string) error {
-	org := orgHash(organization)
-	c.l1.invalidate(org)
-	if c.rdb == nil {
+	return c.InvalidateOrganizations(ctx, organization)
+}
+
+// InvalidateOrganizations is InvalidateOrganization for several
+// organizations at once, with one Redis round trip.
+func (c *Cache) InvalidateOrganizations(ctx context.Context, organizations ...string) error {
+	orgs := make([]string, len(organizations))
+	for i, o := range organizations {
+		orgs[i] = orgHash(o)
+		c.l1.invalidate(orgs[i])
+	}
+	if c.rdb == nil || len(orgs) == 0 {
 		return ctx.Err()
 	}
 	probe, ok := c.l2Begin(ctx)
 	if !ok {
-		c.br.defer_(org)
+		c.br.defer_(orgs...)
 		return ctx.Err()
 	}
-	err := c.l2Invalidate(ctx, []string{org})
+	err := c.l2Invalidate(ctx, orgs)
 	if err != nil {
-		c.br.defer_(org)
+		c.br.defer_(orgs...)
 	}
 	c.l2Done(probe, err)
 	// Again: a Get between the first invalidation and the new generation
 	// may have read the old value from Redis into L1, and loads started
 	// then must not store.
-	c.l1.invalidate(org)
+	for _, org := range orgs {
+		c.l1.invalidate(org)
+	}
 	return ctx.Err()
 }
 

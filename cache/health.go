@@ -62,9 +62,11 @@ type breaker struct {
 	pending map[string]struct{} // org hashes whose generation must change
 }
 
-func (b *breaker) defer_(org string) {
+func (b *breaker) defer_(orgs ...string) {
 	b.mu.Lock()
-	b.pending[org] = struct{}{}
+	for _, org := range orgs {
+		b.pending[org] = struct{}{}
+	}
 	b.mu.Unlock()
 }
 

@@ -217,12 +217,14 @@ func hipaaCheck(e Event) error {
 }
 
 func (e *Enhanced) invalidate(ctx context.Context, orgs map[string]bool) {
+	list := make([]string, 0, len(orgs)+1)
 	for o := range orgs {
-		_ = e.cache.InvalidateOrganization(ctx, o)
+		list = append(list, o)
 	}
 	if !orgs[scopeAll] {
-		_ = e.cache.InvalidateOrganization(ctx, scopeAll)
+		list = append(list, scopeAll)
 	}
+	_ = e.cache.InvalidateOrganizations(ctx, list...)
 }
 
 // InvalidateAfterErasure removes every cached read that may hold an erased

@@ -51,8 +51,8 @@ func (c *Client) Insert(ctx context.Context, e Event) (Receipt, error) {
 		return Receipt{}, err
 	}
 	r, err := insert(ctx, c.pool, e)
-	if err == nil {
-		c.wrote(ctx, map[string]bool{e.OrganizationID: true})
+	if err == nil && c.written != nil {
+		c.written(ctx, map[string]bool{e.OrganizationID: true})
 	}
 	return r, err
 }
@@ -74,12 +74,6 @@ func (c *Client) checkEvents(events []Event, batch bool) error {
 	return nil
 }
 
-func (c *Client) wrote(ctx context.Context, orgs map[string]bool) {
-	if c.written != nil && len(orgs) > 0 {
-		c.written(ctx, orgs)
-	}
-}
-
 func organizations(events []Event) map[string]bool {
 	orgs := make(map[string]bool, 1)
 	for _, e := range events {
@@ -98,8 +92,8 @@ func (c *Client) InsertBatch(ctx context.Context, events []Event) (int64, error)
 		return 0, err
 	}
 	n, err := insertBatch(ctx, c.pool, events)
-	if err == nil {
-		c.wrote(ctx, organizations(events))
+	if err == nil && c.written != nil {
+		c.written(ctx, organizations(events))
 	}
 	return n, err
 }
@@ -266,7 +260,9 @@ func (c *Client) runTx(ctx context.Context, opts pgx.TxOptions, fn func(tx *Tx) 
 	if err := ptx.Commit(ctx); err != nil {
 		return fmt.Errorf("client: commit: %w", err)
 	}
-	c.wrote(ctx, tx.orgs)
+	if c.written != nil && len(tx.orgs) > 0 {
+		c.written(ctx, tx.orgs)
+	}
 	return nil
 }
 

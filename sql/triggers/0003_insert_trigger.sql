@@ -41,6 +41,7 @@ DECLARE
     c      integer;
     seq    bigint;
     head   bytea;
+    got    boolean := false;  -- a chain is locked and its head read
     fresh  constant boolean := current_setting('transaction_isolation') = 'read committed';
 BEGIN
     IF k IS NULL THEN
@@ -56,21 +57,24 @@ BEGIN
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(audit.chain_lock_namespace(), c);
             SELECT h.head_seq, h.head_hash INTO seq, head
               FROM audit.chain_heads h WHERE h.chain_id = c;
+            got := true;
             EXIT;
         END IF;
         BEGIN
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(audit.chain_lock_namespace(), c);
             SELECT h.head_seq, h.head_hash INTO seq, head
               FROM audit.chain_heads h WHERE h.chain_id = c FOR UPDATE;
+            got := true;
             EXIT;
         EXCEPTION WHEN serialization_failure THEN
             -- this chain advanced after our snapshot; the lock taken in this
             -- block is released with it
         END;
-        c := NULL;
     END LOOP;
 
-    IF c IS NULL THEN
+    -- (a flag, not c: when every try-lock fails the loop ends with c set to
+    -- its last candidate)
+    IF NOT got THEN
         IF NOT fresh THEN
             RAISE EXCEPTION 'auditdb: no audit chain can be extended from this transaction''s snapshot'
                 USING ERRCODE = 'serialization_failure',
