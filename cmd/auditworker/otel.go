@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/urfave/cli/v2"
 	"go.opentelemetry.io/otel/attribute"
@@ -12,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/auditdb/auditdb/monitor"
 )
 
 func otelFlag() cli.Flag {
@@ -29,10 +30,12 @@ func newTracerProvider(ctx context.Context) (*sdktrace.TracerProvider, error) {
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "auditworker")))), nil
 }
 
-// sqlTracer traces the pool's queries through otelpgx. Statement
-// parameters (row values, MACs) are left out: otelpgx records them only with
-// WithIncludeQueryParameters, which is never used. Statements themselves
-// carry no values, since every query binds its parameters.
-func sqlTracer(tp trace.TracerProvider) pgx.QueryTracer {
-	return otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithTrimSQLInSpanName())
+// sqlTracer traces the pool's queries: monitor's tracer (otelpgx with the
+// statement normalised, literals dropped, parameters never recorded).
+func sqlTracer(tp trace.TracerProvider) (pgx.QueryTracer, error) {
+	m, err := monitor.New(monitor.Config{TracerProvider: tp})
+	if err != nil {
+		return nil, err
+	}
+	return m.Tracer(), nil
 }

@@ -107,7 +107,9 @@ func runCommand() *cli.Command {
 						logger.Warn("otel: flush spans", "error", err)
 					}
 				}()
-				tracer = sqlTracer(tp)
+				if tracer, err = sqlTracer(tp); err != nil {
+					return err
+				}
 				cfg.TracerProvider = tp
 			}
 			pool, err := connectTraced(c, tracer)
