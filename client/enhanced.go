@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/auditdb/auditdb/cache"
+	"github.com/auditdb/auditdb/internal/subject"
 	"github.com/auditdb/auditdb/monitor"
 )
 
@@ -301,7 +302,7 @@ func (e *Enhanced) Get(ctx context.Context, id int64) (StoredEvent, error) {
 // ExportSubject is Client.ExportSubject, refused when GDPR is off.
 func (e *Enhanced) ExportSubject(ctx context.Context, sub Subject, format ExportFormat, w io.Writer) (*ExportSummary, error) {
 	if !e.gdpr {
-		return nil, errGDPROff
+		return nil, fmt.Errorf("client: %w", subject.ErrGDPROff)
 	}
 	return e.Client.ExportSubject(ctx, sub, format, w)
 }
@@ -309,7 +310,7 @@ func (e *Enhanced) ExportSubject(ctx context.Context, sub Subject, format Export
 // RequestErasure is Client.RequestErasure, refused when GDPR is off.
 func (e *Enhanced) RequestErasure(ctx context.Context, sub Subject, reason string) (int64, error) {
 	if !e.gdpr {
-		return 0, errGDPROff
+		return 0, fmt.Errorf("client: %w", subject.ErrGDPROff)
 	}
 	return e.Client.RequestErasure(ctx, sub, reason)
 }

@@ -10,10 +10,10 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/auditdb/auditdb/internal/report"
 	"github.com/auditdb/auditdb/internal/subject"
@@ -115,8 +115,9 @@ type ErasureRequest struct {
 	Error       string     `json:"error,omitempty"`
 }
 
-// ErrLegalHold is wrapped when a legal hold blocks an erasure request.
-var ErrLegalHold = errors.New("client: erasure refused: a legal hold covers the subject's events")
+// ErrLegalHold is wrapped when a legal hold blocks an erasure request (the
+// worker's erasure job wraps the same error).
+var ErrLegalHold = subject.ErrLegalHold
 
 // Subject names a data subject as audit rows record people: as the
 // principal who acted (PrincipalID, which also reaches rows written under
@@ -138,29 +139,19 @@ func (c *Client) RequestErasure(ctx context.Context, sub Subject, reason string)
 	if reason == "" || len(reason) > 1000 {
 		return 0, invalid("erasure_requests.reason", "required, at most 1000 characters")
 	}
-	var gdpr bool
-	if err := c.pool.QueryRow(ctx, `SELECT coalesce((SELECT value FROM audit.settings WHERE key = 'gdpr_enabled'), 'true') = 'true'`).Scan(&gdpr); err != nil {
+	if err := subject.CheckGDPR(ctx, c.pool); err != nil {
+		return 0, fmt.Errorf("client: %w", err)
+	}
+	args, err := subject.Args(ctx, c.pool, sub)
+	if err != nil {
+		return 0, fmt.Errorf("client: %w", err)
+	}
+	holds, err := subject.Holds(ctx, c.pool, args)
+	if err != nil {
 		return 0, fmt.Errorf("client: erasure request: %w", err)
 	}
-	if !gdpr {
-		return 0, errGDPROff
-	}
-	args, err := c.subjectArgs(ctx, sub)
-	if err != nil {
-		return 0, err
-	}
-	rows, err := c.pool.Query(ctx, subject.HeldBySQL, args...)
-	if err != nil {
-		return 0, fmt.Errorf("client: erasure request: legal holds: %w", err)
-	}
-	var holds []int64
-	var hid int64
-	var scope string
-	if _, err := pgx.ForEachRow(rows, []any{&hid, &scope}, func() error { holds = append(holds, hid); return nil }); err != nil {
-		return 0, fmt.Errorf("client: erasure request: legal holds: %w", err)
-	}
 	if len(holds) > 0 {
-		return 0, fmt.Errorf("%w (legal holds %v)", ErrLegalHold, holds)
+		return 0, fmt.Errorf("client: %w (legal hold %s)", ErrLegalHold, strings.Join(holds, ", "))
 	}
 	var id int64
 	err = c.pool.QueryRow(ctx, `INSERT INTO audit.erasure_requests (principal_id, resource_type, resource_id, reason)
@@ -170,22 +161,6 @@ func (c *Client) RequestErasure(ctx context.Context, sub Subject, reason string)
 	}
 	return id, nil
 }
-
-// subjectArgs returns subject.Where's arguments for sub: the principal's
-// ids with their write-time pseudonyms, the resource type and id.
-func (c *Client) subjectArgs(ctx context.Context, sub Subject) ([]any, error) {
-	var ids []string
-	if err := c.pool.QueryRow(ctx, subject.PrincipalIDsSQL, sub.PrincipalID).Scan(&ids); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
-			return nil, errors.New("client: subject: resolving write-time pseudonyms needs the audit_maintainer or audit_privacy_officer role")
-		}
-		return nil, fmt.Errorf("client: subject: %w", err)
-	}
-	return []any{ids, sub.ResourceType, sub.ResourceID}, nil
-}
-
-var errGDPROff = errors.New("client: erasure and export refused: GDPR mode is off (AUDIT_GDPR_ENABLED=false)")
 
 // ErasureStatus returns request id as recorded.
 func (c *Client) ErasureStatus(ctx context.Context, id int64) (ErasureRequest, error) {
@@ -245,9 +220,23 @@ func (c *Client) ExportSubject(ctx context.Context, sub Subject, format ExportFo
 	if format != ExportJSON && format != ExportCSV {
 		return nil, invalid("format", "must be json or csv")
 	}
-	args, err := c.subjectArgs(ctx, sub)
+	if err := subject.CheckGDPR(ctx, c.pool); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	var sum *ExportSummary
+	// One snapshot: the pages and every proof agree with each other.
+	err := pgx.BeginTxFunc(ctx, c.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		sum, err = exportSubject(ctx, tx, sub, format, w)
+		return err
+	})
+	return sum, err
+}
+
+func exportSubject(ctx context.Context, tx pgx.Tx, sub Subject, format ExportFormat, w io.Writer) (*ExportSummary, error) {
+	args, err := subject.Args(ctx, tx, sub)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	ids := args[0].([]string)
 	sum := &ExportSummary{ByAction: map[string]int64{}, ByMonth: map[string]int64{}}
@@ -270,7 +259,7 @@ func (c *Client) ExportSubject(ctx context.Context, sub Subject, format ExportFo
 	}
 	after := Cursor{Timestamp: time.Unix(-62135596800, 0).UTC()} // year 1
 	for {
-		rows, err := c.pool.Query(ctx, `SELECT `+selectColumns+` FROM audit.audit_log l
+		rows, err := tx.Query(ctx, `SELECT `+selectColumns+` FROM audit.audit_log l
 			WHERE `+subject.Where+` AND ("timestamp", id) > ($4, $5)
 			ORDER BY "timestamp", id LIMIT $6`, append(args, after.Timestamp, after.ID, exportPage)...)
 		if err != nil {
@@ -281,7 +270,7 @@ func (c *Client) ExportSubject(ctx context.Context, sub Subject, format ExportFo
 			return nil, fmt.Errorf("client: export: %w", err)
 		}
 		for _, e := range page {
-			proof, err := c.InclusionProof(ctx, e.ID)
+			proof, err := buildProof(ctx, tx, e.ID)
 			if err != nil {
 				return nil, err
 			}

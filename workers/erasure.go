@@ -45,11 +45,9 @@ func (w *ErasureWorker) Work(ctx context.Context, _ *river.Job[ErasureArgs]) err
 	return w.Deps.ProcessErasures(ctx)
 }
 
-// ErrLegalHold is wrapped when a legal hold blocks an erasure.
-var ErrLegalHold = errors.New("erasure refused: a legal hold covers the subject's events")
-
-// ErrGDPRDisabled is returned when audit.settings has gdpr_enabled = false.
-var ErrGDPRDisabled = errors.New("erasure refused: GDPR mode is off (AUDIT_GDPR_ENABLED=false, audit.settings gdpr_enabled)")
+// ErrLegalHold is wrapped when a legal hold blocks an erasure (the client's
+// request wraps the same error).
+var ErrLegalHold = subject.ErrLegalHold
 
 // ErasureResult is the outcome of one erasure request.
 type ErasureResult struct {
@@ -143,36 +141,29 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 		return res, nil
 	}
 	sub := subject.Subject{PrincipalID: deref(principal), ResourceType: deref(rtype), ResourceID: deref(rid)}
-	var gdpr string
-	if err := conn.QueryRow(ctx, `SELECT coalesce((SELECT value FROM audit.settings WHERE key = 'gdpr_enabled'), 'true')`).Scan(&gdpr); err != nil {
+	if err := subject.CheckGDPR(ctx, conn); err != nil {
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
-	if gdpr != "true" {
-		return nil, ErrGDPRDisabled
-	}
-	// the principal's ids: their own, and the pseudonyms written for them
-	var ids []string
-	if err := conn.QueryRow(ctx, subject.PrincipalIDsSQL, sub.PrincipalID).Scan(&ids); err != nil {
-		return nil, fmt.Errorf("erasure %d: pseudonyms: %w", id, err)
-	}
-	m := match{ids: ids, sub: sub}
-	if err := refuseIfHeld(ctx, conn, id, m); err != nil {
-		return nil, err
+	// the principal's ids are their own and the pseudonyms written for them;
+	// legal holds are checked by every batch, under a lock
+	args, err := subject.Args(ctx, conn, sub)
+	if err != nil {
+		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
 	if res.Token == "" {
 		res.Token = sub.Token(key)
 	}
 	var total int64
-	err = conn.QueryRow(ctx, `WITH n AS (SELECT count(*) AS c FROM audit.audit_log l WHERE `+m.where(3)+`)
-		UPDATE audit.erasure_requests SET status = 'running', token = $2, rows_total = rows_done + n.c FROM n WHERE id = $1
-		RETURNING rows_total`, append([]any{id, res.Token}, m.args()...)...).Scan(&total)
+	err = conn.QueryRow(ctx, `WITH n AS (SELECT count(*) AS c FROM audit.audit_log l WHERE `+subject.Where+`)
+		UPDATE audit.erasure_requests SET status = 'running', token = $5, rows_total = rows_done + n.c FROM n WHERE id = $4
+		RETURNING rows_total`, append(args, id, res.Token)...).Scan(&total)
 	if err != nil {
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
 	reason := "gdpr art. 17 erasure, request " + strconv.FormatInt(id, 10)
 	partitions := map[string]bool{}
 	for {
-		n, err := eraseBatch(ctx, conn, id, m, res.Token, reason, keyID, key, partitions)
+		n, err := eraseBatch(ctx, conn, id, args, sub, res.Token, reason, keyID, key, partitions)
 		if errors.Is(err, ErrLegalHold) {
 			return nil, err
 		}
@@ -217,21 +208,9 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 	return res, nil
 }
 
-// match selects a subject's rows: subject.Where with its arguments.
-type match struct {
-	ids []string // the principal's ids (with pseudonyms); empty when none
-	sub subject.Subject
-}
-
-// where returns subject.Where with its placeholders starting at $first.
-func (m match) where(first int) string {
-	return strings.NewReplacer("$1", "$"+strconv.Itoa(first), "$2", "$"+strconv.Itoa(first+1), "$3", "$"+strconv.Itoa(first+2)).
-		Replace(subject.Where)
-}
-
-func (m match) args() []any { return []any{m.ids, m.sub.ResourceType, m.sub.ResourceID} }
-
-func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, m match, token, reason, keyID string, key []byte, partitions map[string]bool) (int64, error) {
+// eraseBatch erases up to erasureBatch rows of the subject (args are
+// subject.Where's) in one transaction, with their redaction records.
+func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, args []any, sub subject.Subject, token, reason, keyID string, key []byte, partitions map[string]bool) (int64, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return 0, err
@@ -243,11 +222,11 @@ func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, m match, toke
 	if _, err := tx.Exec(ctx, `LOCK TABLE audit.legal_holds IN SHARE MODE`); err != nil {
 		return 0, err
 	}
-	if holds, err := coveringHolds(ctx, tx, m); err != nil {
+	if holds, err := subject.Holds(ctx, tx, args); err != nil {
 		return 0, err
-	} else if holds != "" {
+	} else if len(holds) > 0 {
 		_ = tx.Rollback(ctx)
-		return 0, refuse(ctx, conn, id, holds)
+		return 0, refuse(ctx, conn, id, strings.Join(holds, ", "))
 	}
 	var (
 		rowIDs  []int64
@@ -259,7 +238,7 @@ func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, m match, toke
 		return 0, err
 	}
 	rows, err := tx.Query(ctx, `SELECT id, "timestamp", coalesce(organization_id, ''), tableoid::regclass::text
-		FROM audit.audit_log l WHERE `+m.where(1)+` ORDER BY id LIMIT $4`, append(m.args(), erasureBatch)...)
+		FROM audit.audit_log l WHERE `+subject.Where+` ORDER BY id LIMIT $4`, append(args, erasureBatch)...)
 	if err != nil {
 		return 0, err
 	}
@@ -294,7 +273,7 @@ func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, m match, toke
 			outcome_description = NULL, details = NULL, pii_salt = NULL
 		WHERE (id, "timestamp") IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
 		RETURNING id, chain_id, chain_seq, audit.remaining_pii(principal_id, target_resource_id, source_ip, outcome_description, details)`,
-		rowIDs, times, m.ids, m.sub.ResourceType, m.sub.ResourceID, token)
+		rowIDs, times, args[0], sub.ResourceType, sub.ResourceID, token)
 	if err != nil {
 		return 0, err
 	}
@@ -331,19 +310,6 @@ func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, m match, toke
 	return int64(len(rowIDs)), tx.Commit(ctx)
 }
 
-// refuseIfHeld refuses request id when an active legal hold covers the
-// subject or any of their events.
-func refuseIfHeld(ctx context.Context, conn *pgxpool.Conn, id int64, m match) error {
-	holds, err := coveringHolds(ctx, conn, m)
-	if err != nil {
-		return fmt.Errorf("erasure %d: %w", id, err)
-	}
-	if holds == "" {
-		return nil
-	}
-	return refuse(ctx, conn, id, holds)
-}
-
 // refuse records request id as refused by holds (dropping the subject's
 // values from it) and returns the ErrLegalHold error.
 func refuse(ctx context.Context, conn *pgxpool.Conn, id int64, holds string) error {
@@ -353,28 +319,6 @@ func refuse(ctx context.Context, conn *pgxpool.Conn, id int64, holds string) err
 		return fmt.Errorf("erasure %d: %w", id, err)
 	}
 	return fmt.Errorf("%w (request %d: %s)", ErrLegalHold, id, msg)
-}
-
-// coveringHolds describes the active legal holds that cover the subject;
-// "" when none.
-func coveringHolds(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, m match) (string, error) {
-	rows, err := q.Query(ctx, subject.HeldBySQL, m.args()...)
-	if err != nil {
-		return "", fmt.Errorf("legal holds: %w", err)
-	}
-	var parts []string
-	var hid int64
-	var scope string
-	_, err = pgx.ForEachRow(rows, []any{&hid, &scope}, func() error {
-		parts = append(parts, fmt.Sprintf("%d (%s)", hid, scope))
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("legal holds: %w", err)
-	}
-	return strings.Join(parts, ", "), nil
 }
 
 func deref(s *string) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/subject"
 )
 
 // The plan of a retention run: which rows are due, and per chain the range
@@ -242,11 +243,7 @@ func chainRange(ctx context.Context, q querier, c *ChainRetention, names, classe
 	var notDuePolicy string
 	var held bool
 	err := q.QueryRow(ctx, `SELECT l.chain_seq, l."timestamp", l.retention_policy, h.held
-		FROM audit.audit_log l,
-		     LATERAL (SELECT EXISTS (SELECT 1 FROM audit.legal_holds h WHERE h.released_at IS NULL AND (
-				(h.scope = 'subject' AND (h.value = l.principal_id OR h.value = l.target_resource_id))
-				OR (h.scope = 'resource' AND h.target_resource_type = l.target_resource_type AND h.value = l.target_resource_id)
-				OR (h.scope = 'organization' AND h.value = l.organization_id))) AS held) h
+		FROM audit.audit_log l, LATERAL (SELECT `+subject.RowHeld+` AS held) h
 		WHERE l.chain_id = $1 AND l.chain_seq BETWEEN $2 AND $3
 		  AND (h.held OR NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[], $6::timestamptz[]) e(policy, cls, cutoff)
 		                             WHERE e.policy = l.retention_policy AND e.cls = l.data_classification AND l."timestamp" < e.cutoff))

@@ -6,10 +6,15 @@
 package subject
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Subject is a data subject. Values are personal data: never log them.
@@ -43,22 +48,86 @@ func (s Subject) Validate() error {
 // (target_resource_type, target_resource_id, timestamp).
 const Where = `(l.principal_id = ANY($1) OR (l.target_resource_type = $2 AND l.target_resource_id = $3))`
 
-// HeldBySQL lists the ids of active legal holds that cover a subject or any
-// of their events, given subject.Where's arguments: a hold on the subject
-// itself (as principal or resource id), on one of their resources, or on an
-// organization of their events.
-const HeldBySQL = `SELECT h.id, h.scope FROM audit.legal_holds h
+// holdCovers is the condition that active legal hold h covers row l: a hold
+// on a subject (an id as principal or as target resource), on one resource
+// (type and id), or on an organization.
+const holdCovers = `((h.scope = 'subject' AND (h.value = l.principal_id OR h.value = l.target_resource_id))
+	OR (h.scope = 'resource' AND h.target_resource_type = l.target_resource_type AND h.value = l.target_resource_id)
+	OR (h.scope = 'organization' AND h.value = l.organization_id))`
+
+// RowHeld is the condition that an active legal hold covers row l of
+// audit.audit_log: retention never disposes of such a row.
+const RowHeld = `EXISTS (SELECT 1 FROM audit.legal_holds h WHERE h.released_at IS NULL AND ` + holdCovers + `)`
+
+// heldBySQL lists the active legal holds that cover a subject or any of
+// their events, given Where's arguments: a hold on the subject itself (even
+// with no event yet) or one that covers a row of theirs.
+const heldBySQL = `SELECT h.id, h.scope FROM audit.legal_holds h
 	WHERE h.released_at IS NULL AND (
 		(h.scope = 'subject' AND (h.value = ANY($1) OR h.value = $3))
-		OR EXISTS (SELECT 1 FROM audit.audit_log l WHERE ` + Where + `
-			AND ((h.scope = 'resource' AND l.target_resource_type = h.target_resource_type AND l.target_resource_id = h.value)
-				OR (h.scope = 'organization' AND l.organization_id = h.value))))
+		OR EXISTS (SELECT 1 FROM audit.audit_log l WHERE ` + Where + ` AND ` + holdCovers + `))
 	ORDER BY h.id`
 
-// PrincipalIDsSQL returns $1's principal ids: itself and its write-time
-// pseudonyms (empty for an empty id). It runs as its owner: only the worker
-// and the privacy officer may call it.
-const PrincipalIDsSQL = `SELECT audit.subject_principal_ids($1)`
+// ErrLegalHold is wrapped when a legal hold blocks an erasure.
+var ErrLegalHold = errors.New("erasure refused: a legal hold covers the subject's events")
+
+// ErrGDPROff is returned when audit.settings has gdpr_enabled = false.
+var ErrGDPROff = errors.New("erasure and export refused: GDPR mode is off (AUDIT_GDPR_ENABLED=false)")
+
+// Querier is a pool, a connection or a transaction.
+type Querier interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}
+
+// CheckGDPR returns ErrGDPROff when the database's GDPR mode is off.
+func CheckGDPR(ctx context.Context, q Querier) error {
+	var on bool
+	if err := q.QueryRow(ctx, `SELECT coalesce((SELECT value FROM audit.settings WHERE key = 'gdpr_enabled'), 'true') = 'true'`).Scan(&on); err != nil {
+		return fmt.Errorf("gdpr mode: %w", err)
+	}
+	if !on {
+		return ErrGDPROff
+	}
+	return nil
+}
+
+// Args returns Where's arguments for s: the principal's ids with their
+// write-time pseudonyms (audit.subject_principal_ids, callable by the
+// worker and the privacy officer only), the resource type and id.
+func Args(ctx context.Context, q Querier, s Subject) ([]any, error) {
+	var ids []string
+	if err := q.QueryRow(ctx, `SELECT audit.subject_principal_ids($1)`, s.PrincipalID).Scan(&ids); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+			return nil, errors.New("subject: resolving write-time pseudonyms needs the audit_maintainer or audit_privacy_officer role")
+		}
+		return nil, fmt.Errorf("subject: %w", err)
+	}
+	return []any{ids, s.ResourceType, s.ResourceID}, nil
+}
+
+// Holds describes the active legal holds that cover the subject of args
+// (Where's arguments) as "id (scope)"; empty when none.
+func Holds(ctx context.Context, q Querier, args []any) ([]string, error) {
+	rows, err := q.Query(ctx, heldBySQL, args...)
+	if err != nil {
+		return nil, fmt.Errorf("legal holds: %w", err)
+	}
+	var (
+		out   []string
+		id    int64
+		scope string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &scope}, func() error {
+		out = append(out, fmt.Sprintf("%d (%s)", id, scope))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("legal holds: %w", err)
+	}
+	return out, nil
+}
 
 // Token is the stable token that replaces the subject's ids on erasure:
 // 'erased_' and 32 hex digits of HMAC-SHA-256 under a key derived from the
