@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -363,21 +362,6 @@ func (s *ExportSummary) count(e StoredEvent) {
 	}
 	t := e.Timestamp
 	s.Last = &t
-}
-
-// SortedCounts returns a count map's keys and values in key order, for
-// printing.
-func SortedCounts(m map[string]int64) [][2]string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([][2]string, len(keys))
-	for i, k := range keys {
-		out[i] = [2]string{k, strconv.FormatInt(m[k], 10)}
-	}
-	return out
 }
 
 // csvSafe defuses spreadsheet formulas in every cell (values written by

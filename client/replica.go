@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditdb/auditdb/monitor"
 )
 
 // replicaCheckTimeout bounds one check of the replica and the primary: a
@@ -125,7 +127,7 @@ func (r *replicaRouter) refresh(ctx context.Context) ReplicaState {
 	defer cancel()
 	var primaryLSN string
 	if err := r.primary.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&primaryLSN); err != nil {
-		return r.set(ReplicaState{Reason: "the primary does not say its WAL position, so the lag is unknown: " + errorKind(err)})
+		return r.set(ReplicaState{Reason: "the primary does not say its WAL position, so the lag is unknown: " + monitor.ErrorClass(err)})
 	}
 	var inRecovery bool
 	var replayLSN *string
@@ -133,7 +135,7 @@ func (r *replicaRouter) refresh(ctx context.Context) ReplicaState {
 	err := r.replica.QueryRow(ctx, `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,
 		now() - pg_last_xact_replay_timestamp()`).Scan(&inRecovery, &replayLSN, &sinceReplay)
 	if err != nil {
-		return r.set(ReplicaState{Reason: "the replica does not answer: " + errorKind(err)})
+		return r.set(ReplicaState{Reason: "the replica does not answer: " + monitor.ErrorClass(err)})
 	}
 	if !inRecovery || replayLSN == nil {
 		// a promoted replica no longer receives the primary's writes
@@ -164,7 +166,7 @@ func (r *replicaRouter) refresh(ctx context.Context) ReplicaState {
 // failed records that a read on the replica failed: reads go to the
 // primary until the next check.
 func (r *replicaRouter) failed(err error) {
-	r.set(ReplicaState{Reason: "a read on the replica failed: " + errorKind(err)})
+	r.set(ReplicaState{Reason: "a read on the replica failed: " + monitor.ErrorClass(err)})
 }
 
 // parseLSN reads a pg_lsn's text form, two hexadecimal halves "X/Y".
@@ -176,19 +178,6 @@ func parseLSN(s string) (uint64, error) {
 		return 0, fmt.Errorf("client: replica: malformed WAL position %q", s)
 	}
 	return h<<32 | l, nil
-}
-
-// errorKind describes a check's error without the connection details
-// (user, host) that pgconn's connect errors carry.
-func errorKind(err error) string {
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.As(err, &pgErr):
-		return pgErr.Code + " " + pgErr.Message
-	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
-		return "timed out"
-	}
-	return "connection failed"
 }
 
 // replicaFailed tells whether a read's error came from the replica rather

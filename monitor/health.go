@@ -124,7 +124,7 @@ func (m *Monitor) Health(ctx context.Context, pool *pgxpool.Pool, cache Cache) H
 func checkDatabase(ctx context.Context, pool *pgxpool.Pool) (Status, string) {
 	var installed bool
 	if err := pool.QueryRow(ctx, `SELECT to_regclass('audit.audit_log') IS NOT NULL`).Scan(&installed); err != nil {
-		return StatusUnhealthy, "does not answer: " + errorClass(err)
+		return StatusUnhealthy, "does not answer: " + ErrorClass(err)
 	}
 	if !installed {
 		return StatusUnhealthy, "answers, but the auditdb schema is not installed (run auditworker migrate)"
@@ -150,7 +150,7 @@ func checkPartitions(ctx context.Context, pool *pgxpool.Pool, minAhead int) (Sta
 			bool_or(NOT triggers_ok AND NOT is_default)
 		FROM audit.partition_status`).Scan(&ahead, &current, &strays, &missingTriggers)
 	if err != nil {
-		return StatusUnhealthy, "cannot read audit.partition_status: " + errorClass(err)
+		return StatusUnhealthy, "cannot read audit.partition_status: " + ErrorClass(err)
 	}
 	switch {
 	case missingTriggers:
@@ -183,7 +183,7 @@ func checkSealLag(ctx context.Context, pool *pgxpool.Pool, maxLag time.Duration)
 		) r ON true
 		WHERE s.unsealed_rows > 0`).Scan(&chains, &unsealed, &lag)
 	if err != nil {
-		return StatusUnhealthy, "cannot read audit.integrity_status: " + errorClass(err)
+		return StatusUnhealthy, "cannot read audit.integrity_status: " + ErrorClass(err)
 	}
 	if chains == 0 {
 		return StatusHealthy, "every row is sealed"
@@ -210,7 +210,7 @@ func checkVerification(ctx context.Context, pool *pgxpool.Pool, maxAge time.Dura
 		if errors.Is(err, pgx.ErrNoRows) {
 			return StatusDegraded, "no verification run has finished yet: run auditworker verify"
 		}
-		return StatusUnhealthy, "cannot read audit.verification_runs: " + errorClass(err)
+		return StatusUnhealthy, "cannot read audit.verification_runs: " + ErrorClass(err)
 	}
 	ago := max(age, 0).Round(time.Second)
 	switch {
@@ -224,10 +224,10 @@ func checkVerification(ctx context.Context, pool *pgxpool.Pool, maxAge time.Dura
 	return StatusHealthy, fmt.Sprintf("run %d found the log intact %s ago", id, ago)
 }
 
-// errorClass describes err for a health detail without what connection
-// errors carry (user, host, database names): the server's SQLSTATE and
-// message for the fixed, parameterless queries above, else the kind.
-func errorClass(err error) string {
+// ErrorClass describes err for a health detail or a replica state without
+// what connection errors carry (user, host, database names): the server's
+// SQLSTATE and message (of fixed, parameterless queries), else the kind.
+func ErrorClass(err error) string {
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr):

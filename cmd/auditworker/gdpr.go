@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -72,11 +74,13 @@ func gdprCommand() *cli.Command {
 					}
 					fmt.Fprintf(c.App.Writer, "exported %d events (%d as principal, %d as target) to %s\n", sum.Events, sum.AsPrincipal, sum.AsTarget, c.String("out"))
 					rows := [][]string{}
-					for _, kv := range client.SortedCounts(sum.ByAction) {
-						rows = append(rows, []string{"action", kv[0], kv[1]})
-					}
-					for _, kv := range client.SortedCounts(sum.ByMonth) {
-						rows = append(rows, []string{"month", kv[0], kv[1]})
+					for _, by := range []struct {
+						name   string
+						counts map[string]int64
+					}{{"action", sum.ByAction}, {"month", sum.ByMonth}} {
+						for _, k := range slices.Sorted(maps.Keys(by.counts)) {
+							rows = append(rows, []string{by.name, k, strconv.FormatInt(by.counts[k], 10)})
+						}
 					}
 					table(c.App.Writer, []string{"BY", "VALUE", "EVENTS"}, rows)
 					return nil
