@@ -17,9 +17,6 @@ func New(cfg Config) (*Monitor, error) {
 	return &Monitor{cfg: cfg, queries: NewQueryTracer(cfg)}, nil
 }
 
-// Config returns the Monitor's configuration, defaults applied.
-func (m *Monitor) Config() Config { return m.cfg }
-
 // Queries returns the QueryTracer inside Tracer: query statistics and the
 // slow-query log.
 func (m *Monitor) Queries() *QueryTracer { return m.queries }

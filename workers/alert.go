@@ -8,13 +8,6 @@ import (
 	"github.com/auditdb/auditdb/monitor"
 )
 
-// Alert severities, as the alert store of package monitor has them.
-const (
-	SeverityCritical = monitor.AlertCritical
-	SeverityWarning  = monitor.AlertWarning
-	SeverityInfo     = monitor.AlertInfo
-)
-
 // Alert kinds raised by the jobs of this package. Seal lag is the alert
 // evaluator's (monitor.AlertSealLag), with its thresholds.
 const (
@@ -55,7 +48,7 @@ func (a LogAlerter) Raise(ctx context.Context, kind, severity, message string, l
 		attrs = append(attrs, k, labels[k])
 	}
 	level := slog.LevelWarn
-	if severity == SeverityCritical {
+	if severity == monitor.AlertCritical {
 		level = slog.LevelError
 	}
 	l.Log(ctx, level, "alert: "+message, attrs...)

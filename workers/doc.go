@@ -16,7 +16,7 @@
 // River's elected leader enqueues periodic jobs, and each is unique per
 // period, so replicas run each once per interval. A Suite also serves
 // /healthz, /readyz and /metrics (Handler), with its own Prometheus
-// registry (Metrics.Registry, for other components' collectors).
+// registry, so that suites in one process (tests) do not share metrics.
 //
 // Alerts raised by jobs (tampering found, a chain head that does not match
 // its row) go to Deps.Alerter; the default, LogAlerter, only logs.

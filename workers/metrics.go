@@ -78,10 +78,6 @@ func newMetrics(pool *pgxpool.Pool, states func(context.Context) ([]ChainState, 
 	return m
 }
 
-// Registry is the registry /metrics serves; other components of the
-// process register their collectors on it.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 func (m *Metrics) observeJob(kind, state string, run time.Duration) {
 	if m == nil {
 		return

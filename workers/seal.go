@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/monitor"
 )
 
 // SealArgs is the seal job: an HMAC checkpoint (INTEGRITY.md, Checkpoints)
@@ -189,7 +190,7 @@ func (d *Deps) headMismatch(ctx context.Context, chain int16, seq, rows int64) {
 		why = "the row at the head's seq has a different hash"
 	}
 	msg := fmt.Sprintf("chain %d not sealed: audit.chain_heads says seq %d, but %s", chain, seq, why)
-	err := d.alerter().Raise(ctx, AlertSealHeadMismatch, SeverityCritical, msg,
+	err := d.alerter().Raise(ctx, AlertSealHeadMismatch, monitor.AlertCritical, msg,
 		map[string]string{"chain_id": strconv.Itoa(int(chain))}) // one alert per chain while it lasts
 	if err != nil && !errors.Is(err, context.Canceled) {
 		d.logger().ErrorContext(ctx, "seal: raise alert", "error", err)

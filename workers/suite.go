@@ -308,15 +308,6 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 // Deps returns the suite's dependencies (with its Metrics).
 func (s *Suite) Deps() *Deps { return s.deps }
 
-// Config returns the suite's configuration with defaults applied.
-func (s *Suite) Config() SuiteConfig { return s.cfg }
-
-// Client is the suite's River client (to insert jobs by hand).
-func (s *Suite) Client() *river.Client[pgx.Tx] { return s.client }
-
-// Metrics are the suite's metrics.
-func (s *Suite) Metrics() *Metrics { return s.deps.Metrics }
-
 // Start starts working jobs; it returns once River runs. Stop it with Stop.
 func (s *Suite) Start(ctx context.Context) error {
 	if err := s.client.Start(ctx); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/monitor"
 )
 
 // VerifyArgs is the verification job: incremental (from each chain's last
@@ -82,7 +83,7 @@ func (d *Deps) Verify(ctx context.Context, opts VerifyOptions) (*integrity.Repor
 		msg := fmt.Sprintf("verification run %d (%s) found %d finding(s): %s", rep.RunID, rep.Mode,
 			len(rep.Findings), strings.Join(parts, ", "))
 		// no labels: one open alert while tampering stays, not one per run
-		if err := d.alerter().Raise(ctx, AlertIntegrityTampered, SeverityCritical, msg, nil); err != nil {
+		if err := d.alerter().Raise(ctx, AlertIntegrityTampered, monitor.AlertCritical, msg, nil); err != nil {
 			// the run is recorded with its findings: failing the job would
 			// only repeat it
 			d.logger().ErrorContext(ctx, "verify: raise alert", "error", err)
