@@ -250,8 +250,7 @@ func waitSealed(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) 
 	deadline := time.Now().Add(timeout)
 	for {
 		var unsealed int
-		err := pool.QueryRow(ctx, `SELECT count(*) FROM audit.chain_heads h WHERE h.head_seq >
-			coalesce((SELECT max(chain_seq) FROM audit.integrity_checkpoints c WHERE c.chain_id = h.chain_id), 0)`).Scan(&unsealed)
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM audit.integrity_status WHERE unsealed_rows > 0`).Scan(&unsealed)
 		if err != nil || unsealed == 0 {
 			return err
 		}
