@@ -328,6 +328,13 @@ func (e *Enhanced) Metrics() monitor.PerformanceMetrics {
 	return e.mon.Metrics(e.pool, e.cacheHealth())
 }
 
+// TopStatements returns the n statements of this database that took the
+// most time, from pg_stat_statements; an error wrapping
+// monitor.ErrStatementsUnavailable when the extension is not there.
+func (e *Enhanced) TopStatements(ctx context.Context, n int) ([]monitor.Statement, error) {
+	return monitor.TopStatements(ctx, e.pool, n)
+}
+
 // CacheStats returns the cache's per-level counters; the zero value without
 // a cache.
 func (e *Enhanced) CacheStats() cache.Stats {

@@ -139,6 +139,9 @@ func TestEnhancedWithoutRedis(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
 	require.Nil(t, none.SlowQueries())
+	// the harness's server does not preload pg_stat_statements
+	_, err = none.TopStatements(ctx, 5)
+	require.ErrorIs(t, err, monitor.ErrStatementsUnavailable)
 }
 
 func TestEnhancedComplianceSwitches(t *testing.T) {
