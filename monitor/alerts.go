@@ -282,18 +282,13 @@ func evalVerification(ctx context.Context, pool *pgxpool.Pool, _ AlertConfig) ([
 }
 
 func evalSealLag(ctx context.Context, pool *pgxpool.Pool, cfg AlertConfig) ([]Condition, error) {
-	// The oldest unsealed row of a chain is the one after its checkpoint;
-	// when retention removed it, the head's update time stands in.
 	var chains int
 	var maxRows int64
 	var maxAge time.Duration
 	err := pool.QueryRow(ctx, `
 SELECT count(*), coalesce(max(unsealed_rows), 0), coalesce(max(age), interval '0')
-FROM (SELECT s.unsealed_rows,
-             now() - coalesce((SELECT a.recorded_at FROM audit.audit_log a
-                               WHERE a.chain_id = s.chain_id AND a.chain_seq = coalesce(s.last_checkpoint_seq, 0) + 1
-                               LIMIT 1), s.head_updated_at) AS age
-      FROM audit.integrity_status s WHERE s.unsealed_rows > 0) c
+FROM (SELECT unsealed_rows, now() - oldest_unsealed_at AS age
+      FROM audit.integrity_status WHERE unsealed_rows > 0) c
 WHERE unsealed_rows > $1 OR age > $2`, cfg.SealLagRows, cfg.SealLag).Scan(&chains, &maxRows, &maxAge)
 	if err != nil {
 		return nil, fmt.Errorf("seal lag: %w", err)

@@ -174,14 +174,8 @@ func checkSealLag(ctx context.Context, pool *pgxpool.Pool, maxLag time.Duration)
 	var chains int
 	var unsealed int64
 	var lag *time.Duration
-	err := pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(s.unsealed_rows), 0)::bigint,
-			max(now() - coalesce(r.recorded_at, s.head_updated_at))
-		FROM audit.integrity_status s
-		LEFT JOIN LATERAL (
-			SELECT min(l.recorded_at) AS recorded_at FROM audit.audit_log l
-			WHERE l.chain_id = s.chain_id AND l.chain_seq = coalesce(s.last_checkpoint_seq, 0) + 1
-		) r ON true
-		WHERE s.unsealed_rows > 0`).Scan(&chains, &unsealed, &lag)
+	err := pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(unsealed_rows), 0)::bigint, max(now() - oldest_unsealed_at)
+		FROM audit.integrity_status WHERE unsealed_rows > 0`).Scan(&chains, &unsealed, &lag)
 	if err != nil {
 		return StatusUnhealthy, "cannot read audit.integrity_status: " + ErrorClass(err)
 	}

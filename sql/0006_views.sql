@@ -23,7 +23,17 @@ SELECT h.chain_id,
            WHEN coalesce((vr.chain_results -> h.chain_id::text ->> 'findings')::integer, 0) > 0 THEN 'tampered'
            WHEN coalesce((vr.chain_results -> h.chain_id::text ->> 'verified_seq')::bigint, 0) < h.head_seq THEN 'behind'
            ELSE 'intact'
-       END                                              AS state
+       END                                              AS state,
+       -- when the oldest row no checkpoint covers was written (the row
+       -- after the checkpoint; the head's update time when retention
+       -- removed it); NULL when every row is sealed. Seal lag is now()
+       -- minus this, measured from the row so that a chain idle for a day
+       -- does not report a day of lag the moment it is written again.
+       CASE WHEN h.head_seq > coalesce(cp.chain_seq, 0) THEN coalesce(
+           (SELECT min(l.recorded_at) FROM audit.audit_log l
+            WHERE l.chain_id = h.chain_id AND l.chain_seq = coalesce(cp.chain_seq, 0) + 1),
+           h.updated_at)
+       END                                              AS oldest_unsealed_at
 FROM audit.chain_heads h
 LEFT JOIN LATERAL (
     SELECT c.chain_seq, c.sealed_at

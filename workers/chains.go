@@ -24,17 +24,13 @@ type ChainState struct {
 }
 
 // chainStateQuery: rows are the head minus what archive manifests removed;
-// the oldest unsealed row is found by the (chain_id, chain_seq) index, and
-// when it is gone (archived, or removed) the head's update time stands in.
-const chainStateQuery = `SELECT h.chain_id, h.head_seq,
-	h.head_seq - coalesce((SELECT sum(m.row_count) FROM audit.archive_manifests m WHERE m.chain_id = h.chain_id), 0)::bigint,
-	coalesce(cp.seq, 0),
-	CASE WHEN h.head_seq > coalesce(cp.seq, 0) THEN greatest(0, extract(epoch FROM now() - coalesce(
-		(SELECT min(l.recorded_at) FROM audit.audit_log l WHERE l.chain_id = h.chain_id AND l.chain_seq = coalesce(cp.seq, 0) + 1),
-		h.updated_at)))::float8 ELSE 0 END
-FROM audit.chain_heads h
-LEFT JOIN LATERAL (SELECT max(c.chain_seq) AS seq FROM audit.integrity_checkpoints c WHERE c.chain_id = h.chain_id) cp ON true
-ORDER BY h.chain_id`
+// the seal lag is audit.integrity_status's (oldest_unsealed_at).
+const chainStateQuery = `SELECT s.chain_id, s.head_seq,
+	s.head_seq - coalesce((SELECT sum(m.row_count) FROM audit.archive_manifests m WHERE m.chain_id = s.chain_id), 0)::bigint,
+	coalesce(s.last_checkpoint_seq, 0),
+	coalesce(greatest(0, extract(epoch FROM now() - s.oldest_unsealed_at)), 0)::float8
+FROM audit.integrity_status s
+ORDER BY s.chain_id`
 
 // ChainStates returns every chain's state, in chain order.
 func (d *Deps) ChainStates(ctx context.Context) ([]ChainState, error) {
