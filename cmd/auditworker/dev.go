@@ -13,6 +13,7 @@ import (
 	"github.com/auditdb/auditdb/internal/embeddedpg"
 	"github.com/auditdb/auditdb/internal/embeddedredis"
 	"github.com/auditdb/auditdb/internal/migrate"
+	"github.com/auditdb/auditdb/workers"
 )
 
 // embedded is the embedded default of ARCHITECTURE.md: a private PostgreSQL
@@ -43,7 +44,7 @@ func startEmbedded(ctx context.Context, log io.Writer) (*embedded, error) {
 		return nil, err
 	}
 	e.trigger = res.Trigger
-	if _, err := e.pool.Exec(ctx, `SELECT count(*) FROM audit.ensure_partitions(3)`); err != nil {
+	if _, err := e.pool.Exec(ctx, `SELECT count(*) FROM audit.ensure_partitions($1)`, workers.MonthsAheadDefault); err != nil {
 		e.stop()
 		return nil, err
 	}

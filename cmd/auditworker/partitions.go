@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
+
+	"github.com/auditdb/auditdb/workers"
 )
 
 func partitionsCommand() *cli.Command {
@@ -36,7 +38,7 @@ func partitionsCommand() *cli.Command {
 				Name:  "ensure",
 				Usage: "create partitions from this month through --months-ahead (idempotent)",
 				Flags: []cli.Flag{
-					&cli.IntFlag{Name: "months-ahead", Value: 3, Usage: "months after the current one", EnvVars: []string{"AUDIT_PARTITIONS_AHEAD"}},
+					&cli.IntFlag{Name: "months-ahead", Value: workers.MonthsAheadDefault, Usage: "months after the current one", EnvVars: []string{"AUDIT_PARTITIONS_AHEAD"}},
 					jsonFlag(),
 				},
 				Action: func(c *cli.Context) error {

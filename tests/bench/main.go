@@ -47,6 +47,7 @@ import (
 	"github.com/auditdb/auditdb/internal/embeddedpg"
 	"github.com/auditdb/auditdb/internal/integrity"
 	"github.com/auditdb/auditdb/internal/migrate"
+	"github.com/auditdb/auditdb/tests/bench/benchdoc"
 )
 
 // Targets.
@@ -219,7 +220,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	// Sections after the marker come from other benchmarks (Go benchmarks
 	// of the client and cache); they stay as they are.
 	if old, err := os.ReadFile(cfg.out); err == nil {
-		if i := strings.Index(string(old), otherSectionsMarker); i >= 0 {
+		if i := strings.Index(string(old), benchdoc.Marker); i >= 0 {
 			report += "\n" + string(old[i:])
 		}
 	}
@@ -989,10 +990,6 @@ func (b *bench) modeTableHeader(w *bytes.Buffer, header, rule string) {
 	}
 	fmt.Fprintf(w, "%s\n%s\n", header, rule)
 }
-
-// otherSectionsMarker starts the part of BENCHMARKS.md that make bench
-// keeps as it is.
-const otherSectionsMarker = "<!-- Sections below come from Go benchmarks named in each; make bench keeps them. -->"
 
 func (b *bench) markdown() string {
 	var w bytes.Buffer

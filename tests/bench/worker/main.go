@@ -53,11 +53,9 @@ import (
 	"github.com/auditdb/auditdb/internal/embeddedpg"
 	"github.com/auditdb/auditdb/internal/integrity"
 	"github.com/auditdb/auditdb/internal/migrate"
+	"github.com/auditdb/auditdb/tests/bench/benchdoc"
 	"github.com/auditdb/auditdb/workers"
 )
-
-// marker is the line of BENCHMARKS.md after which tests/bench keeps sections.
-const marker = "<!-- Sections below come from Go benchmarks named in each; make bench keeps them. -->"
 
 // The headings of this program's sections, one per part, so that a run of
 // one part replaces its own section only.
@@ -228,7 +226,7 @@ func run(ctx context.Context, cfg *config) (err error) {
 	return nil
 }
 
-// writeSection puts section after the marker of path, replacing an earlier
+// writeSection puts section after the marker line of path, replacing an earlier
 // section with the same heading (up to the next "## " heading).
 func writeSection(path, heading, section string) error {
 	old, err := os.ReadFile(path)
@@ -236,9 +234,9 @@ func writeSection(path, heading, section string) error {
 		return err
 	}
 	doc := string(old)
-	m := strings.Index(doc, marker)
+	m := strings.Index(doc, benchdoc.Marker)
 	if m < 0 {
-		return fmt.Errorf("%s has no marker line %q", path, marker)
+		return fmt.Errorf("%s has no marker line %q", path, benchdoc.Marker)
 	}
 	if i := strings.Index(doc[m:], heading+"\n"); i >= 0 {
 		start := m + i
