@@ -742,20 +742,28 @@ func (v *chainVerifier) coverGap(next int64) bool {
 		}
 		end := min(m.last, next-1)
 		if end == m.last {
-			if b, err := hex.DecodeString(m.endHash); err == nil && len(b) == 32 {
-				copy(v.prev[:], b)
-			}
+			v.crossManifest(m)
 		} else {
 			linked = false
+			v.lastSeq = end
+			v.checkpointsUpTo(end)
 		}
-		v.lastSeq = end
-		v.checkpointsUpTo(end)
 		from = end + 1
 	}
 	if !linked {
 		v.lastSeq = next - 1
 	}
 	return linked
+}
+
+// crossManifest continues the chain past the archived range m: from its
+// recorded end hash, checking the checkpoints inside it.
+func (v *chainVerifier) crossManifest(m manifest) {
+	if b, err := hex.DecodeString(m.endHash); err == nil && len(b) == 32 {
+		copy(v.prev[:], b)
+	}
+	v.lastSeq = m.last
+	v.checkpointsUpTo(m.last)
 }
 
 func (v *chainVerifier) manifestAt(seq int64) (manifest, bool) {
@@ -809,11 +817,7 @@ func (v *chainVerifier) finish(headSeq int64) {
 		if !ok {
 			break
 		}
-		if b, err := hex.DecodeString(m.endHash); err == nil && len(b) == 32 {
-			copy(v.prev[:], b)
-		}
-		v.lastSeq = m.last
-		v.checkpointsUpTo(m.last)
+		v.crossManifest(m)
 	}
 	for v.cpIdx < len(v.cps) {
 		cp := v.cps[v.cpIdx]
