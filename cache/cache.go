@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/singleflight"
 )
 
 // Cache is a two-level read cache. It is safe for concurrent use.
@@ -23,7 +22,7 @@ type Cache struct {
 	cfg      Config
 	rdb      redis.UniversalClient // nil: L1 only
 	l1       *l1
-	flights  singleflight.Group
+	flights  flights
 	m        metrics
 	br       breaker
 	instance string // tells this instance's own invalidation messages apart
@@ -49,6 +48,7 @@ func New(cfg Config, rdb redis.UniversalClient) (*Cache, error) {
 		cfg: cfg, rdb: rdb, l1: newL1(cfg.L1MaxBytes, cfg.L1TTL),
 		instance: hex.EncodeToString(id),
 		br:       breaker{pending: map[string]struct{}{}},
+		flights:  flights{m: map[string]*flight{}},
 	}
 	if rdb != nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -130,6 +130,14 @@ func (c *Cache) hit(key Key, vw view) (any, bool) {
 
 // miss is the rest of Get after an L1 miss, for any view; load returns the
 // value and its encoding.
+//
+// The first Get of a key (the flight's leader) reads Redis on its own
+// goroutine: handing an L2 hit over from another goroutine, as
+// singleflight's DoChan does, cost about a fifth of the hit on a loaded
+// 2-core machine (BENCHMARKS.md, Read cache). Only a load runs on a
+// goroutine of its own, so that a Get whose ctx ends stops waiting while
+// the load goes on for the others. The Redis lookup is not interrupted by
+// ctx; L2Timeout bounds it.
 func (c *Cache) miss(ctx context.Context, key Key, vw view, load func(context.Context) (any, []byte, error)) (any, error) {
 	if key.id == "" {
 		return nil, errors.New("cache: get: zero Key, build it with NewKey or QueryKey")
@@ -138,57 +146,71 @@ func (c *Cache) miss(ctx context.Context, key Key, vw view, load func(context.Co
 	ep := c.l1.epochOf(key.org)
 	// The epoch in the flight's name keeps a Get that starts after an
 	// invalidation from joining a load that started before it.
-	flight := l1Key + "/" + strconv.FormatUint(ep.all, 10) + "." + strconv.FormatUint(ep.org, 10)
-	led := false
-	ch := c.flights.DoChan(flight, func() (any, error) {
-		led = true
-		fctx := context.WithoutCancel(ctx)
-		if d, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			fctx, cancel = context.WithDeadline(fctx, d)
-			defer cancel()
+	name := l1Key + "/" + strconv.FormatUint(ep.all, 10) + "." + strconv.FormatUint(ep.org, 10)
+	f, lead := c.flights.join(name)
+	if !lead {
+		c.m.coalesced.Add(1)
+		return f.wait(ctx)
+	}
+	fctx := context.WithoutCancel(ctx)
+	cancel := context.CancelFunc(func() {})
+	if d, ok := ctx.Deadline(); ok {
+		fctx, cancel = context.WithDeadline(fctx, d)
+	}
+	handedOff := false
+	defer func() {
+		if !handedOff { // a hit, or a panic of the codec: the others must not wait forever
+			cancel()
+			c.flights.end(name, f)
 		}
-		return c.fill(fctx, key, l1Key, ep, vw, load)
-	})
-	select {
-	case r := <-ch:
-		if !led {
-			c.m.coalesced.Add(1)
+	}()
+	v, hit, gen, inL2 := c.lookup(fctx, key, l1Key, ep, vw)
+	if hit {
+		f.settle(v, nil)
+		return v, nil
+	}
+	handedOff = true
+	go func() {
+		defer c.flights.end(name, f)
+		defer cancel()
+		f.settle(c.fill(fctx, key, l1Key, ep, gen, inL2, load))
+	}()
+	return f.wait(ctx)
+}
+
+// lookup reads key from Redis for miss. On a hit it keeps the decoded
+// value in L1; otherwise inL2 says whether Redis answered, and gen is the
+// generation to store a loaded value under.
+func (c *Cache) lookup(ctx context.Context, key Key, l1Key string, ep epoch, vw view) (v any, hit bool, gen uint64, inL2 bool) {
+	probe, ok := c.l2Begin(ctx)
+	if !ok {
+		return nil, false, 0, false
+	}
+	start := time.Now()
+	b, gen, hit, err := c.l2Lookup(ctx, key)
+	if hit {
+		if v, err = vw.decode(b); err != nil {
+			hit, err = false, fmt.Errorf("cache: decode: %w: %w", errBadValue, err)
 		}
-		return r.Val, r.Err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	}
+	c.m.l2.latency.record(time.Since(start))
+	c.l2Done(probe, err)
+	switch {
+	case err != nil && !errors.Is(err, errBadValue):
+		return nil, false, 0, false
+	case hit:
+		c.m.l2.hits.Add(1)
+		c.l1.put(l1Key, key.org, ep, v, len(b), time.Now())
+		return v, true, gen, true
+	default:
+		c.m.l2.misses.Add(1)
+		return nil, false, gen, true
 	}
 }
 
-// fill is the miss path of get, run once per key at a time.
-func (c *Cache) fill(ctx context.Context, key Key, l1Key string, ep epoch, vw view, load func(context.Context) (any, []byte, error)) (any, error) {
-	var (
-		gen  uint64
-		inL2 bool // gen is valid: store the loaded value in Redis under it
-	)
-	if probe, ok := c.l2Begin(ctx); ok {
-		start := time.Now()
-		b, g, hit, err := c.l2Lookup(ctx, key)
-		var v any
-		if hit {
-			if v, err = vw.decode(b); err != nil {
-				hit, err = false, fmt.Errorf("cache: decode: %w: %w", errBadValue, err)
-			}
-		}
-		c.m.l2.latency.record(time.Since(start))
-		c.l2Done(probe, err)
-		switch {
-		case err != nil && !errors.Is(err, errBadValue):
-		case hit:
-			c.m.l2.hits.Add(1)
-			c.l1.put(l1Key, key.org, ep, v, len(b), time.Now())
-			return v, nil
-		default:
-			c.m.l2.misses.Add(1)
-			gen, inL2 = g, true
-		}
-	}
+// fill loads key after lookup missed, once per key at a time, and keeps
+// the value in L1 and (when inL2) in Redis under gen.
+func (c *Cache) fill(ctx context.Context, key Key, l1Key string, ep epoch, gen uint64, inL2 bool, load func(context.Context) (any, []byte, error)) (any, error) {
 	start := time.Now()
 	v, b, err := load(ctx)
 	c.m.loadLatency.record(time.Since(start))

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -83,4 +85,63 @@ func TestTyped(t *testing.T) {
 	bad := cache.NewTyped(bCache, cache.JSONCodec[chan int]())
 	_, err = bad.Get(ctx, key(t, "org-1", "chan"), func(context.Context) (chan int, error) { return make(chan int), nil })
 	require.ErrorContains(t, err, "cache: encode")
+}
+
+// The Get leading a read decodes Redis's value on its own goroutine; a
+// Get of the same key meanwhile shares that decode, and when the codec
+// panics the panic reaches the leader's caller while the others get an
+// error instead of waiting forever.
+func TestTypedLeaderDecodes(t *testing.T) {
+	t.Parallel()
+	rdb := sharedRedis(t)
+	p := prefix(t)
+	ctx := context.Background()
+	k := key(t, "org-1", "search")
+	want := page{Events: []string{"e1"}}
+	writer := cache.NewTyped(newCache(t, cache.Config{KeyPrefix: p}, rdb), cache.JSONCodec[page]())
+	_, err := writer.Get(ctx, k, func(context.Context) (page, error) { return want, nil })
+	require.NoError(t, err)
+	noLoad := func(context.Context) (page, error) { return page{}, errors.New("should hit Redis") }
+
+	for _, panics := range []bool{false, true} {
+		entered, release := make(chan struct{}), make(chan struct{})
+		var decodes atomic.Int64
+		j := cache.JSONCodec[page]()
+		c := newCache(t, cache.Config{KeyPrefix: p, L1MaxBytes: -1}, rdb)
+		r := cache.NewTyped(c, cache.Codec[page]{Encode: j.Encode, Decode: func(b []byte) (page, error) {
+			decodes.Add(1)
+			close(entered)
+			<-release
+			if panics {
+				panic("codec bug")
+			}
+			return j.Decode(b)
+		}})
+		leader := make(chan any, 1)
+		go func() {
+			defer func() { leader <- recover() }()
+			v, err := r.Get(ctx, k, noLoad)
+			require.NoError(t, err)
+			require.Equal(t, want, v)
+		}()
+		<-entered
+		follower := make(chan error, 1)
+		go func() {
+			v, err := r.Get(ctx, k, noLoad)
+			if err == nil && !reflect.DeepEqual(v, want) {
+				err = errors.New("follower got another value")
+			}
+			follower <- err
+		}()
+		require.Eventually(t, func() bool { return c.Stats().Loads.Coalesced == 1 }, 5*time.Second, time.Millisecond)
+		close(release)
+		if panics {
+			require.Equal(t, "codec bug", <-leader)
+			require.ErrorContains(t, <-follower, "panicked")
+		} else {
+			require.Nil(t, <-leader)
+			require.NoError(t, <-follower)
+		}
+		require.EqualValues(t, 1, decodes.Load(), "one decode for both")
+	}
 }

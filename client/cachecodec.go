@@ -199,88 +199,86 @@ func (w *cacheWriter) value(v any) error {
 }
 
 // cacheReader reads what cacheWriter wrote; the first malformed read sets
-// err, and every read after it returns zero values. s is b as one string,
-// whose substrings are the strings read.
+// err, and every read after it returns zero values. b and s are the same
+// bytes, as a slice (for varints) and as one string (whose substrings are
+// the strings read); i is the next byte to read. Only i moves, so a reader
+// on the stack reads a page without writing a pointer.
 type cacheReader struct {
 	b         []byte
 	s         string
-	off       int     // of b in s
+	i         int
 	latencies []int32 // where ProcessingLatency values point, when a page is read
 	err       error
 }
 
-func newCacheReader(b []byte) (*cacheReader, error) {
+func newCacheReader(b []byte) (cacheReader, error) {
 	if len(b) == 0 || b[0] != cacheCodecVersion {
-		return nil, errCacheCodec
+		return cacheReader{}, errCacheCodec
 	}
-	return &cacheReader{b: b[1:], s: string(b[1:])}, nil
+	return cacheReader{b: b, s: string(b), i: 1}, nil
 }
 
-func (r *cacheReader) fail() { r.err, r.b = errCacheCodec, nil }
-
-// advance consumes n bytes of b.
-func (r *cacheReader) advance(n int) {
-	r.b = r.b[n:]
-	r.off += n
+func (r *cacheReader) fail() {
+	r.err = errCacheCodec
+	r.i = len(r.b)
 }
 
 func (r *cacheReader) done() error {
-	if r.err == nil && len(r.b) != 0 {
+	if r.err == nil && r.i != len(r.b) {
 		r.fail()
 	}
 	return r.err
 }
 
 func (r *cacheReader) byte() byte {
-	if len(r.b) == 0 {
+	if r.i >= len(r.b) {
 		r.fail()
 		return 0
 	}
-	c := r.b[0]
-	r.advance(1)
-	return c
+	r.i++
+	return r.b[r.i-1]
 }
 
 func (r *cacheReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
+	v, n := binary.Uvarint(r.b[r.i:])
 	if n <= 0 {
 		r.fail()
 		return 0
 	}
-	r.advance(n)
+	r.i += n
 	return v
 }
 
 func (r *cacheReader) varint() int64 {
-	v, n := binary.Varint(r.b)
+	v, n := binary.Varint(r.b[r.i:])
 	if n <= 0 {
 		r.fail()
 		return 0
 	}
-	r.advance(n)
+	r.i += n
 	return v
 }
 
-func (r *cacheReader) bytes() []byte {
+// span consumes a length-prefixed run of bytes and returns where it starts
+// and ends.
+func (r *cacheReader) span() (int, int) {
 	n := r.uvarint()
-	if n > uint64(len(r.b)) {
+	if n > uint64(len(r.b)-r.i) {
 		r.fail()
-		return nil
+		return r.i, r.i
 	}
-	s := r.b[:n]
-	r.advance(int(n))
-	return s
+	r.i += int(n)
+	return r.i - int(n), r.i
+}
+
+func (r *cacheReader) bytes() []byte {
+	from, to := r.span()
+	return r.b[from:to]
 }
 
 func (r *cacheReader) str() string {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail()
-		return ""
-	}
-	s := r.s[r.off : r.off+int(n)]
-	r.advance(int(n))
-	return s
+	from, to := r.span()
+	return r.s[from:to]
 }
 
 // value reads a details value; depth bounds nesting (jsonb allows deep
@@ -303,7 +301,7 @@ func (r *cacheReader) value(depth int) any {
 		return json.Number(r.str())
 	case tagArray:
 		n := r.uvarint()
-		if n > uint64(len(r.b)) {
+		if n > uint64(len(r.b)-r.i) {
 			r.fail()
 			return nil
 		}
@@ -314,7 +312,7 @@ func (r *cacheReader) value(depth int) any {
 		return a
 	case tagObject:
 		n := r.uvarint()
-		if n > uint64(len(r.b)) {
+		if n > uint64(len(r.b)-r.i) {
 			r.fail()
 			return nil
 		}
