@@ -45,8 +45,10 @@ func frame(format byte, gen uint64, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// decode returns the generation and the payload of an L2 value.
-func decode(b []byte) (uint64, []byte, error) {
+// decode returns the generation and the payload of an L2 value. A
+// compressed payload is decompressed into *buf (grown as needed) unless buf
+// is nil.
+func decode(b []byte, buf *[]byte) (uint64, []byte, error) {
 	if len(b) < l2Header {
 		return 0, nil, errBadValue
 	}
@@ -55,9 +57,16 @@ func decode(b []byte) (uint64, []byte, error) {
 	case formatRaw:
 		return gen, b[l2Header:], nil
 	case formatS2:
-		v, err := s2.Decode(nil, b[l2Header:])
+		var dst []byte
+		if buf != nil {
+			dst = (*buf)[:cap(*buf)]
+		}
+		v, err := s2.Decode(dst, b[l2Header:])
 		if err != nil {
 			return 0, nil, fmt.Errorf("%w: %w", errBadValue, err)
+		}
+		if buf != nil && cap(v) > cap(*buf) {
+			*buf = v[:0]
 		}
 		return gen, v, nil
 	default:
@@ -66,11 +75,11 @@ func decode(b []byte) (uint64, []byte, error) {
 }
 
 // l2Lookup reads the organization's generation and the value in one round
-// trip. hit is true when the value exists and was stored under the current
+// trip; a compressed value is decompressed into *buf as decode does. hit is true when the value exists and was stored under the current
 // generation. A missing generation is created, so the caller always gets
 // the generation to store a loaded value under; so does an error wrapping
 // errBadValue (Redis held something not in our format).
-func (c *Cache) l2Lookup(ctx context.Context, k Key) (value []byte, gen uint64, hit bool, err error) {
+func (c *Cache) l2Lookup(ctx context.Context, k Key, buf *[]byte) (value []byte, gen uint64, hit bool, err error) {
 	// The caller's cancellation must not pass for a Redis failure.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.L2Timeout)
 	defer cancel()
@@ -102,7 +111,7 @@ func (c *Cache) l2Lookup(ctx context.Context, k Key) (value []byte, gen uint64, 
 		return nil, gen, false, nil
 	}
 	raw, _ := valCmd.Bytes()
-	stored, value, err := decode(raw)
+	stored, value, err := decode(raw, buf)
 	if err != nil {
 		return nil, gen, false, err // the loaded value will replace it
 	}

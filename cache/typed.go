@@ -7,7 +7,9 @@ import (
 	"reflect"
 )
 
-// Codec turns values of type T into bytes for Redis and back.
+// Codec turns values of type T into bytes for Redis and back. Decode must
+// not keep its argument, nor anything pointing into it, after it returns:
+// the cache reuses the buffer.
 type Codec[T any] struct {
 	Encode func(T) ([]byte, error)
 	Decode func([]byte) (T, error)
@@ -42,8 +44,9 @@ func NewTyped[T any](c *Cache, codec Codec[T]) *Typed[T] {
 	t := reflect.TypeFor[T]()
 	return &Typed[T]{c: c, codec: codec, view: view{
 		// apart from []byte entries of Get and other types' entries
-		name:   "#" + t.PkgPath() + "." + t.String(),
-		decode: func(b []byte) (any, error) { return codec.Decode(b) },
+		name:    "#" + t.PkgPath() + "." + t.String(),
+		decode:  func(b []byte) (any, error) { return codec.Decode(b) },
+		borrows: true,
 	}}
 }
 
