@@ -147,9 +147,9 @@ func (c *Cache) hit(key Key, vw view) (any, bool) {
 // value and its encoding.
 //
 // The first Get of a key (the flight's leader) reads Redis on its own
-// goroutine: handing an L2 hit over from another goroutine, as
-// singleflight's DoChan does, cost about a fifth of the hit on a loaded
-// 2-core machine (BENCHMARKS.md, Read cache). Only a load runs on a
+// goroutine: running every lookup on a new goroutine and handing the hit
+// back, as singleflight's DoChan does, cost about 50 µs per L2 hit on the
+// 2-core benchmark machine (BENCHMARKS.md, Enhanced client reads). Only a load runs on a
 // goroutine of its own, so that a Get whose ctx ends stops waiting while
 // the load goes on for the others. The Redis lookup is not interrupted by
 // ctx; L2Timeout bounds it.
