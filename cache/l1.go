@@ -15,6 +15,15 @@ const l1EntryOverhead = 160
 // organization on its invalidation and for all on a flush.
 type epoch struct{ all, org uint64 }
 
+// maxEpochs bounds the organizations whose invalidation L1 remembers
+// (about 100 bytes each). Past it, the next invalidation of a new
+// organization forgets them all and moves every epoch instead: loads in
+// flight then keep their results out of L1 (they could predate an
+// invalidation no longer remembered), while the entries already in L1
+// stay, since each was stored before any invalidation of its organization
+// that came after it dropped it.
+const maxEpochs = 10000
+
 type l1Entry struct {
 	key     string
 	org     string
@@ -117,6 +126,10 @@ func (c *l1) put(key, org string, ep epoch, value any, encodedLen int, now time.
 func (c *l1) invalidate(org string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, known := c.epochs[org]; !known && len(c.epochs) >= maxEpochs {
+		c.all++
+		clear(c.epochs)
+	}
 	c.next++
 	c.epochs[org] = c.next
 	for el := range c.byOrg[org] {

@@ -1,0 +1,39 @@
+package cache
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// L1 remembers at most maxEpochs invalidated organizations; forgetting
+// them must not let a load that started before an invalidation store its
+// (possibly stale) result, nor drop the entries stored meanwhile.
+func TestL1EpochsBounded(t *testing.T) {
+	t.Parallel()
+	c := newL1(1<<20, time.Minute)
+	now := time.Now()
+	c.put("kept", "org-kept", c.epochOf("org-kept"), "v", 1, now)
+
+	before := c.epochOf("org-a")   // a load of org-a starts
+	c.invalidate("org-a")          // new events arrive while it runs
+	for i := range maxEpochs + 5 { // and L1 forgets that invalidation
+		c.invalidate(fmt.Sprintf("org-%d", i))
+	}
+	require.LessOrEqual(t, len(c.epochs), maxEpochs)
+	c.put("a", "org-a", before, "stale", 1, now)
+	_, ok := c.get("a", now)
+	require.False(t, ok, "a load that started before an invalidation was stored")
+
+	v, ok := c.get("kept", now)
+	require.True(t, ok, "forgetting epochs dropped an entry")
+	require.Equal(t, "v", v)
+
+	fresh := c.epochOf("org-a")
+	c.put("a", "org-a", fresh, "fresh", 1, now)
+	v, ok = c.get("a", now)
+	require.True(t, ok)
+	require.Equal(t, "fresh", v)
+}
