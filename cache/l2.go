@@ -155,6 +155,23 @@ func (c *Cache) l2Store(ctx context.Context, k Key, gen uint64, value []byte) er
 	if compressed {
 		c.m.l2.compressed.Add(1)
 	}
+	// A value stored under a generation that was replaced meanwhile can
+	// never be read, but it would sit in Redis until L2TTL, and
+	// PurgeOrganization promises that an erased organization's values are
+	// gone. Reading the generation after the store closes that gap: if
+	// the replacement came first, this deletes the value; if it came
+	// after, the purge that follows it finds the value. (In a cluster the
+	// two keys live on different nodes, hence two round trips, not one
+	// pipeline.)
+	now, err := c.rdb.Get(ctx, c.genKey(k.org)).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("cache: redis get generation: %w", err)
+	}
+	if now != strconv.FormatUint(gen, 10) {
+		if err := c.rdb.Unlink(ctx, c.valueKey(k)).Err(); err != nil {
+			return fmt.Errorf("cache: redis unlink: %w", err)
+		}
+	}
 	return nil
 }
 
