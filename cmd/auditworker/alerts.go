@@ -56,7 +56,7 @@ func alertsCommand() *cli.Command {
 					&cli.StringFlag{Name: "by", Usage: "who acknowledges", EnvVars: []string{"AUDIT_ALERT_ACK_BY", "USER"}},
 				},
 				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-					id, err := alertID(c)
+					id, err := idArg(c, "alert ID")
 					if err != nil {
 						return err
 					}
@@ -73,7 +73,7 @@ func alertsCommand() *cli.Command {
 				ArgsUsage: "[flags] ID",
 				Flags:     []cli.Flag{jsonFlag(), webhookFlag()},
 				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-					id, err := alertID(c)
+					id, err := idArg(c, "alert ID")
 					if err != nil {
 						return err
 					}
@@ -138,17 +138,6 @@ func cliAlertStore(c *cli.Context, pool *pgxpool.Pool) (*monitor.AlertStore, err
 	}
 	hooks := &workers.AlertWebhooks{URLs: urls, Client: client}
 	return monitor.NewAlertStore(pool, monitor.AlertStoreOptions{Notify: hooks.Notify}), nil
-}
-
-func alertID(c *cli.Context) (int64, error) {
-	if c.NArg() != 1 {
-		return 0, fmt.Errorf("%s: give one alert ID", c.Command.Name)
-	}
-	id, err := strconv.ParseInt(c.Args().First(), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%s: alert ID must be a positive number, got %q", c.Command.Name, c.Args().First())
-	}
-	return id, nil
 }
 
 func printAlert(c *cli.Context, a monitor.Alert) error {

@@ -58,6 +58,7 @@ func TestAlertsListAckResolve(t *testing.T) {
 		{[]string{"alerts", "ack", "--by", "bob", id}, "alert is already resolved"},
 		{[]string{"alerts", "ack", "x1"}, "ack: alert ID must be a positive number"},
 		{[]string{"alerts", "resolve"}, "resolve: give one alert ID"},
+		{[]string{"alerts", "ack", id, "--by=alice"}, "ack: put --by before the alert ID: flags after an argument are not read"},
 		{[]string{"alerts", "list", "--status", "closed"}, "must be open, acknowledged, resolved, active or all"},
 		{[]string{"alerts", "resolve", "--webhook-url", "ftp://hooks/s3cret", id}, "WebhookURLs[0]: must be an absolute http or https URL"},
 	} {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,14 +31,15 @@ func archiveCommand() *cli.Command {
 }
 
 func archiveVerify(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return errors.New("archive verify: give exactly one FILE")
+	path, err := oneArg(c, "FILE")
+	if err != nil {
+		return err
 	}
 	keys, err := optionalSealKeys(c)
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(c.Args().First())
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func archiveVerify(c *cli.Context) error {
 			return err
 		}
 	} else {
-		printArchiveReport(c.App.Writer, c.Args().First(), rep)
+		printArchiveReport(c.App.Writer, path, rep)
 	}
 	if !rep.Intact() {
 		return errTampered

@@ -340,22 +340,3 @@ func switchFlag(c *cli.Context, name string) (*bool, error) {
 	}
 	return nil, fmt.Errorf("%s: must be on or off", name)
 }
-
-func oneArg(c *cli.Context, name string) (string, error) {
-	if c.NArg() != 1 || c.Args().First() == "" {
-		return "", fmt.Errorf("%s: exactly one argument required", name)
-	}
-	return c.Args().First(), nil
-}
-
-func idArg(c *cli.Context, name string) (int64, error) {
-	s, err := oneArg(c, name)
-	if err != nil {
-		return 0, err
-	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%s: must be a positive integer", name)
-	}
-	return id, nil
-}
