@@ -149,10 +149,10 @@ func (c *Cache) hit(key Key, vw view) (any, bool) {
 // The first Get of a key (the flight's leader) reads Redis on its own
 // goroutine: running every lookup on a new goroutine and handing the hit
 // back, as singleflight's DoChan does, cost about 50 µs per L2 hit on the
-// 2-core benchmark machine (BENCHMARKS.md, Enhanced client reads). Only a load runs on a
-// goroutine of its own, so that a Get whose ctx ends stops waiting while
-// the load goes on for the others. The Redis lookup is not interrupted by
-// ctx; L2Timeout bounds it.
+// 2-core benchmark machine (BENCHMARKS.md, Enhanced client reads). Only a
+// load runs on a goroutine of its own, so that a Get whose ctx ends stops
+// waiting while the load goes on for the others. The Redis lookup is not
+// interrupted by ctx; L2Timeout bounds it.
 func (c *Cache) miss(ctx context.Context, key Key, vw view, load func(context.Context) (any, []byte, error)) (any, error) {
 	if key.id == "" {
 		return nil, errors.New("cache: get: zero Key, build it with NewKey or QueryKey")

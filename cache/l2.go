@@ -75,7 +75,8 @@ func decode(b []byte, buf *[]byte) (uint64, []byte, error) {
 }
 
 // l2Lookup reads the organization's generation and the value in one round
-// trip; a compressed value is decompressed into *buf as decode does. hit is true when the value exists and was stored under the current
+// trip; a compressed value is decompressed into *buf as decode does. hit
+// is true when the value exists and was stored under the current
 // generation. A missing generation is created, so the caller always gets
 // the generation to store a loaded value under; so does an error wrapping
 // errBadValue (Redis held something not in our format).

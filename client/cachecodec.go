@@ -200,9 +200,9 @@ func (w *cacheWriter) value(v any) error {
 
 // cacheReader reads what cacheWriter wrote; the first malformed read sets
 // err, and every read after it returns zero values. b and s are the same
-// bytes, as a slice (for varints) and as one string (whose substrings are
-// the strings read); i is the next byte to read. Only i moves, so a reader
-// on the stack reads a page without writing a pointer.
+// bytes, as a slice (for varints) and as one string copied from it (whose
+// substrings are the strings read, so nothing decoded points into b, which
+// the cache reuses); i is the next byte to read.
 type cacheReader struct {
 	b         []byte
 	s         string
