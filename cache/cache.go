@@ -77,12 +77,14 @@ func (c *Cache) Close() error {
 
 // Get returns the value of key from L1, else from Redis, else from load,
 // storing what it found in the levels above. Concurrent Gets of one key
-// share one call of load. An error of load is returned as is and not
-// cached; Redis errors are never returned (see the package documentation).
+// share one Redis lookup and one call of load. An error of load is
+// returned as is and not cached; Redis errors are never returned (see the
+// package documentation).
 //
 // The load runs with ctx's values and deadline but not its cancellation,
 // since other Gets may be waiting on it; a Get whose ctx is cancelled
-// returns ctx.Err() at once.
+// returns ctx.Err() at once while waiting for a load, and after at most
+// L2Timeout while reading Redis.
 //
 // The returned slice is shared with the cache and with other callers: read
 // it, never modify it (nor the slice load returned). Not copying is what
