@@ -106,16 +106,16 @@ func (c *Cache) Get(ctx context.Context, key Key, load func(context.Context) ([]
 
 // view says how one kind of value is kept: its name tells L1 entries of
 // different kinds of one key apart, decode turns Redis's bytes into it.
-// A view that borrows keeps nothing of the bytes it decodes, which may then
+// A view that copies keeps nothing of the bytes it decodes, which may then
 // be decompressed into a reused buffer.
 type view struct {
-	name    string
-	decode  func([]byte) (any, error)
-	borrows bool
+	name   string
+	decode func([]byte) (any, error)
+	copies bool
 }
 
 // decompressed holds buffers that L2 values are decompressed into for
-// views that borrow: a page of 100 events is about 20 KB, allocated and
+// views that copy: a page of 100 events is about 20 KB, allocated and
 // collected on every L2 hit otherwise.
 var decompressed = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -205,7 +205,7 @@ func (c *Cache) lookup(ctx context.Context, key Key, l1Key string, ep epoch, vw 
 	}
 	start := time.Now()
 	var buf *[]byte // nil: the value itself is returned, so never reused
-	if vw.borrows {
+	if vw.copies {
 		buf = decompressed.Get().(*[]byte)
 		defer putDecompressed(buf)
 	}

@@ -7,12 +7,16 @@ import (
 	"reflect"
 )
 
-// Codec turns values of type T into bytes for Redis and back. Decode must
-// not keep its argument, nor anything pointing into it, after it returns:
-// the cache reuses the buffer.
+// Codec turns values of type T into bytes for Redis and back.
 type Codec[T any] struct {
 	Encode func(T) ([]byte, error)
 	Decode func([]byte) (T, error)
+	// Copies says that Decode keeps nothing of its argument (no slice of
+	// it, no pointer into it) once it returns, so the cache may decompress
+	// values into a buffer it reuses: about 20 KB less garbage per L2 hit of
+	// a 100-event page. Leave it false for a Decode that may alias its
+	// input.
+	Copies bool
 }
 
 // JSONCodec is the Codec of encoding/json.
@@ -24,6 +28,7 @@ func JSONCodec[T any]() Codec[T] {
 			err := json.Unmarshal(b, &v)
 			return v, err
 		},
+		Copies: true, // encoding/json copies what it decodes
 	}
 }
 
@@ -44,9 +49,9 @@ func NewTyped[T any](c *Cache, codec Codec[T]) *Typed[T] {
 	t := reflect.TypeFor[T]()
 	return &Typed[T]{c: c, codec: codec, view: view{
 		// apart from []byte entries of Get and other types' entries
-		name:    "#" + t.PkgPath() + "." + t.String(),
-		decode:  func(b []byte) (any, error) { return codec.Decode(b) },
-		borrows: true,
+		name:   "#" + t.PkgPath() + "." + t.String(),
+		decode: func(b []byte) (any, error) { return codec.Decode(b) },
+		copies: codec.Copies,
 	}}
 }
 

@@ -1,6 +1,7 @@
 package cache_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,4 +145,35 @@ func TestTypedLeaderDecodes(t *testing.T) {
 		}
 		require.EqualValues(t, 1, decodes.Load(), "one decode for both")
 	}
+}
+
+// A codec that may keep its input (here, returning it) gets bytes of its
+// own on every L2 hit: a value already returned is never overwritten by
+// the next hit's decompression.
+func TestTypedAliasingCodec(t *testing.T) {
+	t.Parallel()
+	rdb := sharedRedis(t)
+	p := prefix(t)
+	ctx := context.Background()
+	identity := cache.Codec[[]byte]{
+		Encode: func(b []byte) ([]byte, error) { return b, nil },
+		Decode: func(b []byte) ([]byte, error) { return b, nil },
+	}
+	writer := cache.NewTyped(newCache(t, cache.Config{KeyPrefix: p}, rdb), identity)
+	reader := cache.NewTyped(newCache(t, cache.Config{KeyPrefix: p, L1MaxBytes: -1}, rdb), identity)
+	values := map[string][]byte{}
+	for _, name := range []string{"a", "b", "c"} {
+		v := bytes.Repeat([]byte(name), 4096) // compressed in Redis
+		values[name] = v
+		_, err := writer.Get(ctx, key(t, "org-1", name), func(context.Context) ([]byte, error) { return v, nil })
+		require.NoError(t, err)
+	}
+	noLoad := func(context.Context) ([]byte, error) { return nil, errors.New("should hit Redis") }
+	got := map[string][]byte{}
+	for _, name := range []string{"a", "b", "c"} {
+		v, err := reader.Get(ctx, key(t, "org-1", name), noLoad)
+		require.NoError(t, err)
+		got[name] = v
+	}
+	require.Equal(t, values, got)
 }

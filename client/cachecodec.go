@@ -28,6 +28,7 @@ var errCacheCodec = errors.New("client: cached value: malformed")
 
 func pageCodec() cache.Codec[Page] {
 	return cache.Codec[Page]{
+		Copies: true, // cacheReader copies its input
 		Encode: func(p Page) ([]byte, error) {
 			w := cacheWriter{b: []byte{cacheCodecVersion}}
 			w.uvarint(uint64(len(p.Events)))
@@ -70,6 +71,7 @@ func pageCodec() cache.Codec[Page] {
 
 func eventCodec() cache.Codec[StoredEvent] {
 	return cache.Codec[StoredEvent]{
+		Copies: true, // cacheReader copies its input
 		Encode: func(e StoredEvent) ([]byte, error) {
 			w := cacheWriter{b: []byte{cacheCodecVersion}}
 			err := w.event(&e)
@@ -89,6 +91,7 @@ func eventCodec() cache.Codec[StoredEvent] {
 
 func countCodec() cache.Codec[int64] {
 	return cache.Codec[int64]{
+		Copies: true, // cacheReader copies its input
 		Encode: func(n int64) ([]byte, error) {
 			return binary.AppendVarint([]byte{cacheCodecVersion}, n), nil
 		},
