@@ -149,22 +149,36 @@ func (c *Cache) l2Store(ctx context.Context, k Key, gen uint64, value []byte) er
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.L2Timeout)
 	defer cancel()
 	b, compressed := c.encode(gen, value)
-	if err := c.rdb.Set(ctx, c.valueKey(k), b, c.cfg.L2TTL).Err(); err != nil {
+	// A value stored under a generation that was replaced meanwhile can
+	// never be read, but it would sit in Redis until L2TTL, and
+	// PurgeOrganization promises that an erased organization's values are
+	// gone. Reading the generation after the store closes that gap: if
+	// the replacement came first, this deletes the value; if it came
+	// after, the purge that follows it finds the value. One server runs a
+	// pipeline's commands in order, so there the read rides with the store;
+	// elsewhere (a cluster, a ring) the two keys may live on different
+	// nodes, and the read waits for the store's reply.
+	var setCmd *redis.StatusCmd
+	var genCmd *redis.StringCmd
+	if single, ok := c.rdb.(*redis.Client); ok {
+		pipe := single.Pipeline()
+		setCmd = pipe.Set(ctx, c.valueKey(k), b, c.cfg.L2TTL)
+		genCmd = pipe.Get(ctx, c.genKey(k.org))
+		_, _ = pipe.Exec(ctx) // each command carries its error
+	} else {
+		setCmd = c.rdb.Set(ctx, c.valueKey(k), b, c.cfg.L2TTL)
+		if setCmd.Err() == nil {
+			genCmd = c.rdb.Get(ctx, c.genKey(k.org))
+		}
+	}
+	if err := setCmd.Err(); err != nil {
 		return fmt.Errorf("cache: redis set: %w", err)
 	}
 	c.m.l2.written.Add(int64(len(b)))
 	if compressed {
 		c.m.l2.compressed.Add(1)
 	}
-	// A value stored under a generation that was replaced meanwhile can
-	// never be read, but it would sit in Redis until L2TTL, and
-	// PurgeOrganization promises that an erased organization's values are
-	// gone. Reading the generation after the store closes that gap: if
-	// the replacement came first, this deletes the value; if it came
-	// after, the purge that follows it finds the value. (In a cluster the
-	// two keys live on different nodes, hence two round trips, not one
-	// pipeline.)
-	now, err := c.rdb.Get(ctx, c.genKey(k.org)).Result()
+	now, err := genCmd.Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("cache: redis get generation: %w", err)
 	}

@@ -19,11 +19,24 @@ import (
 // promised the organization's values are gone.
 func TestL2StoreAfterPurge(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	opt, err := redis.ParseURL(harness.SharedRedis().URL)
 	require.NoError(t, err)
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
+	single := redis.NewClient(opt)
+	t.Cleanup(func() { _ = single.Close() })
+	t.Run("single", func(t *testing.T) { testL2StoreAfterPurge(t, single) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rc, err := harness.StartRedisCluster(ctx)
+	require.NoError(t, err)
+	t.Cleanup(rc.Stop)
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs})
+	t.Cleanup(func() { _ = cluster.Close() })
+	t.Run("cluster", func(t *testing.T) { testL2StoreAfterPurge(t, cluster) })
+}
+
+func testL2StoreAfterPurge(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
 	cfg := Config{KeyPrefix: fmt.Sprintf("test:%s:%d:", t.Name(), time.Now().UnixNano()), L2Timeout: 2 * time.Second}
 	c, err := New(cfg, rdb)
 	require.NoError(t, err)
