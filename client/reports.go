@@ -287,6 +287,75 @@ func pageEvents(ctx context.Context, tx pgx.Tx, what, cols string, where func(b 
 	}
 }
 
+// eventReport is what the access, disclosure and activity reports share:
+// a period (validated, then its defaults resolved against the database's
+// clock), and the events of that period that where selects, paged by
+// pageEvents and scanned by scan, handed to build in one snapshot.
+type eventReport struct {
+	what, req string // "access report", "AccessReportRequest"
+	from, to  time.Time
+	maxRows   int
+	back      func(to time.Time) time.Time // From's default
+	cols      string
+	where     func(b *whereBuilder) // conditions besides the period
+	scan      func(pgx.Rows) (row []any, ts time.Time, id int64, err error)
+	build     func(p period, rows [][]any) *Report
+}
+
+func (c *Client) eventReport(ctx context.Context, r eventReport) (*Report, error) {
+	if err := checkPeriod(r.req, r.from, r.to, r.maxRows); err != nil {
+		return nil, err
+	}
+	return c.readOnly(ctx, r.what, func(tx pgx.Tx, now time.Time) (*Report, error) {
+		p, err := resolve(r.req, now, r.from, r.to, r.maxRows, r.back)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := pageEvents(ctx, tx, r.what, r.cols, func(b *whereBuilder) {
+			r.where(b)
+			b.add(`"timestamp" >= ` + b.arg(p.from))
+			b.add(`"timestamp" < ` + b.arg(p.to))
+		}, p.maxRows, r.scan)
+		if err != nil {
+			return nil, err
+		}
+		return r.build(p, rows), nil
+	})
+}
+
+// lastPeriod is the default period of access and activity reports.
+func lastPeriod(to time.Time) time.Time { return to.Add(-ReportPeriodDefault) }
+
+// tally counts events per key with the first and last timestamp, for the
+// "by principal" and "by patient" sections; rows come oldest first.
+type tally struct {
+	order []string // keys in order of first appearance
+	by    map[string]*tallied
+}
+
+type tallied struct {
+	label            []any // what the section shows for the key
+	events, failures int
+	first, last      time.Time
+}
+
+// add counts an event at ts under key; label is kept from the key's first
+// event.
+func (t *tally) add(key string, ts time.Time, label ...any) *tallied {
+	if t.by == nil {
+		t.by = map[string]*tallied{}
+	}
+	e := t.by[key]
+	if e == nil {
+		e = &tallied{label: label, first: ts}
+		t.by[key] = e
+		t.order = append(t.order, key)
+	}
+	e.events++
+	e.last = ts
+	return e
+}
+
 // periodFields are the parameters every period report shows.
 func periodFields(p period) []ReportField {
 	return []ReportField{
@@ -320,105 +389,79 @@ func (c *Client) AccessReport(ctx context.Context, req AccessReportRequest) (*Re
 	if err := checkRequired(name, "TargetResourceID", req.TargetResourceID); err != nil {
 		return nil, err
 	}
-	if err := checkPeriod(name, req.From, req.To, req.MaxRows); err != nil {
-		return nil, err
-	}
-	return c.readOnly(ctx, "access report", func(tx pgx.Tx, now time.Time) (*Report, error) {
-		p, err := resolve(name, now, req.From, req.To, req.MaxRows, func(t time.Time) time.Time { return t.Add(-ReportPeriodDefault) })
-		if err != nil {
-			return nil, err
-		}
-		rows, err := pageEvents(ctx, tx, "access report",
-			`principal_id, principal_type, action, status, outcome_description, host(source_ip), correlation_id`,
-			func(b *whereBuilder) {
-				b.add(`target_resource_type = ` + b.arg(req.TargetResourceType))
-				b.add(`target_resource_id = ` + b.arg(req.TargetResourceID))
-				b.add(`"timestamp" >= ` + b.arg(p.from))
-				b.add(`"timestamp" < ` + b.arg(p.to))
-			}, p.maxRows,
-			func(r pgx.Rows) ([]any, time.Time, int64, error) {
-				var (
-					id                                         int64
-					ts                                         time.Time
-					principal, ptype, outcome, ip, correlation *string
-					action, status                             string
-				)
-				err := r.Scan(&id, &ts, &principal, &ptype, &action, &status, &outcome, &ip, &correlation)
-				ts = ts.UTC()
-				return []any{ts, id, str(principal), str(ptype), action, status, str(outcome), str(ip), str(correlation)}, ts, id, err
-			})
-		if err != nil {
-			return nil, err
-		}
-
-		type byPrincipal struct {
-			id, ptype        any
-			events, failures int
-			first, last      time.Time
-		}
-		var (
-			order    []string
-			per      = map[string]*byPrincipal{}
-			statuses = map[string]int{}
-		)
-		for _, row := range rows {
-			statuses[row[5].(string)]++
-			key := fmt.Sprint(row[2], "\x00", row[3])
-			bp := per[key]
-			if bp == nil {
-				bp = &byPrincipal{id: row[2], ptype: row[3], first: row[0].(time.Time)}
-				per[key] = bp
-				order = append(order, key)
+	return c.eventReport(ctx, eventReport{
+		what: "access report", req: name, from: req.From, to: req.To, maxRows: req.MaxRows, back: lastPeriod,
+		cols: `principal_id, principal_type, action, status, outcome_description, host(source_ip), correlation_id`,
+		where: func(b *whereBuilder) {
+			b.add(`target_resource_type = ` + b.arg(req.TargetResourceType))
+			b.add(`target_resource_id = ` + b.arg(req.TargetResourceID))
+		},
+		scan: func(r pgx.Rows) ([]any, time.Time, int64, error) {
+			var (
+				id                                         int64
+				ts                                         time.Time
+				principal, ptype, outcome, ip, correlation *string
+				action, status                             string
+			)
+			err := r.Scan(&id, &ts, &principal, &ptype, &action, &status, &outcome, &ip, &correlation)
+			ts = ts.UTC()
+			return []any{ts, id, str(principal), str(ptype), action, status, str(outcome), str(ip), str(correlation)}, ts, id, err
+		},
+		build: func(p period, rows [][]any) *Report {
+			var (
+				per      tally
+				statuses = map[string]int{}
+			)
+			for _, row := range rows {
+				statuses[row[5].(string)]++
+				e := per.add(fmt.Sprint(row[2], "\x00", row[3]), row[0].(time.Time), row[2], row[3])
+				if row[5] == string(StatusFailure) {
+					e.failures++
+				}
 			}
-			bp.events++
-			if row[5] == string(StatusFailure) {
-				bp.failures++
+			principals := make([][]any, len(per.order))
+			for i, k := range per.order {
+				e := per.by[k]
+				principals[i] = slices.Concat(e.label, []any{e.events, e.failures, e.first, e.last})
 			}
-			bp.last = row[0].(time.Time)
-		}
-		principals := make([][]any, len(order))
-		for i, k := range order {
-			bp := per[k]
-			principals[i] = []any{bp.id, bp.ptype, bp.events, bp.failures, bp.first, bp.last}
-		}
-
-		return &Report{
-			Kind:     "access",
-			Title:    "Access report",
-			Subtitle: "Every audit event on " + req.TargetResourceType + " " + req.TargetResourceID,
-			Parameters: append([]ReportField{
-				{Key: "target_resource_type", Label: "Resource type", Value: req.TargetResourceType},
-				{Key: "target_resource_id", Label: "Resource id", Value: req.TargetResourceID},
-			}, periodFields(p)...),
-			Columns: []ReportColumn{
-				{Key: "timestamp", Label: "Time (UTC)"}, {Key: "event_id", Label: "Event"},
-				{Key: "principal_id", Label: "Who"}, {Key: "principal_type", Label: "Principal type"},
-				{Key: "action", Label: "Action"}, {Key: "status", Label: "Status"},
-				{Key: "outcome_description", Label: "Outcome"}, {Key: "source_ip", Label: "Source IP"},
-				{Key: "correlation_id", Label: "Correlation id"},
-			},
-			Rows: rows,
-			Summary: []ReportField{
-				{Key: "events", Label: "Events", Value: len(rows)},
-				{Key: "principals", Label: "Distinct principals", Value: len(order)},
-				{Key: "success", Label: "Succeeded", Value: statuses[string(StatusSuccess)]},
-				{Key: "failure", Label: "Failed", Value: statuses[string(StatusFailure)]},
-				{Key: "attempt", Label: "Attempts (outcome not recorded)", Value: statuses[string(StatusAttempt)]},
-			},
-			Sections: []ReportSection{{
-				Title: "Events by principal",
+			return &Report{
+				Kind:     "access",
+				Title:    "Access report",
+				Subtitle: "Every audit event on " + req.TargetResourceType + " " + req.TargetResourceID,
+				Parameters: append([]ReportField{
+					{Key: "target_resource_type", Label: "Resource type", Value: req.TargetResourceType},
+					{Key: "target_resource_id", Label: "Resource id", Value: req.TargetResourceID},
+				}, periodFields(p)...),
 				Columns: []ReportColumn{
+					{Key: "timestamp", Label: "Time (UTC)"}, {Key: "event_id", Label: "Event"},
 					{Key: "principal_id", Label: "Who"}, {Key: "principal_type", Label: "Principal type"},
-					{Key: "events", Label: "Events"}, {Key: "failures", Label: "Failed"},
-					{Key: "first", Label: "First (UTC)"}, {Key: "last", Label: "Last (UTC)"},
+					{Key: "action", Label: "Action"}, {Key: "status", Label: "Status"},
+					{Key: "outcome_description", Label: "Outcome"}, {Key: "source_ip", Label: "Source IP"},
+					{Key: "correlation_id", Label: "Correlation id"},
 				},
-				Rows: principals,
-			}},
-			Notes: []string{
-				"Events are those whose target resource is the one named, with timestamps in [From, To), oldest first, read from one database snapshot.",
-				"Status is the outcome the application recorded: success, failure, or attempt (started, outcome not recorded).",
-			},
-		}, nil
+				Rows: rows,
+				Summary: []ReportField{
+					{Key: "events", Label: "Events", Value: len(rows)},
+					{Key: "principals", Label: "Distinct principals", Value: len(per.order)},
+					{Key: "success", Label: "Succeeded", Value: statuses[string(StatusSuccess)]},
+					{Key: "failure", Label: "Failed", Value: statuses[string(StatusFailure)]},
+					{Key: "attempt", Label: "Attempts (outcome not recorded)", Value: statuses[string(StatusAttempt)]},
+				},
+				Sections: []ReportSection{{
+					Title: "Events by principal",
+					Columns: []ReportColumn{
+						{Key: "principal_id", Label: "Who"}, {Key: "principal_type", Label: "Principal type"},
+						{Key: "events", Label: "Events"}, {Key: "failures", Label: "Failed"},
+						{Key: "first", Label: "First (UTC)"}, {Key: "last", Label: "Last (UTC)"},
+					},
+					Rows: principals,
+				}},
+				Notes: []string{
+					"Events are those whose target resource is the one named, with timestamps in [From, To), oldest first, read from one database snapshot.",
+					"Status is the outcome the application recorded: success, failure, or attempt (started, outcome not recorded).",
+				},
+			}
+		},
 	})
 }
 
@@ -441,9 +484,6 @@ func (c *Client) DisclosureReport(ctx context.Context, req DisclosureReportReque
 			return nil, err
 		}
 	}
-	if err := checkPeriod(name, req.From, req.To, req.MaxRows); err != nil {
-		return nil, err
-	}
 	if req.Actions == nil {
 		req.Actions = DisclosureActionsDefault
 	}
@@ -451,118 +491,96 @@ func (c *Client) DisclosureReport(ctx context.Context, req DisclosureReportReque
 	if err != nil {
 		return nil, err
 	}
-	return c.readOnly(ctx, "disclosure report", func(tx pgx.Tx, now time.Time) (*Report, error) {
-		p, err := resolve(name, now, req.From, req.To, req.MaxRows, func(t time.Time) time.Time { return t.AddDate(-DisclosureLookbackYears, 0, 0) })
-		if err != nil {
-			return nil, err
-		}
-		rows, err := pageEvents(ctx, tx, "disclosure report",
-			`target_resource_id, action, principal_id, details->>'recipient', details->>'purpose', outcome_description`,
-			func(b *whereBuilder) {
-				b.add(`data_classification = 'PHI'`)
-				b.add(`status = 'success'`)
-				b.add(`target_resource_type = ` + b.arg(req.TargetResourceType))
-				if req.TargetResourceID != "" {
-					b.add(`target_resource_id = ` + b.arg(req.TargetResourceID))
+	return c.eventReport(ctx, eventReport{
+		what: "disclosure report", req: name, from: req.From, to: req.To, maxRows: req.MaxRows,
+		back: func(to time.Time) time.Time { return to.AddDate(-DisclosureLookbackYears, 0, 0) },
+		cols: `target_resource_id, action, principal_id, details->>'recipient', details->>'purpose', outcome_description`,
+		where: func(b *whereBuilder) {
+			b.add(`data_classification = 'PHI'`)
+			b.add(`status = 'success'`)
+			b.add(`target_resource_type = ` + b.arg(req.TargetResourceType))
+			if req.TargetResourceID != "" {
+				b.add(`target_resource_id = ` + b.arg(req.TargetResourceID))
+			}
+			b.add(`action LIKE ANY (` + b.arg(patterns) + `::text[])`)
+		},
+		scan: func(r pgx.Rows) ([]any, time.Time, int64, error) {
+			var (
+				id                                            int64
+				ts                                            time.Time
+				action                                        string
+				patient, principal, recipient, purpose, descr *string
+			)
+			err := r.Scan(&id, &ts, &patient, &action, &principal, &recipient, &purpose, &descr)
+			ts = ts.UTC()
+			return []any{ts, id, str(patient), action, str(principal), str(recipient), str(purpose), str(descr)}, ts, id, err
+		},
+		build: func(p period, rows [][]any) *Report {
+			var (
+				per                              tally
+				recipients                       = map[string]bool{}
+				withoutRecipient, withoutPurpose int
+			)
+			for _, row := range rows {
+				per.add(fmt.Sprint(row[2]), row[0].(time.Time), row[2])
+				if r, ok := row[5].(string); ok && r != "" {
+					recipients[r] = true
+				} else {
+					withoutRecipient++
 				}
-				b.add(`action LIKE ANY (` + b.arg(patterns) + `::text[])`)
-				b.add(`"timestamp" >= ` + b.arg(p.from))
-				b.add(`"timestamp" < ` + b.arg(p.to))
-			}, p.maxRows,
-			func(r pgx.Rows) ([]any, time.Time, int64, error) {
-				var (
-					id                                            int64
-					ts                                            time.Time
-					action                                        string
-					patient, principal, recipient, purpose, descr *string
-				)
-				err := r.Scan(&id, &ts, &patient, &action, &principal, &recipient, &purpose, &descr)
-				ts = ts.UTC()
-				return []any{ts, id, str(patient), action, str(principal), str(recipient), str(purpose), str(descr)}, ts, id, err
-			})
-		if err != nil {
-			return nil, err
-		}
+				if p, ok := row[6].(string); !ok || p == "" {
+					withoutPurpose++
+				}
+			}
+			patients := make([][]any, 0, len(per.order))
+			for _, k := range slices.Sorted(slices.Values(per.order)) {
+				e := per.by[k]
+				patients = append(patients, slices.Concat(e.label, []any{e.events, e.first, e.last}))
+			}
 
-		type byPatient struct {
-			id          any
-			disclosures int
-			first, last time.Time
-		}
-		var (
-			order                            []string
-			per                              = map[string]*byPatient{}
-			recipients                       = map[string]bool{}
-			withoutRecipient, withoutPurpose int
-		)
-		for _, row := range rows {
-			key := fmt.Sprint(row[2])
-			bp := per[key]
-			if bp == nil {
-				bp = &byPatient{id: row[2], first: row[0].(time.Time)}
-				per[key] = bp
-				order = append(order, key)
+			params := []ReportField{{Key: "target_resource_type", Label: "Resource type", Value: req.TargetResourceType}}
+			who := "every " + req.TargetResourceType
+			if req.TargetResourceID != "" {
+				params = append(params, ReportField{Key: "target_resource_id", Label: "Individual", Value: req.TargetResourceID})
+				who = req.TargetResourceType + " " + req.TargetResourceID
 			}
-			bp.disclosures++
-			bp.last = row[0].(time.Time)
-			if r, ok := row[5].(string); ok && r != "" {
-				recipients[r] = true
-			} else {
-				withoutRecipient++
-			}
-			if p, ok := row[6].(string); !ok || p == "" {
-				withoutPurpose++
-			}
-		}
-		slices.Sort(order)
-		patients := make([][]any, len(order))
-		for i, k := range order {
-			bp := per[k]
-			patients[i] = []any{bp.id, bp.disclosures, bp.first, bp.last}
-		}
-
-		params := []ReportField{{Key: "target_resource_type", Label: "Resource type", Value: req.TargetResourceType}}
-		who := "every " + req.TargetResourceType
-		if req.TargetResourceID != "" {
-			params = append(params, ReportField{Key: "target_resource_id", Label: "Individual", Value: req.TargetResourceID})
-			who = req.TargetResourceType + " " + req.TargetResourceID
-		}
-		params = append(params, periodFields(p)...)
-		params = append(params, ReportField{Key: "actions", Label: "Disclosure actions", Value: strings.Join(req.Actions, ", ")})
-		return &Report{
-			Kind:       "disclosures",
-			Title:      "Accounting of disclosures",
-			Subtitle:   "Disclosures of protected health information (HIPAA 45 CFR 164.528) for " + who,
-			Parameters: params,
-			Columns: []ReportColumn{
-				{Key: "timestamp", Label: "Date (UTC)"}, {Key: "event_id", Label: "Event"},
-				{Key: "target_resource_id", Label: "Individual"}, {Key: "action", Label: "Action"},
-				{Key: "principal_id", Label: "Disclosed by"}, {Key: "recipient", Label: "Recipient"},
-				{Key: "purpose", Label: "Purpose"}, {Key: "outcome_description", Label: "Description"},
-			},
-			Rows: rows,
-			Summary: []ReportField{
-				{Key: "disclosures", Label: "Disclosures", Value: len(rows)},
-				{Key: "individuals", Label: "Individuals", Value: len(order)},
-				{Key: "recipients", Label: "Distinct recipients", Value: len(recipients)},
-				{Key: "without_recipient", Label: "Without a recorded recipient", Value: withoutRecipient},
-				{Key: "without_purpose", Label: "Without a recorded purpose", Value: withoutPurpose},
-			},
-			Sections: []ReportSection{{
-				Title: "Disclosures by individual",
+			params = append(params, periodFields(p)...)
+			params = append(params, ReportField{Key: "actions", Label: "Disclosure actions", Value: strings.Join(req.Actions, ", ")})
+			return &Report{
+				Kind:       "disclosures",
+				Title:      "Accounting of disclosures",
+				Subtitle:   "Disclosures of protected health information (HIPAA 45 CFR 164.528) for " + who,
+				Parameters: params,
 				Columns: []ReportColumn{
-					{Key: "target_resource_id", Label: "Individual"}, {Key: "disclosures", Label: "Disclosures"},
-					{Key: "first", Label: "First (UTC)"}, {Key: "last", Label: "Last (UTC)"},
+					{Key: "timestamp", Label: "Date (UTC)"}, {Key: "event_id", Label: "Event"},
+					{Key: "target_resource_id", Label: "Individual"}, {Key: "action", Label: "Action"},
+					{Key: "principal_id", Label: "Disclosed by"}, {Key: "recipient", Label: "Recipient"},
+					{Key: "purpose", Label: "Purpose"}, {Key: "outcome_description", Label: "Description"},
 				},
-				Rows: patients,
-			}},
-			Notes: []string{
-				"A disclosure is a successful event classified PHI on the resource type named, whose action matches one of the disclosure actions (* matches any text at the start or end).",
-				"Recipient and purpose are the event details' \"recipient\" and \"purpose\"; 164.528(b)(2) asks for both, so disclosures without them are counted.",
-				fmt.Sprintf("The default period is the %d years before the end of the period, as 164.528(a) allows an individual to ask for.", DisclosureLookbackYears),
-				"Disclosures exempt from accounting (treatment, payment, health care operations, to the individual) are not distinguished: record them under other actions.",
-			},
-		}, nil
+				Rows: rows,
+				Summary: []ReportField{
+					{Key: "disclosures", Label: "Disclosures", Value: len(rows)},
+					{Key: "individuals", Label: "Individuals", Value: len(per.order)},
+					{Key: "recipients", Label: "Distinct recipients", Value: len(recipients)},
+					{Key: "without_recipient", Label: "Without a recorded recipient", Value: withoutRecipient},
+					{Key: "without_purpose", Label: "Without a recorded purpose", Value: withoutPurpose},
+				},
+				Sections: []ReportSection{{
+					Title: "Disclosures by individual",
+					Columns: []ReportColumn{
+						{Key: "target_resource_id", Label: "Individual"}, {Key: "disclosures", Label: "Disclosures"},
+						{Key: "first", Label: "First (UTC)"}, {Key: "last", Label: "Last (UTC)"},
+					},
+					Rows: patients,
+				}},
+				Notes: []string{
+					"A disclosure is a successful event classified PHI on the resource type named, whose action matches one of the disclosure actions (* matches any text at the start or end).",
+					"Recipient and purpose are the event details' \"recipient\" and \"purpose\"; 164.528(b)(2) asks for both, so disclosures without them are counted.",
+					fmt.Sprintf("The default period is the %d years before the end of the period, as 164.528(a) allows an individual to ask for.", DisclosureLookbackYears),
+					"Disclosures exempt from accounting (treatment, payment, health care operations, to the individual) are not distinguished: record them under other actions.",
+				},
+			}
+		},
 	})
 }
 
@@ -603,132 +621,110 @@ func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReport
 	if err := checkRequired(name, "PrincipalID", req.PrincipalID); err != nil {
 		return nil, err
 	}
-	if err := checkPeriod(name, req.From, req.To, req.MaxRows); err != nil {
-		return nil, err
-	}
-	return c.readOnly(ctx, "activity report", func(tx pgx.Tx, now time.Time) (*Report, error) {
-		p, err := resolve(name, now, req.From, req.To, req.MaxRows, func(t time.Time) time.Time { return t.Add(-ReportPeriodDefault) })
-		if err != nil {
-			return nil, err
-		}
-		rows, err := pageEvents(ctx, tx, "activity report",
-			`action, status, target_resource_type, target_resource_id, data_classification, outcome_description, host(source_ip)`,
-			func(b *whereBuilder) {
-				b.add(`principal_id = ` + b.arg(req.PrincipalID))
-				b.add(`"timestamp" >= ` + b.arg(p.from))
-				b.add(`"timestamp" < ` + b.arg(p.to))
-			}, p.maxRows,
-			func(r pgx.Rows) ([]any, time.Time, int64, error) {
-				var (
-					id                      int64
-					ts                      time.Time
-					action, status, class   string
-					rtype, rid, outcome, ip *string
-				)
-				err := r.Scan(&id, &ts, &action, &status, &rtype, &rid, &class, &outcome, &ip)
-				ts = ts.UTC()
-				return []any{ts, id, action, status, str(rtype), str(rid), class, str(outcome), str(ip)}, ts, id, err
-			})
-		if err != nil {
-			return nil, err
-		}
-
-		type byAction struct {
-			events, failures int
-			patients         map[string]bool
-		}
-		type byPatient struct {
-			events      int
-			first, last time.Time
-		}
-		var (
-			actions       = map[string]*byAction{}
-			patients      = map[string]*byPatient{}
-			resources     = map[string]bool{}
-			phi, failures int
-		)
-		for _, row := range rows {
-			ts, action := row[0].(time.Time), row[2].(string)
-			ba := actions[action]
-			if ba == nil {
-				ba = &byAction{patients: map[string]bool{}}
-				actions[action] = ba
+	return c.eventReport(ctx, eventReport{
+		what: "activity report", req: name, from: req.From, to: req.To, maxRows: req.MaxRows, back: lastPeriod,
+		cols:  `action, status, target_resource_type, target_resource_id, data_classification, outcome_description, host(source_ip)`,
+		where: func(b *whereBuilder) { b.add(`principal_id = ` + b.arg(req.PrincipalID)) },
+		scan: func(r pgx.Rows) ([]any, time.Time, int64, error) {
+			var (
+				id                      int64
+				ts                      time.Time
+				action, status, class   string
+				rtype, rid, outcome, ip *string
+			)
+			err := r.Scan(&id, &ts, &action, &status, &rtype, &rid, &class, &outcome, &ip)
+			ts = ts.UTC()
+			return []any{ts, id, action, status, str(rtype), str(rid), class, str(outcome), str(ip)}, ts, id, err
+		},
+		build: func(p period, rows [][]any) *Report {
+			type byAction struct {
+				events, failures int
+				patients         map[string]bool
 			}
-			ba.events++
-			if row[3] == string(StatusFailure) {
-				ba.failures++
-				failures++
-			}
-			if row[6] == string(ClassificationPHI) {
-				phi++
-			}
-			rtype, _ := row[4].(string)
-			rid, isID := row[5].(string)
-			if isID {
-				resources[rtype+"\x00"+rid] = true
-				if rtype == "Patient" {
-					ba.patients[rid] = true
-					bp := patients[rid]
-					if bp == nil {
-						bp = &byPatient{first: ts}
-						patients[rid] = bp
+			var (
+				actions       = map[string]*byAction{}
+				patients      tally
+				resources     = map[string]bool{}
+				phi, failures int
+			)
+			for _, row := range rows {
+				ts, action := row[0].(time.Time), row[2].(string)
+				ba := actions[action]
+				if ba == nil {
+					ba = &byAction{patients: map[string]bool{}}
+					actions[action] = ba
+				}
+				ba.events++
+				if row[3] == string(StatusFailure) {
+					ba.failures++
+					failures++
+				}
+				if row[6] == string(ClassificationPHI) {
+					phi++
+				}
+				rtype, _ := row[4].(string)
+				rid, isID := row[5].(string)
+				if isID {
+					resources[rtype+"\x00"+rid] = true
+					if rtype == "Patient" {
+						ba.patients[rid] = true
+						patients.add(rid, ts, rid)
 					}
-					bp.events++
-					bp.last = ts
 				}
 			}
-		}
-		perAction := make([][]any, 0, len(actions))
-		for _, a := range slices.Sorted(maps.Keys(actions)) {
-			perAction = append(perAction, []any{a, actions[a].events, len(actions[a].patients), actions[a].failures})
-		}
-		perPatient := make([][]any, 0, len(patients))
-		for _, p := range slices.Sorted(maps.Keys(patients)) {
-			perPatient = append(perPatient, []any{p, patients[p].events, patients[p].first, patients[p].last})
-		}
+			perAction := make([][]any, 0, len(actions))
+			for _, a := range slices.Sorted(maps.Keys(actions)) {
+				perAction = append(perAction, []any{a, actions[a].events, len(actions[a].patients), actions[a].failures})
+			}
+			perPatient := make([][]any, 0, len(patients.order))
+			for _, k := range slices.Sorted(slices.Values(patients.order)) {
+				e := patients.by[k]
+				perPatient = append(perPatient, slices.Concat(e.label, []any{e.events, e.first, e.last}))
+			}
 
-		return &Report{
-			Kind:     "activity",
-			Title:    "Workforce activity report",
-			Subtitle: "Every audit event by " + req.PrincipalID,
-			Parameters: append([]ReportField{
-				{Key: "principal_id", Label: "Workforce member", Value: req.PrincipalID},
-			}, periodFields(p)...),
-			Columns: []ReportColumn{
-				{Key: "timestamp", Label: "Time (UTC)"}, {Key: "event_id", Label: "Event"},
-				{Key: "action", Label: "Action"}, {Key: "status", Label: "Status"},
-				{Key: "target_resource_type", Label: "Resource type"}, {Key: "target_resource_id", Label: "Resource"},
-				{Key: "data_classification", Label: "Classification"}, {Key: "outcome_description", Label: "Outcome"},
-				{Key: "source_ip", Label: "Source IP"},
-			},
-			Rows: rows,
-			Summary: []ReportField{
-				{Key: "events", Label: "Events", Value: len(rows)},
-				{Key: "phi_events", Label: "Events on PHI", Value: phi},
-				{Key: "patients", Label: "Distinct patients", Value: len(patients)},
-				{Key: "resources", Label: "Distinct resources", Value: len(resources)},
-				{Key: "failures", Label: "Failed", Value: failures},
-			},
-			Sections: []ReportSection{{
-				Title: "Events by action",
+			return &Report{
+				Kind:     "activity",
+				Title:    "Workforce activity report",
+				Subtitle: "Every audit event by " + req.PrincipalID,
+				Parameters: append([]ReportField{
+					{Key: "principal_id", Label: "Workforce member", Value: req.PrincipalID},
+				}, periodFields(p)...),
 				Columns: []ReportColumn{
-					{Key: "action", Label: "Action"}, {Key: "events", Label: "Events"},
-					{Key: "patients", Label: "Distinct patients"}, {Key: "failures", Label: "Failed"},
+					{Key: "timestamp", Label: "Time (UTC)"}, {Key: "event_id", Label: "Event"},
+					{Key: "action", Label: "Action"}, {Key: "status", Label: "Status"},
+					{Key: "target_resource_type", Label: "Resource type"}, {Key: "target_resource_id", Label: "Resource"},
+					{Key: "data_classification", Label: "Classification"}, {Key: "outcome_description", Label: "Outcome"},
+					{Key: "source_ip", Label: "Source IP"},
 				},
-				Rows: perAction,
-			}, {
-				Title: "Events by patient",
-				Columns: []ReportColumn{
-					{Key: "target_resource_id", Label: "Patient"}, {Key: "events", Label: "Events"},
-					{Key: "first", Label: "First (UTC)"}, {Key: "last", Label: "Last (UTC)"},
+				Rows: rows,
+				Summary: []ReportField{
+					{Key: "events", Label: "Events", Value: len(rows)},
+					{Key: "phi_events", Label: "Events on PHI", Value: phi},
+					{Key: "patients", Label: "Distinct patients", Value: len(patients.order)},
+					{Key: "resources", Label: "Distinct resources", Value: len(resources)},
+					{Key: "failures", Label: "Failed", Value: failures},
 				},
-				Rows: perPatient,
-			}},
-			Notes: []string{
-				"Events are those whose principal_id is the workforce member, with timestamps in [From, To), oldest first, read from one database snapshot.",
-				"A patient is a target resource of type Patient; events on other resources count as resources only.",
-			},
-		}, nil
+				Sections: []ReportSection{{
+					Title: "Events by action",
+					Columns: []ReportColumn{
+						{Key: "action", Label: "Action"}, {Key: "events", Label: "Events"},
+						{Key: "patients", Label: "Distinct patients"}, {Key: "failures", Label: "Failed"},
+					},
+					Rows: perAction,
+				}, {
+					Title: "Events by patient",
+					Columns: []ReportColumn{
+						{Key: "target_resource_id", Label: "Patient"}, {Key: "events", Label: "Events"},
+						{Key: "first", Label: "First (UTC)"}, {Key: "last", Label: "Last (UTC)"},
+					},
+					Rows: perPatient,
+				}},
+				Notes: []string{
+					"Events are those whose principal_id is the workforce member, with timestamps in [From, To), oldest first, read from one database snapshot.",
+					"A patient is a target resource of type Patient; events on other resources count as resources only.",
+				},
+			}
+		},
 	})
 }
 
