@@ -124,16 +124,5 @@ func printArchiveReport(w io.Writer, file string, rep *integrity.ArchiveReport) 
 		rows[i] = []string{fmt.Sprint(rg.ChainID), fmt.Sprint(rg.FirstSeq), fmt.Sprint(rg.LastSeq), fmt.Sprint(rg.RowCount), rg.EndHash[:min(16, len(rg.EndHash))]}
 	}
 	table(w, []string{"CHAIN", "FIRST SEQ", "LAST SEQ", "ROWS", "END HASH"}, rows)
-	if len(rep.Findings) > 0 {
-		fmt.Fprintln(w)
-		rows = rows[:0]
-		for _, f := range rep.Findings {
-			id := ""
-			if f.RowID != 0 {
-				id = fmt.Sprint(f.RowID)
-			}
-			rows = append(rows, []string{fmt.Sprint(f.ChainID), fmt.Sprint(f.ChainSeq), id, string(f.Kind), f.Detail})
-		}
-		table(w, []string{"CHAIN", "SEQ", "ROW ID", "KIND", "DETAIL"}, rows)
-	}
+	printFindings(w, rep.Findings)
 }

@@ -120,16 +120,23 @@ func printReport(w io.Writer, rep *integrity.Report) {
 	if empty > 0 {
 		fmt.Fprintf(w, "(%d chain(s) without rows not shown)\n", empty)
 	}
-	if len(rep.Findings) > 0 {
-		fmt.Fprintln(w)
-		rows = rows[:0]
-		for _, f := range rep.Findings {
-			id := ""
-			if f.RowID != 0 {
-				id = fmt.Sprint(f.RowID)
-			}
-			rows = append(rows, []string{fmt.Sprint(f.ChainID), fmt.Sprint(f.ChainSeq), id, string(f.Kind), f.Detail})
-		}
-		table(w, []string{"CHAIN", "SEQ", "ROW ID", "KIND", "DETAIL"}, rows)
+	printFindings(w, rep.Findings)
+}
+
+// printFindings prints a report's findings as a table after a blank line,
+// or nothing when there are none.
+func printFindings(w io.Writer, findings []integrity.Finding) {
+	if len(findings) == 0 {
+		return
 	}
+	fmt.Fprintln(w)
+	rows := make([][]string, len(findings))
+	for i, f := range findings {
+		id := ""
+		if f.RowID != 0 {
+			id = fmt.Sprint(f.RowID)
+		}
+		rows[i] = []string{fmt.Sprint(f.ChainID), fmt.Sprint(f.ChainSeq), id, string(f.Kind), f.Detail}
+	}
+	table(w, []string{"CHAIN", "SEQ", "ROW ID", "KIND", "DETAIL"}, rows)
 }
