@@ -19,7 +19,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -34,7 +33,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,18 +147,14 @@ type bench struct {
 	verify *verifyResult
 }
 
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
 func run(ctx context.Context, cfg config) (err error) {
-	b := &bench{cfg: cfg, started: time.Now(), loadAtStart: loadAvg()}
+	b := &bench{cfg: cfg, started: time.Now(), loadAtStart: benchdoc.LoadAvg()}
 	if b.tmp, err = os.MkdirTemp("", "auditdb-bench-"); err != nil {
 		return err
 	}
 	defer os.RemoveAll(b.tmp)
 
-	progress("starting a durable PostgreSQL (fsync on)")
+	benchdoc.Progress("starting a durable PostgreSQL (fsync on)")
 	b.srv, err = embeddedpg.Start(ctx, embeddedpg.Config{
 		Durable: true,
 		Settings: map[string]string{
@@ -184,12 +178,12 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 	defer func() {
-		progress("stopping PostgreSQL")
+		benchdoc.Progress("stopping PostgreSQL")
 		if stopErr := b.srv.Stop(); stopErr != nil {
 			fmt.Fprintln(os.Stderr, "bench: stopping PostgreSQL:", stopErr)
 		}
 	}()
-	progress("PostgreSQL on 127.0.0.1:%d", b.srv.Port)
+	benchdoc.Progress("PostgreSQL on 127.0.0.1:%d", b.srv.Port)
 
 	if b.admin, err = pgx.Connect(ctx, b.srv.URL("postgres")); err != nil {
 		return err
@@ -227,7 +221,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
 		return err
 	}
-	progress("wrote %s (total %s)", cfg.out, time.Since(b.started).Round(time.Second))
+	benchdoc.Progress("wrote %s (total %s)", cfg.out, time.Since(b.started).Round(time.Second))
 	return nil
 }
 
@@ -239,7 +233,7 @@ const templateDB = "bench_template"
 // database is copied from, with the partitions of this month and the next
 // three.
 func (b *bench) prepareTemplate(ctx context.Context) error {
-	progress("creating database %s, migrating, ensuring partitions", templateDB)
+	benchdoc.Progress("creating database %s, migrating, ensuring partitions", templateDB)
 	if _, err := b.admin.Exec(ctx, "CREATE DATABASE "+templateDB); err != nil {
 		return err
 	}
@@ -272,7 +266,7 @@ func (b *bench) prepareTemplate(ctx context.Context) error {
 		{"schema", fmt.Sprintf("migrations through step %04d (internal/migrate)", res.Current)},
 		{"insert trigger", fmt.Sprintf("zz_audit_log_integrity runs %s (%s), as migrated", fn, lang)},
 	}
-	progress("schema at version %d, %d monthly partitions ensured, %d integrity triggers in place, insert trigger runs %s (%s)",
+	benchdoc.Progress("schema at version %d, %d monthly partitions ensured, %d integrity triggers in place, insert trigger runs %s (%s)",
 		res.Current, parts, triggers, fn, lang)
 	return nil
 }
@@ -281,7 +275,7 @@ func (b *bench) prepareTemplate(ctx context.Context) error {
 // the schema and drops it, so that the WAL segments exist and the caches
 // are warm before anything is timed.
 func (b *bench) warmUp(ctx context.Context) error {
-	progress("warm-up: untimed load of %d rows (trigger off) to create WAL segments and warm the caches", b.cfg.rows)
+	benchdoc.Progress("warm-up: untimed load of %d rows (trigger off) to create WAL segments and warm the caches", b.cfg.rows)
 	start := time.Now()
 	if _, err := b.bulkOnce(ctx, methodInsert, b.cfg.rows, modeOff); err != nil {
 		return err
@@ -289,7 +283,7 @@ func (b *bench) warmUp(ctx context.Context) error {
 	if err := b.checkpoint(ctx); err != nil {
 		return err
 	}
-	progress("warm-up: done in %s", time.Since(start).Round(time.Millisecond))
+	benchdoc.Progress("warm-up: done in %s", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -407,30 +401,7 @@ func setTriggers(ctx context.Context, conn *pgx.Conn, enable bool) (int, error) 
 // ---------------------------------------------------------------- machine
 
 func (b *bench) describe(ctx context.Context) error {
-	cpu := "unknown"
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	mem := "unknown"
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(line, "MemTotal:") {
-				f := strings.Fields(line)
-				if len(f) >= 2 {
-					if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
-						mem = fmt.Sprintf("%.1f GiB", kb/1024/1024)
-					}
-				}
-			}
-		}
-	}
+	cpu, mem := benchdoc.CPUModel(), benchdoc.MemTotal()
 	nproc := strconv.Itoa(runtime.NumCPU())
 	if out, err := exec.CommandContext(ctx, "nproc").Output(); err == nil {
 		nproc = strings.TrimSpace(string(out))
@@ -531,7 +502,7 @@ func (b *bench) runSingle(ctx context.Context) error {
 						return err
 					}
 					mode = m
-					progress("single-row: mode %s", m)
+					benchdoc.Progress("single-row: mode %s", m)
 				}
 				if _, err := conn.Exec(ctx, "VACUUM ANALYZE audit.audit_log"); err != nil {
 					return err
@@ -547,7 +518,7 @@ func (b *bench) runSingle(ctx context.Context) error {
 				if m == modeOff {
 					script = offPath
 				}
-				progress("single-row: %d client(s), %s, run %d/%d, %s", clients, m, r, b.cfg.runs, b.cfg.duration)
+				benchdoc.Progress("single-row: %d client(s), %s, run %d/%d, %s", clients, m, r, b.cfg.runs, b.cfg.duration)
 				pr, err := b.pgbench(ctx, db, script, clients)
 				if err != nil {
 					return err
@@ -567,14 +538,14 @@ func (b *bench) runSingle(ctx context.Context) error {
 					return fmt.Errorf("%s run: pgbench committed %d transactions, audit_log grew by %d rows of which %d carry the constant hash (want %d)",
 						m, pr.txns, added, addedConst, wantConst)
 				}
-				progress("single-row: %d client(s), %s: %.1f tps, %.3f ms average latency, %d rows",
+				benchdoc.Progress("single-row: %d client(s), %s: %.1f tps, %.3f ms average latency, %d rows",
 					clients, m, pr.tps, pr.latencyMS, pr.txns)
 				res.runs[m] = append(res.runs[m], pr)
 			}
 		}
 		for m, runs := range res.runs {
-			res.tps[m] = median(field(runs, func(p pgbenchRun) float64 { return p.tps }))
-			res.lat[m] = median(field(runs, func(p pgbenchRun) float64 { return p.latencyMS }))
+			res.tps[m] = benchdoc.Median(field(runs, func(p pgbenchRun) float64 { return p.tps }))
+			res.lat[m] = benchdoc.Median(field(runs, func(p pgbenchRun) float64 { return p.latencyMS }))
 		}
 		b.single = append(b.single, res)
 	}
@@ -583,7 +554,7 @@ func (b *bench) runSingle(ctx context.Context) error {
 			return err
 		}
 		mode = modePL
-		progress("single-row: triggers re-enabled")
+		benchdoc.Progress("single-row: triggers re-enabled")
 	}
 	return nil
 }
@@ -665,12 +636,12 @@ func (b *bench) runBulk(ctx context.Context) error {
 			}
 			for r := 1; r <= runs; r++ {
 				for _, m := range b.modes() {
-					progress("bulk: %s of %d rows, %s, run %d/%d", method, n, m, r, runs)
+					benchdoc.Progress("bulk: %s of %d rows, %s, run %d/%d", method, n, m, r, runs)
 					d, err := b.bulkOnce(ctx, method, n, m)
 					if err != nil {
 						return err
 					}
-					progress("bulk: %s of %d rows, %s: %s, %.0f rows/s", method, n, m,
+					benchdoc.Progress("bulk: %s of %d rows, %s: %s, %.0f rows/s", method, n, m,
 						d.Round(time.Millisecond), float64(n)/d.Seconds())
 					res.runs[m] = append(res.runs[m], d)
 				}
@@ -852,7 +823,7 @@ func (b *bench) runVerify(ctx context.Context) error {
 	// use, each a valid chain.
 	res := &verifyResult{writers: chainCount}
 	n := b.cfg.rows
-	progress("verification: loading %d rows with the trigger on from %d concurrent writers", n, chainCount)
+	benchdoc.Progress("verification: loading %d rows with the trigger on from %d concurrent writers", n, chainCount)
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, chainCount)
@@ -883,7 +854,7 @@ func (b *bench) runVerify(ctx context.Context) error {
 	if res.rows != int64(n) {
 		return fmt.Errorf("loaded %d rows, want %d", res.rows, n)
 	}
-	progress("verification: loaded %d rows into %d chains in %s", res.rows, res.chains, res.loadTime.Round(time.Millisecond))
+	benchdoc.Progress("verification: loaded %d rows into %d chains in %s", res.rows, res.chains, res.loadTime.Round(time.Millisecond))
 	if _, err := pool.Exec(ctx, "VACUUM ANALYZE audit.audit_log"); err != nil {
 		return err
 	}
@@ -894,7 +865,7 @@ func (b *bench) runVerify(ctx context.Context) error {
 		return err
 	}
 	// One untimed pass first, so both verifiers read a warm cache.
-	progress("verification: untimed warm-up pass of the Go verifier")
+	benchdoc.Progress("verification: untimed warm-up pass of the Go verifier")
 	start = time.Now()
 	warm, err := integrity.Verify(ctx, pool, integrity.Options{NoRecord: true})
 	if err != nil {
@@ -904,10 +875,10 @@ func (b *bench) runVerify(ctx context.Context) error {
 		return fmt.Errorf("Go verifier (warm-up): status %s, %d findings, %d rows checked of %d", warm.Status, len(warm.Findings), warm.RowsChecked, res.rows)
 	}
 	res.warmTime = time.Since(start)
-	progress("verification: warm-up pass intact in %s", res.warmTime.Round(time.Millisecond))
+	benchdoc.Progress("verification: warm-up pass intact in %s", res.warmTime.Round(time.Millisecond))
 
 	for r := 1; r <= b.cfg.runs; r++ {
-		progress("verification: Go integrity.Verify, run %d/%d", r, b.cfg.runs)
+		benchdoc.Progress("verification: Go integrity.Verify, run %d/%d", r, b.cfg.runs)
 		start := time.Now()
 		rep, err := integrity.Verify(ctx, pool, integrity.Options{NoRecord: true})
 		d := time.Since(start)
@@ -921,10 +892,10 @@ func (b *bench) runVerify(ctx context.Context) error {
 		if rep.RowsChecked != res.rows {
 			return fmt.Errorf("Go verifier checked %d rows, the log has %d", rep.RowsChecked, res.rows)
 		}
-		progress("verification: Go: %d rows intact in %s, %.0f rows/s", rep.RowsChecked, d.Round(time.Millisecond), float64(rep.RowsChecked)/d.Seconds())
+		benchdoc.Progress("verification: Go: %d rows intact in %s, %.0f rows/s", rep.RowsChecked, d.Round(time.Millisecond), float64(rep.RowsChecked)/d.Seconds())
 		res.goTimes = append(res.goTimes, d)
 
-		progress("verification: SQL audit.recompute_chain_heads(), run %d/%d", r, b.cfg.runs)
+		benchdoc.Progress("verification: SQL audit.recompute_chain_heads(), run %d/%d", r, b.cfg.runs)
 		start = time.Now()
 		rows, err := pool.Query(ctx, `SELECT chain_id, rows_checked, head_seq, stored_hash, recomputed_hash, rows_modified FROM audit.recompute_chain_heads()`)
 		if err != nil {
@@ -955,7 +926,7 @@ func (b *bench) runVerify(ctx context.Context) error {
 		if checked != res.rows || len(got) != res.chains {
 			return fmt.Errorf("SQL recompute checked %d rows in %d chains, the log has %d rows in %d chains", checked, len(got), res.rows, res.chains)
 		}
-		progress("verification: SQL: %d rows in %d chains, rows_modified 0, in %s, %.0f rows/s", checked, len(got), d.Round(time.Millisecond), float64(checked)/d.Seconds())
+		benchdoc.Progress("verification: SQL: %d rows in %d chains, rows_modified 0, in %s, %.0f rows/s", checked, len(got), d.Round(time.Millisecond), float64(checked)/d.Seconds())
 		res.sqlTimes = append(res.sqlTimes, d)
 	}
 	res.goMed = medianDuration(res.goTimes)
@@ -1009,7 +980,7 @@ func (b *bench) markdown() string {
 	for _, kv := range b.machine {
 		fmt.Fprintf(&w, "| %s | %s |\n", kv[0], kv[1])
 	}
-	fmt.Fprintf(&w, "| Load average (1, 5, 15 min) | %s at the start, %s at the end (other work on the machine adds noise) |\n", b.loadAtStart, loadAvg())
+	fmt.Fprintf(&w, "| Load average (1, 5, 15 min) | %s at the start, %s at the end (other work on the machine adds noise) |\n", b.loadAtStart, benchdoc.LoadAvg())
 	fmt.Fprintf(&w, "\n## Settings\n\n| | |\n|---|---|\n")
 	for _, kv := range b.settings {
 		fmt.Fprintf(&w, "| %s | %s |\n", kv[0], kv[1])
@@ -1021,11 +992,11 @@ func (b *bench) markdown() string {
 	fmt.Fprintf(&w, "| single-row runs | pgbench -n -M prepared -j 2 (1 for 1 client), %s per run, %d run(s) per mode alternating the modes, median |\n",
 		b.cfg.duration, b.cfg.runs)
 	fmt.Fprintf(&w, "| bulk rows | %s (%d run(s) per mode) and %s (%d run(s) per mode) per load, one statement into a fresh copy of the schema, median, modes alternated |\n",
-		thousands(int64(small)), b.cfg.runs, thousands(int64(b.cfg.rows)), b.cfg.bulkRuns)
-	fmt.Fprintf(&w, "| warm-up | one untimed trigger-off load of %s rows before any measurement (WAL segments, caches) |\n", thousands(int64(b.cfg.rows)))
+		benchdoc.Thousands(int64(small)), b.cfg.runs, benchdoc.Thousands(int64(b.cfg.rows)), b.cfg.bulkRuns)
+	fmt.Fprintf(&w, "| warm-up | one untimed trigger-off load of %s rows before any measurement (WAL segments, caches) |\n", benchdoc.Thousands(int64(b.cfg.rows)))
 	fmt.Fprintf(&w, "| between runs | VACUUM ANALYZE audit.audit_log, CHECKPOINT |\n")
 	if b.verify != nil {
-		fmt.Fprintf(&w, "| verification rows | %s in %d chains, one untimed warm-up pass, then %d run(s) of each verifier alternated, median |\n", thousands(b.verify.rows), b.verify.chains, b.cfg.runs)
+		fmt.Fprintf(&w, "| verification rows | %s in %d chains, one untimed warm-up pass, then %d run(s) of each verifier alternated, median |\n", benchdoc.Thousands(b.verify.rows), b.verify.chains, b.cfg.runs)
 	}
 	fmt.Fprintf(&w, "| partitions | monthly, audit.ensure_partitions(3) |\n")
 	fmt.Fprintf(&w, "| event | fhir.patient.read by a practitioner on a Patient, PHI, with source_ip, outcome and a jsonb details object |\n")
@@ -1049,7 +1020,7 @@ func (b *bench) markdown() string {
 	for _, s := range b.single {
 		line := fmt.Sprintf("| %d |", s.clients)
 		for _, m := range b.modes() {
-			line += fmt.Sprintf(" %s (%.3f) |", thousandsF(s.tps[m], 1), s.lat[m])
+			line += fmt.Sprintf(" %s (%.3f) |", benchdoc.ThousandsF(s.tps[m], 1), s.lat[m])
 		}
 		for _, impl := range impls {
 			target, result := "—", "—"
@@ -1073,9 +1044,9 @@ func (b *bench) markdown() string {
 	fmt.Fprintf(&w, "\n## Bulk loads (one statement)\n\nrows/s (time).\n\n")
 	b.modeTableHeader(&w, "| method | rows |", "|---|---:|")
 	for _, r := range b.bulk {
-		line := fmt.Sprintf("| %s | %s |", r.method, thousands(int64(r.rows)))
+		line := fmt.Sprintf("| %s | %s |", r.method, benchdoc.Thousands(int64(r.rows)))
 		for _, m := range b.modes() {
-			line += fmt.Sprintf(" %s (%s) |", thousandsF(r.rate(m), 0), secs(r.med[m]))
+			line += fmt.Sprintf(" %s (%s) |", benchdoc.ThousandsF(r.rate(m), 0), benchdoc.Secs(r.med[m]))
 		}
 		for _, impl := range impls {
 			line += fmt.Sprintf(" %.1f%% | ≥ %.0f%% | %s |", r.ratio(impl)*100, targetBulkRatio*100, mark(r.ratio(impl) >= targetBulkRatio))
@@ -1084,15 +1055,15 @@ func (b *bench) markdown() string {
 	}
 	fmt.Fprintf(&w, "\nRuns (seconds, in order):")
 	for _, r := range b.bulk {
-		fmt.Fprintf(&w, " %s %s rows:", r.method, thousands(int64(r.rows)))
+		fmt.Fprintf(&w, " %s %s rows:", r.method, benchdoc.Thousands(int64(r.rows)))
 		for _, m := range b.modes() {
 			fmt.Fprintf(&w, " %s %s;", m, joinD(r.runs[m]))
 		}
 	}
 	fmt.Fprintf(&w, "\n")
 
-	fmt.Fprintf(&w, "\n### Linearity: %s rows against %s\n\n", thousands(int64(b.cfg.rows)), thousands(int64(small)))
-	fmt.Fprintf(&w, "| method | mode | time for %s | time for %s | 10x rows took | target | result |\n", thousands(int64(small)), thousands(int64(b.cfg.rows)))
+	fmt.Fprintf(&w, "\n### Linearity: %s rows against %s\n\n", benchdoc.Thousands(int64(b.cfg.rows)), benchdoc.Thousands(int64(small)))
+	fmt.Fprintf(&w, "| method | mode | time for %s | time for %s | 10x rows took | target | result |\n", benchdoc.Thousands(int64(small)), benchdoc.Thousands(int64(b.cfg.rows)))
 	fmt.Fprintf(&w, "|---|---|---:|---:|---:|---|---|\n")
 	for _, method := range []string{methodInsert, methodCopy} {
 		var sm, lg *bulkResult
@@ -1115,18 +1086,18 @@ func (b *bench) markdown() string {
 			if m != modeOff {
 				target, result = fmt.Sprintf("≤ %.0fx", targetLinearity), mark(x <= targetLinearity)
 			}
-			fmt.Fprintf(&w, "| %s | %s | %s | %s | %.2fx the time | %s | %s |\n", method, m, secs(sm.med[m]), secs(lg.med[m]), x, target, result)
+			fmt.Fprintf(&w, "| %s | %s | %s | %s | %.2fx the time | %s | %s |\n", method, m, benchdoc.Secs(sm.med[m]), benchdoc.Secs(lg.med[m]), x, target, result)
 		}
 	}
 
 	if v := b.verify; v != nil {
-		fmt.Fprintf(&w, "\n## Verification of %s rows (all chains valid)\n\n", thousands(v.rows))
+		fmt.Fprintf(&w, "\n## Verification of %s rows (all chains valid)\n\n", benchdoc.Thousands(v.rows))
 		fmt.Fprintf(&w, "Loaded with the trigger on by %d concurrent writers (INSERT … SELECT each) in %s (%s rows/s) into %d chains; VACUUM ANALYZE and CHECKPOINT, then one untimed Go pass (%s) to warm the cache.\n\n",
-			v.writers, secs(v.loadTime), thousandsF(float64(v.rows)/v.loadTime.Seconds(), 0), v.chains, secs(v.warmTime))
+			v.writers, benchdoc.Secs(v.loadTime), benchdoc.ThousandsF(float64(v.rows)/v.loadTime.Seconds(), 0), v.chains, benchdoc.Secs(v.warmTime))
 		fmt.Fprintf(&w, "| verifier | time | rows/s | target | result |\n|---|---:|---:|---|---|\n")
-		fmt.Fprintf(&w, "| Go `integrity.Verify` (NoRecord), intact | %s | %s | ≥ %s rows/s | %s |\n", secs(v.goMed), thousandsF(v.goRate, 0),
-			thousands(targetVerifyRate), mark(v.goRate >= targetVerifyRate))
-		fmt.Fprintf(&w, "| SQL `audit.recompute_chain_heads()`, rows_modified 0 | %s | %s | — | — |\n", secs(v.sqlMed), thousandsF(v.sqlRate, 0))
+		fmt.Fprintf(&w, "| Go `integrity.Verify` (NoRecord), intact | %s | %s | ≥ %s rows/s | %s |\n", benchdoc.Secs(v.goMed), benchdoc.ThousandsF(v.goRate, 0),
+			benchdoc.Thousands(targetVerifyRate), mark(v.goRate >= targetVerifyRate))
+		fmt.Fprintf(&w, "| SQL `audit.recompute_chain_heads()`, rows_modified 0 | %s | %s | — | — |\n", benchdoc.Secs(v.sqlMed), benchdoc.ThousandsF(v.sqlRate, 0))
 		fmt.Fprintf(&w, "| Go / SQL | | %.2fx | ≥ %.1fx | %s |\n", v.ratio, targetVerifyVsSQL, mark(v.ratio >= targetVerifyVsSQL))
 		fmt.Fprintf(&w, "\nRuns (seconds, in order): Go %s; SQL %s\n", joinD(v.goTimes), joinD(v.sqlTimes))
 	}
@@ -1137,19 +1108,6 @@ func (b *bench) markdown() string {
 
 // ---------------------------------------------------------------- helpers
 
-// loadAvg returns the 1, 5 and 15 minute load averages from /proc/loadavg.
-func loadAvg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], ", ")
-}
-
 func field[T any](xs []T, f func(T) float64) []float64 {
 	out := make([]float64, len(xs))
 	for i, x := range xs {
@@ -1158,28 +1116,13 @@ func field[T any](xs []T, f func(T) float64) []float64 {
 	return out
 }
 
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	m := len(s) / 2
-	if len(s)%2 == 1 {
-		return s[m]
-	}
-	return (s[m-1] + s[m]) / 2
-}
-
 func medianDuration(ds []time.Duration) time.Duration {
 	xs := make([]float64, len(ds))
 	for i, d := range ds {
 		xs[i] = float64(d)
 	}
-	return time.Duration(median(xs))
+	return time.Duration(benchdoc.Median(xs))
 }
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func joinF(xs []float64) string {
 	parts := make([]string, len(xs))
@@ -1197,38 +1140,3 @@ func joinD(ds []time.Duration) string {
 	return strings.Join(parts, ", ")
 }
 
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var out []byte
-	for i, c := range []byte(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, c)
-	}
-	if neg {
-		return "-" + string(out)
-	}
-	return string(out)
-}
-
-func thousandsF(x float64, decimals int) string {
-	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return fmt.Sprint(x)
-	}
-	whole := int64(x)
-	s := thousands(whole)
-	if decimals > 0 {
-		frac := strconv.FormatFloat(x-float64(whole), 'f', decimals, 64)
-		if strings.HasPrefix(frac, "1") { // rounding carried
-			s = thousands(whole + 1)
-			frac = strconv.FormatFloat(0, 'f', decimals, 64)
-		}
-		s += strings.TrimPrefix(frac, "0")
-	} else if x-float64(whole) >= 0.5 {
-		s = thousands(whole + 1)
-	}
-	return s
-}

@@ -139,10 +139,6 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
 type bench struct {
 	cfg   *config
 	srv   *embeddedpg.Server
@@ -159,7 +155,7 @@ type bench struct {
 
 func run(ctx context.Context, cfg *config) (err error) {
 	cfg.startedAt = time.Now().UTC()
-	cfg.loadAtStart = loadAvg()
+	cfg.loadAtStart = benchdoc.LoadAvg()
 	b := &bench{cfg: cfg}
 	if b.tmp, err = os.MkdirTemp("", "auditdb-worker-bench-"); err != nil {
 		return err
@@ -172,7 +168,7 @@ func run(ctx context.Context, cfg *config) (err error) {
 	if b.keys, err = integrity.ParseSealKeys(key, ""); err != nil {
 		return err
 	}
-	progress("starting a durable PostgreSQL (fsync on)")
+	benchdoc.Progress("starting a durable PostgreSQL (fsync on)")
 	// the settings of tests/bench, so the two reports compare
 	b.srv, err = embeddedpg.Start(ctx, embeddedpg.Config{Durable: true, Settings: map[string]string{
 		"max_wal_size": "8GB", "min_wal_size": "4GB", "checkpoint_timeout": "30min", "shared_buffers": "2GB",
@@ -380,7 +376,7 @@ func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
 		c.mu.Unlock()
 	default:
 		if r.Level >= slog.LevelWarn {
-			progress("worker log %s: %s", r.Level, r.Message)
+			benchdoc.Progress("worker log %s: %s", r.Level, r.Message)
 		}
 	}
 	return nil
@@ -439,7 +435,7 @@ func (b *bench) runSeal(ctx context.Context) error {
 	res := &sealResult{}
 	b.seal = res
 	// one untimed paced run first: WAL segments, caches, the plan cache
-	progress("seal: warm-up, 10 s of paced inserts, no worker")
+	benchdoc.Progress("seal: warm-up, 10 s of paced inserts, no worker")
 	if _, err := b.pacedInserts(ctx, pool, 10*time.Second); err != nil {
 		return err
 	}
@@ -496,7 +492,7 @@ func (b *bench) sealRunOnce(ctx context.Context, pool *pgxpool.Pool, mode string
 			return r, err
 		}
 	}
-	progress("seal: round %d, %s: %s of inserts at %d rows/s, 0 unpaced (log has %d rows)", round, mode, b.cfg.window, b.cfg.rate, r.logRows)
+	benchdoc.Progress("seal: round %d, %s: %s of inserts at %d rows/s, 0 unpaced (log has %d rows)", round, mode, b.cfg.window, b.cfg.rate, r.logRows)
 	p, err := b.pacedInserts(ctx, pool, b.cfg.window)
 	if suite != nil {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -515,7 +511,7 @@ func (b *bench) sealRunOnce(ctx context.Context, pool *pgxpool.Pool, mode string
 		return r, err
 	}
 	r.checkpoints = cp1 - cp0
-	progress("seal: %.0f rows/s, p50 %s p99 %s; %d seals (durations %v), %d checkpoints; verifications %v",
+	benchdoc.Progress("seal: %.0f rows/s, p50 %s p99 %s; %d seals (durations %v), %d checkpoints; verifications %v",
 		r.rate(), pct(r.lat, 50), pct(r.lat, 99), len(r.seals), sealDurations(r.seals), r.checkpoints, r.verifys)
 	return r, nil
 }
@@ -639,7 +635,7 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 		}
 	}
 	n := int64(b.cfg.archiveRows)
-	progress("archive: loading %d rows 200 days old, PUBLIC / minimal (90 days), 16 writers", n)
+	benchdoc.Progress("archive: loading %d rows 200 days old, PUBLIC / minimal (90 days), 16 writers", n)
 	if res.loadTime, err = load(ctx, pool, 1, n, 16, old, "PUBLIC", "minimal"); err != nil {
 		return nil, err
 	}
@@ -652,7 +648,7 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log WHERE "timestamp" < now() - interval '90 days'`).Scan(&res.rows); err != nil {
 		return nil, err
 	}
-	progress("archive: loaded in %s; %d rows due", res.loadTime.Round(time.Millisecond), res.rows)
+	benchdoc.Progress("archive: loaded in %s; %d rows due", res.loadTime.Round(time.Millisecond), res.rows)
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE`); err != nil {
 		return nil, err
 	}
@@ -682,7 +678,7 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 		},
 	}
 	deps := &workers.Deps{Pool: pool, Keys: b.keys, Logger: slog.New(&logCapture{})}
-	progress("archive: Deps.RunRetention, MaxRowsPerArchive %d", maxRows)
+	benchdoc.Progress("archive: Deps.RunRetention, MaxRowsPerArchive %d", maxRows)
 	start := time.Now()
 	res.res, err = deps.RunRetention(ctx, cfg, workers.RetentionRunOptions{})
 	res.total = time.Since(start)
@@ -716,7 +712,7 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 	if !rep.Intact() {
 		return nil, fmt.Errorf("after retention the log does not verify: %d findings", len(rep.Findings))
 	}
-	progress("archive: %d rows in %s (%.0f rows/s), %d archives, %d bytes, steps %v, partitions dropped %v",
+	benchdoc.Progress("archive: %d rows in %s (%.0f rows/s), %d archives, %d bytes, steps %v, partitions dropped %v",
 		res.res.RowsArchived, res.total.Round(time.Millisecond), float64(res.res.RowsArchived)/res.total.Seconds(),
 		len(res.res.Archives), res.bytes, res.steps, res.res.PartitionsDropped)
 	return res, nil
@@ -772,12 +768,12 @@ func (b *bench) runVerify(ctx context.Context) error {
 	next := int64(1)
 	for _, size := range b.cfg.verifySizes {
 		r := &verifyResult{loadRows: int64(size) - have}
-		progress("verify: loading %d rows (16 writers) to reach %d", r.loadRows, size)
+		benchdoc.Progress("verify: loading %d rows (16 writers) to reach %d", r.loadRows, size)
 		if r.loadTime, err = load(ctx, pool, next, r.loadRows, 16, time.Now(), "PHI", "phi_extended"); err != nil {
 			return err
 		}
 		next += r.loadRows
-		progress("verify: loaded in %s (%.0f rows/s)", r.loadTime.Round(time.Millisecond), float64(r.loadRows)/r.loadTime.Seconds())
+		benchdoc.Progress("verify: loaded in %s (%.0f rows/s)", r.loadTime.Round(time.Millisecond), float64(r.loadRows)/r.loadTime.Seconds())
 		if _, err := pool.Exec(ctx, `VACUUM ANALYZE audit.audit_log`); err != nil {
 			return err
 		}
@@ -797,7 +793,7 @@ func (b *bench) runVerify(ctx context.Context) error {
 			return fmt.Errorf("full verification: %d findings", len(rep.Findings))
 		}
 		r.fullTime, r.fullRows = rep.Duration, rep.RowsChecked
-		progress("verify: full, %d rows in %s", rep.RowsChecked, rep.Duration.Round(time.Millisecond))
+		benchdoc.Progress("verify: full, %d rows in %s", rep.RowsChecked, rep.Duration.Round(time.Millisecond))
 		for range b.cfg.incrRuns {
 			if _, err := load(ctx, pool, next, int64(b.cfg.incrRows), 16, time.Now(), "PHI", "phi_extended"); err != nil {
 				return err
@@ -817,7 +813,7 @@ func (b *bench) runVerify(ctx context.Context) error {
 			r.incr = append(r.incr, rep.Duration)
 			r.incrRows = append(r.incrRows, rep.RowsChecked)
 			r.incrSeals = append(r.incrSeals, seal.Duration)
-			progress("verify: +%d rows, seal %s, incremental %d rows in %s", b.cfg.incrRows, seal.Duration.Round(time.Microsecond),
+			benchdoc.Progress("verify: +%d rows, seal %s, incremental %d rows in %s", b.cfg.incrRows, seal.Duration.Round(time.Microsecond),
 				rep.RowsChecked, rep.Duration.Round(time.Microsecond))
 		}
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log`).Scan(&r.rows); err != nil {
@@ -861,7 +857,7 @@ func (b *bench) preamble(w io.Writer, heading, part string) {
 	c := b.cfg
 	fmt.Fprintf(w, "%s\n\nMeasured %s UTC with\n\n    %s\n\n", heading, c.startedAt.Format("2006-01-02 15:04"), c.commandLine)
 	fmt.Fprintf(w, "(`tests/bench/worker/main.go`, part %s; not written by `make bench`). Machine: %d CPUs (%s), %s, %s; load average %s at the start of the run, %s at the end. ",
-		part, runtime.NumCPU(), cpuModel(), memTotal(), runtime.Version(), c.loadAtStart, loadAvg())
+		part, runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.MemTotal(), runtime.Version(), c.loadAtStart, benchdoc.LoadAvg())
 	fmt.Fprintf(w, "A private PostgreSQL %s started for the run by internal/embeddedpg, durable (fsync and synchronous_commit on), with tests/bench's settings (shared_buffers 2GB, max_wal_size 8GB, checkpoint_timeout 30min); a database of its own migrated by internal/migrate with the C insert trigger (`migrate.Options{Accelerator: true}`), 16 chains; one fresh 32-byte seal key.\n\n",
 		strings.Fields(b.pgVersion)[1])
 }
@@ -869,7 +865,7 @@ func (b *bench) preamble(w io.Writer, heading, part string) {
 func (b *bench) sealMarkdown(w io.Writer) {
 	c := b.cfg
 	load := fmt.Sprintf("every %s (offered load %s rows/s, %s commits/s), catching up when late, so a server that cannot keep up shows as a lower achieved rate",
-		c.interval(), thousands(int64(c.rate)), thousandsF(float64(c.rate)/float64(c.batch), 0))
+		c.interval(), benchdoc.Thousands(int64(c.rate)), benchdoc.ThousandsF(float64(c.rate)/float64(c.batch), 0))
 	if c.rate == 0 {
 		load = "back to back, unpaced: the achieved rate is the most the server sustains beside the worker"
 	}
@@ -900,10 +896,10 @@ func (b *bench) sealMarkdown(w io.Writer) {
 			nseals += int64(len(r.seals))
 			cps += r.checkpoints
 			for _, v := range r.verifys {
-				verifies = append(verifies, fmt.Sprintf("%s %s rows %s", v.mode, thousands(v.rows), fmtDur(v.d)))
+				verifies = append(verifies, fmt.Sprintf("%s %s rows %s", v.mode, benchdoc.Thousands(v.rows), fmtDur(v.d)))
 			}
 		}
-		med[mode] = median(rates)
+		med[mode] = benchdoc.Median(rates)
 		ratio := "—"
 		if mode != modeNone {
 			ratio = fmt.Sprintf("%.1f%%", 100*med[mode]/med[modeNone])
@@ -922,19 +918,19 @@ func (b *bench) sealMarkdown(w io.Writer) {
 		if mode != modeNone {
 			cpCol = strconv.FormatInt(cps, 10)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", mode, thousandsF(med[mode], 0), ratio,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", mode, benchdoc.ThousandsF(med[mode], 0), ratio,
 			fmtDur(pct(lat, 50)), fmtDur(pct(lat, 99)), sealCol, seals50, cpCol, vcol)
 	}
 	fmt.Fprint(w, "\nRuns (achieved rows/s, in order; log rows at the start): ")
 	for _, r := range b.seal.runs {
-		fmt.Fprintf(w, "%s %s (%s); ", r.mode, thousandsF(r.rate(), 0), thousands(r.logRows))
+		fmt.Fprintf(w, "%s %s (%s); ", r.mode, benchdoc.ThousandsF(r.rate(), 0), benchdoc.Thousands(r.logRows))
 	}
 	fmt.Fprint(w, "\n\n")
 }
 
 func (b *bench) archiveMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "%s PUBLIC events under the 'minimal' policy (90 days), timestamped 200 days ago, loaded with the trigger by 16 writers into 16 chains (their month's partition created with `audit.create_partition`), then one current row per chain so every old row is due; `VACUUM ANALYZE`, `CHECKPOINT`; then one `Deps.RunRetention` into a `LocalDirSink` in a temporary directory (gzip JSON lines, fsync, rename). Steps timed with `RetentionConfig.StepHook` and a sink wrapper (planning ends when the run creates the archive object). Afterwards a full `Deps.Verify` of what is left must find the log intact (it does: manifests cover the removed prefixes). One run per setting.\n\n",
-		thousands(int64(b.cfg.archiveRows)))
+		benchdoc.Thousands(int64(b.cfg.archiveRows)))
 	fmt.Fprintln(w, "| MaxRowsPerArchive | rows archived and removed | total | rows/s | archives | bytes/row | partitions dropped | rows left |")
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---|---:|")
 	for _, a := range b.archive {
@@ -942,15 +938,15 @@ func (b *bench) archiveMarkdown(w io.Writer) {
 		if len(a.res.PartitionsDropped) > 0 {
 			drop = strings.Join(a.res.PartitionsDropped, ", ")
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %.1f | %s | %d |\n", thousands(int64(a.maxRows)), thousands(a.res.RowsArchived),
-			secs(a.total), thousandsF(float64(a.res.RowsArchived)/a.total.Seconds(), 0), len(a.res.Archives),
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %.1f | %s | %d |\n", benchdoc.Thousands(int64(a.maxRows)), benchdoc.Thousands(a.res.RowsArchived),
+			benchdoc.Secs(a.total), benchdoc.ThousandsF(float64(a.res.RowsArchived)/a.total.Seconds(), 0), len(a.res.Archives),
 			float64(a.bytes)/float64(a.res.RowsArchived), drop, a.leftInLog)
 	}
 	fmt.Fprintln(w, "\nPer step (summed over the run's archives):")
 	fmt.Fprintln(w)
 	fmt.Fprint(w, "| step | what |")
 	for _, a := range b.archive {
-		fmt.Fprintf(w, " %s rows/archive: time | rows/s | share |", thousands(int64(a.maxRows)))
+		fmt.Fprintf(w, " %s rows/archive: time | rows/s | share |", benchdoc.Thousands(int64(a.maxRows)))
 	}
 	fmt.Fprint(w, "\n|---|---|")
 	for range b.archive {
@@ -961,13 +957,13 @@ func (b *bench) archiveMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s |", s.name, s.what)
 		for _, a := range b.archive {
 			d := a.steps[s.name]
-			fmt.Fprintf(w, " %s | %s | %.0f%% |", secs(d), thousandsF(float64(a.res.RowsArchived)/d.Seconds(), 0), 100*d.Seconds()/a.total.Seconds())
+			fmt.Fprintf(w, " %s | %s | %.0f%% |", benchdoc.Secs(d), benchdoc.ThousandsF(float64(a.res.RowsArchived)/d.Seconds(), 0), 100*d.Seconds()/a.total.Seconds())
 		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "\nLoad of the old rows: ")
 	for _, a := range b.archive {
-		fmt.Fprintf(w, "%s (%s rows/s); ", secs(a.loadTime), thousandsF(float64(b.cfg.archiveRows)/a.loadTime.Seconds(), 0))
+		fmt.Fprintf(w, "%s (%s rows/s); ", benchdoc.Secs(a.loadTime), benchdoc.ThousandsF(float64(b.cfg.archiveRows)/a.loadTime.Seconds(), 0))
 	}
 	fmt.Fprint(w, "\n\n")
 }
@@ -975,15 +971,15 @@ func (b *bench) archiveMarkdown(w io.Writer) {
 func (b *bench) verifyMarkdown(w io.Writer) {
 	c := b.cfg
 	fmt.Fprintf(w, "One database grown to each size by 16 concurrent `INSERT … SELECT` writers (the trigger on, 16 chains); `VACUUM ANALYZE`, `CHECKPOINT`, `Deps.Seal`, then a full `Deps.Verify` (recorded in audit.verification_runs, MACs checked). Then %d times: %s new rows (16 writers), `Deps.Seal`, and an incremental `Deps.Verify`, which starts each chain at its newest checkpoint the previous run verified and reads only what follows. Times are `Report.Duration`; medians of the %d incremental runs.\n\n",
-		c.incrRuns, thousands(int64(c.incrRows)), c.incrRuns)
+		c.incrRuns, benchdoc.Thousands(int64(c.incrRows)), c.incrRuns)
 	fmt.Fprintln(w, "| log rows | load (rows/s) | full verify | full rows/s | seal after +rows | incremental verify | rows read | incremental / full |")
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range b.verify {
 		incr := medianDur(r.incr)
-		fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s | %s | %.2f%% |\n", thousands(r.fullRows),
-			secs(r.loadTime), thousandsF(float64(r.loadRows)/r.loadTime.Seconds(), 0), secs(r.fullTime),
-			thousandsF(float64(r.fullRows)/r.fullTime.Seconds(), 0), fmtDur(medianDur(r.incrSeals)), fmtDur(incr),
-			thousands(medianInt(r.incrRows)), 100*incr.Seconds()/r.fullTime.Seconds())
+		fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s | %s | %.2f%% |\n", benchdoc.Thousands(r.fullRows),
+			benchdoc.Secs(r.loadTime), benchdoc.ThousandsF(float64(r.loadRows)/r.loadTime.Seconds(), 0), benchdoc.Secs(r.fullTime),
+			benchdoc.ThousandsF(float64(r.fullRows)/r.fullTime.Seconds(), 0), fmtDur(medianDur(r.incrSeals)), fmtDur(incr),
+			benchdoc.Thousands(medianInt(r.incrRows)), 100*incr.Seconds()/r.fullTime.Seconds())
 	}
 	fmt.Fprint(w, "\nRuns (incremental, in order): ")
 	for _, r := range b.verify {
@@ -991,7 +987,7 @@ func (b *bench) verifyMarkdown(w io.Writer) {
 		for _, d := range r.incr {
 			ds = append(ds, fmtDur(d))
 		}
-		fmt.Fprintf(w, "%s rows: %s; ", thousands(r.fullRows), strings.Join(ds, ", "))
+		fmt.Fprintf(w, "%s rows: %s; ", benchdoc.Thousands(r.fullRows), strings.Join(ds, ", "))
 	}
 	fmt.Fprint(w, "\n\n")
 }
@@ -1008,32 +1004,26 @@ func pct(ds []time.Duration, p int) time.Duration {
 	return s[min(max(i-1, 0), len(s)-1)]
 }
 
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
+func medianDur(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
 		return 0
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianDur(ds []time.Duration) time.Duration {
 	fs := make([]float64, len(ds))
 	for i, d := range ds {
 		fs[i] = float64(d)
 	}
-	return time.Duration(median(fs))
+	return time.Duration(benchdoc.Median(fs))
 }
 
 func medianInt(xs []int64) int64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	fs := make([]float64, len(xs))
 	for i, x := range xs {
 		fs[i] = float64(x)
 	}
-	return int64(median(fs))
+	return int64(benchdoc.Median(fs))
 }
 
 func fmtDur(d time.Duration) string {
@@ -1047,68 +1037,3 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var out []byte
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	if neg {
-		return "-" + string(out)
-	}
-	return string(out)
-}
-
-func thousandsF(x float64, decimals int) string {
-	if decimals == 0 {
-		return thousands(int64(x + 0.5))
-	}
-	return strconv.FormatFloat(x, 'f', decimals, 64)
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], ", ")
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-func memTotal() string {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return "unknown memory"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-			if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
-				return fmt.Sprintf("%.1f GiB", kb/1024/1024)
-			}
-		}
-	}
-	return "unknown memory"
-}
