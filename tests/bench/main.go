@@ -1139,4 +1139,3 @@ func joinD(ds []time.Duration) string {
 	}
 	return strings.Join(parts, ", ")
 }
-

@@ -1036,4 +1036,3 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%d µs", d.Microseconds())
 	}
 }
-
