@@ -33,6 +33,7 @@ const (
 	SealIntervalDefault       = 10 * time.Second
 	VerifyIntervalDefault     = 5 * time.Minute
 	FullVerifyIntervalDefault = 24 * time.Hour
+	VerifyTimeoutDefault      = 6 * time.Hour
 	PartitionsIntervalDefault = time.Hour
 	OptimizeIntervalDefault   = 6 * time.Hour
 	AlertsIntervalDefault     = time.Minute
@@ -61,6 +62,12 @@ type SuiteConfig struct {
 	// FullVerifyInterval is how often a full verification runs. Defaults
 	// to 24h.
 	FullVerifyInterval time.Duration
+	// VerifyTimeout bounds one verification job, incremental or full (a
+	// full one reads about 250,000 rows/s: BENCHMARKS.md). A run still
+	// going then is cancelled and retried; the job of a worker that died
+	// mid-run is retried once this has passed since it started (River
+	// never retries a job that has no timeout). Defaults to 6h.
+	VerifyTimeout time.Duration
 	// PartitionsInterval is how often partitions are created ahead and the
 	// default partition rescued. Defaults to 1h.
 	PartitionsInterval time.Duration
@@ -107,6 +114,7 @@ func (c SuiteConfig) WithDefaults() SuiteConfig {
 	def(&c.SealInterval, SealIntervalDefault)
 	def(&c.VerifyInterval, VerifyIntervalDefault)
 	def(&c.FullVerifyInterval, FullVerifyIntervalDefault)
+	def(&c.VerifyTimeout, VerifyTimeoutDefault)
 	def(&c.PartitionsInterval, PartitionsIntervalDefault)
 	def(&c.MaxSealLag, MaxSealLagDefault)
 	def(&c.OptimizeInterval, OptimizeIntervalDefault)
@@ -130,6 +138,9 @@ func (c SuiteConfig) validate() error {
 	}
 	if c.MaxSealLag < 0 {
 		return fmt.Errorf("MaxSealLag: must not be negative, got %s", c.MaxSealLag)
+	}
+	if c.VerifyTimeout < time.Second {
+		return fmt.Errorf("VerifyTimeout: must be at least 1s, got %s", c.VerifyTimeout)
 	}
 	// the jobs' own settings fail here, at start, not at their first run
 	if err := c.Retention.WithDefaults().Validate(); err != nil {
@@ -179,8 +190,8 @@ func jobKinds(d *Deps, c SuiteConfig, alerts *monitor.AlertStore) []jobKind {
 	return []jobKind{
 		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
 		periodic(&SealWorker{Deps: d}, c.SealInterval, SealArgs{}),
-		periodic(&VerifyWorker{Deps: d}, keyed(c.VerifyInterval), VerifyArgs{}), // incremental: trusts checkpoints by their MACs
-		later(periodic(&VerifyWorker{Deps: d}, c.FullVerifyInterval, VerifyArgs{Full: true})),
+		periodic(&VerifyWorker{Deps: d, JobTimeout: c.VerifyTimeout}, keyed(c.VerifyInterval), VerifyArgs{}), // incremental: trusts checkpoints by their MACs
+		later(periodic(&VerifyWorker{Deps: d, JobTimeout: c.VerifyTimeout}, c.FullVerifyInterval, VerifyArgs{Full: true})),
 		later(periodic(&RetentionWorker{Deps: d, Config: c.Retention}, keyed(c.Retention.WithDefaults().Interval), RetentionArgs{})),
 		periodic(&ErasureWorker{Deps: d}, keyed(c.ErasureInterval), ErasureArgs{}),
 		later(periodic(&OptimizeWorker{Deps: d, Config: c.Optimize}, c.OptimizeInterval, OptimizeArgs{})),

@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/migrate"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )
@@ -232,4 +234,40 @@ func TestSuiteRunsAsMaintainer(t *testing.T) {
 	var runs int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.verification_runs WHERE status = 'intact'`).Scan(&runs))
 	require.GreaterOrEqual(t, runs, 2)
+}
+
+// A verification whose worker died mid-run (the job left running, started
+// long ago) is rescued and run again: River rescues only jobs with a
+// timeout, so VerifyTimeout must give the verify job one.
+func TestVerifyOfDeadWorkerIsRetried(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	fill(t, db, 2, 10)
+	inserter, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{Schema: migrate.RiverSchema})
+	require.NoError(t, err)
+	res, err := inserter.Insert(ctx, workers.VerifyArgs{Full: true}, nil)
+	require.NoError(t, err)
+	id := res.Job.ID
+	// as a worker killed a day into the job leaves it
+	_, err = db.Pool.Exec(ctx, `UPDATE `+migrate.RiverSchema+`.river_job
+		SET state = 'running', attempt = 1, attempted_at = now() - interval '1 day', attempted_by = '{dead-worker}'
+		WHERE id = $1`, id)
+	require.NoError(t, err)
+
+	s, err := workers.NewSuite(&workers.Deps{Pool: db.Pool, Logger: slog.New(slog.DiscardHandler)},
+		workers.SuiteConfig{SealInterval: -1, VerifyInterval: -1, FullVerifyInterval: -1, PartitionsInterval: -1,
+			Retention: &workers.RetentionConfig{Interval: -1}, ErasureInterval: -1, OptimizeInterval: -1, AlertsInterval: -1,
+			VerifyTimeout: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx))
+	defer func() { require.NoError(t, s.Stop(ctx)) }()
+	require.Eventually(t, func() bool {
+		var state string
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state FROM `+migrate.RiverSchema+`.river_job WHERE id = $1`, id).Scan(&state))
+		return state == "completed"
+	}, 60*time.Second, 100*time.Millisecond, "the dead worker's verification was never retried")
+	var runs int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.verification_runs WHERE mode = 'full' AND status = 'intact'`).Scan(&runs))
+	require.Equal(t, 1, runs)
 }

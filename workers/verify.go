@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -32,11 +33,18 @@ func (VerifyArgs) InsertOpts() river.InsertOpts {
 type VerifyWorker struct {
 	river.WorkerDefaults[VerifyArgs]
 	Deps *Deps
+	// JobTimeout bounds one job (SuiteConfig.VerifyTimeout); zero is
+	// VerifyTimeoutDefault.
+	JobTimeout time.Duration
 }
 
-// Timeout lifts River's default one-minute limit: a full verification of a
-// large log takes as long as reading it.
-func (w *VerifyWorker) Timeout(*river.Job[VerifyArgs]) time.Duration { return -1 }
+// Timeout lifts River's default one-minute limit, since a full verification
+// of a large log takes as long as reading it, but keeps one: River rescues
+// the job of a worker that died only once its timeout has passed, and never
+// when it has none.
+func (w *VerifyWorker) Timeout(*river.Job[VerifyArgs]) time.Duration {
+	return cmp.Or(w.JobTimeout, VerifyTimeoutDefault)
+}
 
 // Work verifies; see Deps.Verify.
 func (w *VerifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) error {
