@@ -14,6 +14,11 @@ import (
 type Deps struct {
 	// Pool is the audit database. Required.
 	Pool *pgxpool.Pool
+	// Replica, when set, is a streaming standby of Pool's database that
+	// verification reads the log from (integrity.Options.Source), sparing
+	// the primary a full read of the log; runs are still recorded on Pool.
+	// Defaults to nil: everything on Pool.
+	Replica *pgxpool.Pool
 	// Keys seal checkpoints, archive manifests and redactions and verify
 	// them. Nil means no key: jobs that must seal refuse with
 	// integrity.ErrNoSealKeys, verification runs without MAC checks.

@@ -67,7 +67,7 @@ type VerifyOptions struct {
 // is in the report.
 func (d *Deps) Verify(ctx context.Context, opts VerifyOptions) (*integrity.Report, error) {
 	rep, err := integrity.Verify(ctx, d.Pool, integrity.Options{
-		Keys: d.keyring(), Incremental: !opts.Full, Progress: opts.Progress,
+		Keys: d.keyring(), Incremental: !opts.Full, Progress: opts.Progress, Source: d.Replica,
 	})
 	mode := "incremental"
 	if opts.Full {

@@ -130,9 +130,31 @@ func connectTraced(c *cli.Context, tracer pgx.QueryTracer) (*pgxpool.Pool, error
 	if url == "" {
 		return nil, errors.New("no database: set AUDIT_DB_URL or --database-url (or run `auditworker dev` for a private one)")
 	}
+	return openPool(c, "database-url", url, tracer)
+}
+
+// replicaFlag names a standby that verification reads from.
+func replicaFlag() cli.Flag {
+	return &cli.StringFlag{Name: "replica-url", EnvVars: []string{"AUDIT_DB_REPLICA_URL"},
+		Usage: "a streaming standby of the database to read the log from when verifying (runs are recorded on the primary)"}
+}
+
+// connectReplica opens --replica-url, or returns nil without one.
+func connectReplica(c *cli.Context, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
+	url := c.String("replica-url")
+	if url == "" {
+		return nil, nil
+	}
+	return openPool(c, "replica-url", url, tracer)
+}
+
+// openPool opens and pings a pool on url, which the flag named flag gave;
+// errors name the flag and the server, never the URL (it may hold a
+// password).
+func openPool(c *cli.Context, flag, url string, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, errors.New("database-url: not a valid PostgreSQL URL")
+		return nil, fmt.Errorf("%s: not a valid PostgreSQL URL", flag)
 	}
 	cfg.ConnConfig.Tracer = tracer
 	// pool sizes, for the commands that have the flags (run)
@@ -144,11 +166,11 @@ func connectTraced(c *cli.Context, tracer pgx.QueryTracer) (*pgxpool.Pool, error
 	}
 	pool, err := pgxpool.NewWithConfig(c.Context, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("%s: connect: %w", flag, err)
 	}
 	if err := pool.Ping(c.Context); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+		return nil, fmt.Errorf("%s: connect to %s:%d/%s: %w", flag, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
 	return pool, nil
 }

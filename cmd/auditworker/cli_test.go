@@ -90,6 +90,15 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 	code, _, errOut = run(t, "--database-url", db.URL, "partitions", "ensure", "--months-ahead", "500")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "months-ahead: must be between 0 and 120")
+	// --replica-url must name a standby of the database (tests/standby_verify_test.go reads one)
+	for _, cmd := range [][]string{{"verify"}, {"run", "--seal-interval", "0", "--listen", "127.0.0.1:0"}} {
+		code, _, errOut = run(t, append(append([]string{"--database-url", db.URL}, cmd...), "--replica-url", db.URL)...)
+		require.Equal(t, 1, code, cmd)
+		require.Contains(t, errOut, "the source is not a standby of the database: it is not in recovery", cmd)
+	}
+	code, _, errOut = run(t, "--database-url", db.URL, "verify", "--replica-url", "::not a url::")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "replica-url: not a valid PostgreSQL URL")
 }
 
 func TestMigratePartitionsStatus(t *testing.T) {

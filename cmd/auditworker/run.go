@@ -48,6 +48,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"AUDIT_LOG_FORMAT"}},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"AUDIT_LOG_LEVEL"}},
 		otelFlag(),
+		replicaFlag(),
 	}
 	return &cli.Command{
 		Name:  "run",
@@ -120,6 +121,16 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer pool.Close()
+			replica, err := connectReplica(c, tracer)
+			if err != nil {
+				return err
+			}
+			if replica != nil {
+				defer replica.Close()
+				if err := integrity.CheckStandby(c.Context, pool, replica); err != nil {
+					return fmt.Errorf("replica-url: %w", err)
+				}
+			}
 			purge, closePurge, err := erasurePurger(c)
 			if err != nil {
 				return err
@@ -127,7 +138,7 @@ func runCommand() *cli.Command {
 			if closePurge != nil {
 				defer closePurge()
 			}
-			return runSuite(c, &workers.Deps{Pool: pool, Keys: keys, Logger: logger, FaultHooks: testFaultHooks(), AfterErasure: purge}, cfg)
+			return runSuite(c, &workers.Deps{Pool: pool, Replica: replica, Keys: keys, Logger: logger, FaultHooks: testFaultHooks(), AfterErasure: purge}, cfg)
 		},
 	}
 }

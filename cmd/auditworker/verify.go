@@ -21,13 +21,21 @@ func verifyCommand() *cli.Command {
 			&cli.IntSliceFlag{Name: "chain", Usage: "verify only this chain id (repeatable)", EnvVars: []string{"AUDIT_VERIFY_CHAINS"}},
 			&cli.BoolFlag{Name: "no-record", Usage: "do not record the run in audit.verification_runs", EnvVars: []string{"AUDIT_VERIFY_NO_RECORD"}},
 			&cli.IntFlag{Name: "parallel", Usage: "chains read at once (default: CPUs)", EnvVars: []string{"AUDIT_VERIFY_PARALLEL"}},
+			replicaFlag(),
 		}, sealKeyFlags()...),
 		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 			keys, err := optionalSealKeys(c)
 			if err != nil {
 				return err
 			}
-			opts := integrity.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel"), Incremental: c.Bool("incremental")}
+			replica, err := connectReplica(c, nil)
+			if err != nil {
+				return err
+			}
+			if replica != nil {
+				defer replica.Close()
+			}
+			opts := integrity.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel"), Incremental: c.Bool("incremental"), Source: replica}
 			if keys != nil {
 				opts.Keys = keys.Ring
 			}

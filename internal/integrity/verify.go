@@ -2,6 +2,7 @@ package integrity
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"encoding/binary"
@@ -91,6 +92,14 @@ type Options struct {
 	Parallel int
 	// NoRecord skips writing the run to audit.verification_runs.
 	NoRecord bool
+	// Source, when set, is where the log is read: a streaming standby of
+	// the database pool writes to, so that a full verification reads its
+	// rows there instead of on the primary. The run is still recorded, and
+	// the previous runs read, through pool. A standby verifies the log as
+	// far as it has replayed; its long reads can be cancelled by recovery
+	// conflicts unless it runs with hot_standby_feedback on. Defaults to
+	// pool.
+	Source *pgxpool.Pool
 	// Incremental starts each chain after a checkpoint instead of at its
 	// first row: the newest checkpoint at or below the seq that the chain's
 	// newest finished run verified intact, provided its MAC verifies and the
@@ -133,8 +142,14 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 		head     int64
 		verified int64 // incremental: seq the newest run verified intact
 	}
+	src := cmp.Or(opts.Source, pool)
+	if opts.Source != nil {
+		if err := CheckStandby(ctx, pool, opts.Source); err != nil {
+			return nil, err
+		}
+	}
 	var chains []chainInfo
-	rows, err := pool.Query(ctx, `SELECT chain_id, head_seq FROM audit.chain_heads ORDER BY chain_id`)
+	rows, err := src.Query(ctx, `SELECT chain_id, head_seq FROM audit.chain_heads ORDER BY chain_id`)
 	if err != nil {
 		return nil, fmt.Errorf("verify: read chains: %w", err)
 	}
@@ -218,7 +233,7 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				results[i] = verifyChain(ctx, pool, chains[i].id, opts.Keys, chains[i].verified, &done)
+				results[i] = verifyChain(ctx, src, chains[i].id, opts.Keys, chains[i].verified, &done)
 			}
 		}()
 	}
@@ -232,7 +247,7 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 
 	var runErr error
 	if len(opts.Chains) == 0 && len(chains) > 0 {
-		stray, err := strayChains(ctx, pool, chains[0].id, chains[len(chains)-1].id)
+		stray, err := strayChains(ctx, src, chains[0].id, chains[len(chains)-1].id)
 		if err != nil {
 			runErr = err
 		}
@@ -266,6 +281,37 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 		}
 	}
 	return rep, nil
+}
+
+// ErrNotStandby: Options.Source is not a hot standby of the database
+// verified, so its rows say nothing about that database.
+var ErrNotStandby = errors.New("verify: the source is not a standby of the database")
+
+// CheckStandby checks that src is in recovery, replicates the same cluster
+// as pool (their system identifiers match) and serves the same database:
+// what Verify requires of Options.Source.
+func CheckStandby(ctx context.Context, pool, src *pgxpool.Pool) error {
+	const q = `SELECT pg_is_in_recovery(), (SELECT system_identifier FROM pg_control_system()), current_database()`
+	var (
+		primaryRecovery, standbyRecovery bool
+		primaryID, standbyID             int64
+		primaryDB, standbyDB             string
+	)
+	if err := pool.QueryRow(ctx, q).Scan(&primaryRecovery, &primaryID, &primaryDB); err != nil {
+		return fmt.Errorf("verify: identify the database: %w", err)
+	}
+	if err := src.QueryRow(ctx, q).Scan(&standbyRecovery, &standbyID, &standbyDB); err != nil {
+		return fmt.Errorf("verify: identify the source: %w", err)
+	}
+	switch {
+	case !standbyRecovery:
+		return fmt.Errorf("%w: it is not in recovery", ErrNotStandby)
+	case standbyID != primaryID:
+		return fmt.Errorf("%w: it replicates another cluster (system identifier %d, not %d)", ErrNotStandby, standbyID, primaryID)
+	case standbyDB != primaryDB:
+		return fmt.Errorf("%w: it serves database %q, not %q", ErrNotStandby, standbyDB, primaryDB)
+	}
+	return nil
 }
 
 // strayChains finds rows whose chain_id has no head in audit.chain_heads: a
