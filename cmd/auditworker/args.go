@@ -34,7 +34,8 @@ func idArg(c *cli.Context, what string) (int64, error) {
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%s: %s must be a positive number, got %q", c.Command.Name, what, s)
+		// not repeated: a mistyped argument may be anything, a patient id included
+		return 0, fmt.Errorf("%s: %s must be a positive number", c.Command.Name, what)
 	}
 	return id, nil
 }
