@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -37,6 +38,10 @@ type Deps struct {
 	Metrics *Metrics
 	// FaultHooks inject faults for tests. Nil in production.
 	FaultHooks *FaultHooks
+
+	// reloaded holds the keys Suite.ReloadKeys put in place of Keys; a
+	// pointer, so that the suite's copy of Deps and the jobs share it.
+	reloaded *atomic.Pointer[integrity.SealKeys]
 }
 
 // FaultHooks are fault-injection points for tests (a worker killed in the
@@ -60,9 +65,20 @@ func (d *Deps) alerter() Alerter {
 	return d.Alerter
 }
 
-func (d *Deps) keyring() integrity.Keyring {
-	if d.Keys == nil {
-		return nil
+// sealKeys are the keys jobs seal and verify with: Keys, or what
+// Suite.ReloadKeys replaced them with.
+func (d *Deps) sealKeys() *integrity.SealKeys {
+	if d.reloaded != nil {
+		if k := d.reloaded.Load(); k != nil {
+			return k
+		}
 	}
-	return d.Keys.Ring
+	return d.Keys
+}
+
+func (d *Deps) keyring() integrity.Keyring {
+	if k := d.sealKeys(); k != nil {
+		return k.Ring
+	}
+	return nil
 }

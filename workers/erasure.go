@@ -109,7 +109,7 @@ func (d *Deps) ProcessErasures(ctx context.Context) error {
 // rows still verify (INTEGRITY.md, Retention and redaction). progress, if
 // not nil, gets rows done and rows in all. Safe to call again after a crash.
 func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total int64)) (*ErasureResult, error) {
-	keyID, key, err := d.Keys.ActiveKey()
+	keyID, key, err := d.sealKeys().ActiveKey()
 	if err != nil {
 		return nil, err
 	}

@@ -226,7 +226,7 @@ func (d *Deps) RunRetention(ctx context.Context, cfg *RetentionConfig, opts Rete
 		res.Plan = plan
 		return res, err
 	}
-	keyID, key, err := d.Keys.ActiveKey()
+	keyID, key, err := d.sealKeys().ActiveKey()
 	if err != nil {
 		return nil, fmt.Errorf("retention: %w", err)
 	}
@@ -343,11 +343,7 @@ func (d *Deps) checkArchive(ctx context.Context, sink ArchiveSink, name, digest 
 		return nil, fmt.Errorf("retention: archive %s: its ranges differ from the ones written", name)
 	}
 	if mans != nil {
-		var keys integrity.Keyring
-		if d.Keys != nil {
-			keys = d.Keys.Ring
-		}
-		if fs := integrity.CompareManifests(rep.SHA256, rep.Header, mans, keys); len(fs) > 0 {
+		if fs := integrity.CompareManifests(rep.SHA256, rep.Header, mans, d.keyring()); len(fs) > 0 {
 			return nil, fmt.Errorf("retention: archive %s: %s", name, fs[0].Detail)
 		}
 		for _, m := range mans {

@@ -116,7 +116,7 @@ ORDER BY h.chain_id`
 // computed. Without a key it returns integrity.ErrNoSealKeys.
 func (d *Deps) Seal(ctx context.Context, opts SealOptions) (*SealReport, error) {
 	start := time.Now()
-	keyID, key, err := d.Keys.ActiveKey()
+	keyID, key, err := d.sealKeys().ActiveKey()
 	if err != nil {
 		return nil, err
 	}

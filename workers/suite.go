@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -253,6 +254,7 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 		}
 	}
 	d := *deps
+	d.reloaded = new(atomic.Pointer[integrity.SealKeys])
 	s := &Suite{deps: &d, cfg: cfg}
 	d.Metrics = newMetrics(d.Pool, d.ChainStates)
 	// Alerts the jobs raise are stored (deduplicated while open) and
@@ -314,6 +316,34 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 	s.events, s.cancel = client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed,
 		river.EventKindJobCancelled, river.EventKindJobSnoozed)
 	return s, nil
+}
+
+// ReloadKeys puts keys in place of the seal keys the jobs use, from their
+// next seal or verification on: rotation without a restart (add a key,
+// reload, make it active, reload). Every key the suite has must still be
+// there with the same bytes, or the seals made with it would stop
+// verifying; and a suite started without keys has not scheduled the jobs
+// that need them, so it must be restarted instead.
+func (s *Suite) ReloadKeys(keys *integrity.SealKeys) error {
+	current := s.deps.sealKeys()
+	if current == nil {
+		return errors.New("workers: reload seal keys: the suite started without seal keys, so the jobs that need them are not scheduled: restart it with keys")
+	}
+	if _, _, err := keys.ActiveKey(); err != nil {
+		return fmt.Errorf("workers: reload seal keys: %w", err)
+	}
+	for _, id := range current.IDs() {
+		k, ok := keys.Ring[id]
+		switch {
+		case !ok:
+			return fmt.Errorf("workers: reload seal keys: key %q is missing: keep retired keys in the ring, or the seals made with them stop verifying", id)
+		case !hmac.Equal(k, current.Ring[id]):
+			return fmt.Errorf("workers: reload seal keys: key %q has other bytes than before: a key id must keep its key", id)
+		}
+	}
+	s.deps.reloaded.Store(keys)
+	s.deps.logger().Info("seal keys reloaded", "active", keys.Active, "keys", len(keys.Ring))
+	return nil
 }
 
 // Deps returns the suite's dependencies (with its Metrics).

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
@@ -270,4 +271,54 @@ func TestVerifyOfDeadWorkerIsRetried(t *testing.T) {
 	var runs int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.verification_runs WHERE mode = 'full' AND status = 'intact'`).Scan(&runs))
 	require.Equal(t, 1, runs)
+}
+
+// ReloadKeys rotates without a restart: after adding a key and making it
+// active, seals use it and the log verifies with the ring. A ring that
+// drops or changes a key in use is refused, and so is a reload for a suite
+// started without keys.
+func TestReloadKeys(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	off := workers.SuiteConfig{SealInterval: -1, VerifyInterval: -1, FullVerifyInterval: -1, PartitionsInterval: -1}
+	old := keys(t, "", "k1")
+	s, err := workers.NewSuite(&workers.Deps{Pool: db.Pool, Keys: old, Logger: slog.New(slog.DiscardHandler)}, off)
+	require.NoError(t, err)
+	seal := func() string {
+		t.Helper()
+		rep, err := s.Deps().Seal(ctx, workers.SealOptions{})
+		require.NoError(t, err)
+		return rep.KeyID
+	}
+	fill(t, db, 2, 5)
+	require.Equal(t, "k1", seal())
+
+	next := keys(t, "k2", "k2")
+	next.Ring["k1"] = old.Ring["k1"]
+	require.NoError(t, s.ReloadKeys(next))
+	fill(t, db, 2, 5)
+	require.Equal(t, "k2", seal())
+	var byKey []string
+	rows, err := db.Pool.Query(ctx, `SELECT DISTINCT key_id FROM audit.integrity_checkpoints ORDER BY 1`)
+	require.NoError(t, err)
+	byKey, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"k1", "k2"}, byKey)
+	rep, err := s.Deps().Verify(ctx, workers.VerifyOptions{Full: true})
+	require.NoError(t, err)
+	require.True(t, rep.Intact(), "findings: %+v", rep.Findings)
+	require.True(t, rep.MACsChecked)
+
+	err = s.ReloadKeys(keys(t, "k3", "k2", "k3")) // k1 dropped
+	require.ErrorContains(t, err, `key "k1" is missing`)
+	changed := keys(t, "", "k1") // a new random k1
+	changed.Ring["k2"], changed.Active = next.Ring["k2"], "k2"
+	err = s.ReloadKeys(changed) // k1 with other bytes
+	require.ErrorContains(t, err, `key "k1" has other bytes`)
+	require.Equal(t, "k2", seal(), "a refused reload leaves the keys in use")
+
+	bare, err := workers.NewSuite(&workers.Deps{Pool: db.Pool, Logger: slog.New(slog.DiscardHandler)}, off)
+	require.NoError(t, err)
+	require.ErrorContains(t, bare.ReloadKeys(next), "started without seal keys")
 }

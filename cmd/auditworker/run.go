@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -169,6 +172,8 @@ func runSuite(c *cli.Context, deps *workers.Deps, cfg workers.SuiteConfig) error
 		return err
 	}
 	logger.Info("auditworker: serving", "url", "http://"+ln.Addr().String(), "health", "/healthz /readyz /metrics")
+	stopReload := reloadKeysOnHUP(c, suite, logger)
+	defer stopReload()
 
 	select {
 	case <-c.Context.Done():
@@ -206,4 +211,34 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 // as text on stderr.
 func cliLogger(c *cli.Context) *slog.Logger {
 	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// reloadKeysOnHUP re-reads the seal keys (a changed --seal-keys-file) on
+// SIGHUP and hands them to the suite; a list that does not parse, or that
+// drops or changes a key, is refused and the keys in use stay. It returns
+// a function that stops listening.
+func reloadKeysOnHUP(c *cli.Context, suite *workers.Suite, logger *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				keys, err := sealKeys(c)
+				if err == nil {
+					err = suite.ReloadKeys(keys)
+				}
+				if err != nil {
+					logger.Error("seal keys not reloaded; the keys in use stay", "error", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }

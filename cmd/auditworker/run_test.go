@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -265,4 +266,53 @@ func TestKeysSealStatusCommands(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal([]byte(stdout), &st))
 	require.Equal(t, []workers.JobCount{{Kind: "auditdb_seal", State: "available", Count: 1}}, st.Jobs)
+}
+
+// `run` reloads a changed keys file on SIGHUP: a key added and made
+// active (active=) seals from then on; a file that drops a key in use is
+// refused with the keys in use kept, and no key material is ever logged.
+func TestRunReloadsKeysOnHUP(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	k1, k2 := sealKey(t, "k1"), sealKey(t, "k2")
+	file := filepath.Join(t.TempDir(), "keys")
+	require.NoError(t, os.WriteFile(file, []byte(k1+"\n"), 0o600))
+
+	cmd := exec.Command(os.Args[0], "run", "--listen", "127.0.0.1:0", "--seal-interval", "1s",
+		"--verify-interval", "0", "--full-verify-interval", "0", "--partitions-interval", "0")
+	cmd.Env = append(os.Environ(), "AUDITWORKER_TEST_EXEC=1", "AUDIT_DB_URL="+db.URL, "AUDIT_SEAL_KEYS_FILE="+file)
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sealedBy := func(key string) bool {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.integrity_checkpoints WHERE key_id = $1`, key).Scan(&n))
+		return n > 0 && unsealed(t, db.Pool) == 0
+	}
+	fillChains(t, db.URL, 2, 5)
+	require.Eventually(t, func() bool { return sealedBy("k1") }, 20*time.Second, 50*time.Millisecond, "output:\n%s", out.String())
+
+	// rotation: k2 added and made active, then SIGHUP
+	require.NoError(t, os.WriteFile(file, []byte(k1+"\n"+k2+"\nactive=k2\n"), 0o600))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "seal keys reloaded") }, 10*time.Second, 20*time.Millisecond, "output:\n%s", out.String())
+	fillChains(t, db.URL, 2, 5)
+	require.Eventually(t, func() bool { return sealedBy("k2") }, 20*time.Second, 50*time.Millisecond, "output:\n%s", out.String())
+
+	// a file without k1 is refused; sealing goes on with k2
+	require.NoError(t, os.WriteFile(file, []byte(k2+"\n"), 0o600))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), `key \"k1\" is missing`) }, 10*time.Second, 20*time.Millisecond, "output:\n%s", out.String())
+	fillChains(t, db.URL, 2, 5)
+	require.Eventually(t, func() bool { return unsealed(t, db.Pool) == 0 }, 20*time.Second, 50*time.Millisecond)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "output:\n%s", out.String())
+	for _, k := range []string{k1, k2} {
+		require.NotContains(t, out.String(), strings.SplitN(k, ":", 2)[1], "key material in the log")
+	}
+	code, _, stderr := run(t, "--database-url", db.URL, "verify", "--seal-keys", k1+","+k2, "--seal-active-key", "k2")
+	require.Equal(t, 0, code, stderr)
 }

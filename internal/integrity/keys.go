@@ -52,9 +52,12 @@ func (k *SealKeys) IDs() []string {
 }
 
 // ParseSealKeys reads a key list: entries "keyid:base64key" separated by
-// commas, whitespace or newlines ('#' starts a comment line). active names the
-// key new seals use; empty means the only key, or, with several, an error.
-// Errors name the entry by position and key id, never the key material.
+// commas, whitespace or newlines ('#' starts a comment line). The key new
+// seals use is active if given, else the list's "active=keyid" entry (so
+// that a keys file alone can move it, and a running worker reload it),
+// else the only key; several keys and neither is an error, and so are an
+// active and an "active=" that disagree. Errors name the entry by position
+// and key id, never the key material.
 func ParseSealKeys(list, active string) (*SealKeys, error) {
 	ks := &SealKeys{Ring: Keyring{}}
 	var lines []string
@@ -64,7 +67,15 @@ func ParseSealKeys(list, active string) (*SealKeys, error) {
 		}
 	}
 	entries := strings.FieldsFunc(strings.Join(lines, ","), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	listed := ""
 	for i, e := range entries {
+		if id, ok := strings.CutPrefix(e, "active="); ok {
+			if listed != "" {
+				return nil, fmt.Errorf("AUDIT_SEAL_KEYS: entry %d: a second active= entry", i+1)
+			}
+			listed = id
+			continue
+		}
 		id, b64, ok := strings.Cut(e, ":")
 		if !ok {
 			return nil, fmt.Errorf("AUDIT_SEAL_KEYS: entry %d: want keyid:base64key", i+1)
@@ -90,15 +101,20 @@ func ParseSealKeys(list, active string) (*SealKeys, error) {
 	if len(ks.Ring) == 0 {
 		return nil, ErrNoSealKeys
 	}
+	if active != "" && listed != "" && active != listed {
+		return nil, fmt.Errorf("AUDIT_SEAL_ACTIVE_KEY: %q, but the key list says active=%s", active, listed)
+	}
 	switch {
 	case active != "":
 		ks.Active = active
+	case listed != "":
+		ks.Active = listed
 	case len(ks.Ring) == 1:
 		for id := range ks.Ring {
 			ks.Active = id
 		}
 	default:
-		return nil, errors.New("AUDIT_SEAL_ACTIVE_KEY: required when several seal keys are configured")
+		return nil, errors.New("AUDIT_SEAL_ACTIVE_KEY: required when several seal keys are configured (or an active=keyid entry in the key list)")
 	}
 	if _, _, err := ks.ActiveKey(); err != nil {
 		return nil, err

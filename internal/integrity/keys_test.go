@@ -30,6 +30,11 @@ func TestParseSealKeys(t *testing.T) {
 		{name: "bad base64", list: "k1:!!!", wantErr: `key "k1": not valid base64`},
 		{name: "short key", list: short, wantErr: "9 bytes, at least 32"},
 		{name: "duplicate", list: k1 + "," + k1, active: "k1", wantErr: `"k1" appears twice`},
+		{name: "active in the list", list: k1 + "\n" + k2 + "\nactive=k2", wantActive: "k2"},
+		{name: "active given and in the list, agreeing", list: "active=k1," + k1 + "," + k2, active: "k1", wantActive: "k1"},
+		{name: "active given and in the list, disagreeing", list: k1 + "," + k2 + ",active=k2", active: "k1", wantErr: `"k1", but the key list says active=k2`},
+		{name: "two active entries", list: k1 + ",active=k1,active=k1", wantErr: "entry 3: a second active= entry"},
+		{name: "active in the list not among the keys", list: k1 + ",active=k9", wantErr: `key id "k9" is not among`},
 		{name: "empty", list: " \n", wantErr: "no seal key configured"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
