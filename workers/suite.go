@@ -231,6 +231,7 @@ type Suite struct {
 	cancel  func()
 	running atomic.Bool
 	wg      sync.WaitGroup
+	reload  sync.Mutex // one ReloadKeys at a time: each checks against the keys in force
 }
 
 // NewSuite builds the River client, its workers and its periodic jobs. It
@@ -325,6 +326,8 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 // verifying; and a suite started without keys has not scheduled the jobs
 // that need them, so it must be restarted instead.
 func (s *Suite) ReloadKeys(keys *integrity.SealKeys) error {
+	s.reload.Lock()
+	defer s.reload.Unlock()
 	current := s.deps.sealKeys()
 	if current == nil {
 		return errors.New("workers: reload seal keys: the suite started without seal keys, so the jobs that need them are not scheduled: restart it with keys")
