@@ -103,6 +103,19 @@ func TestReplicasRunEachPeriodicJobOnce(t *testing.T) {
 		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.verification_runs WHERE mode = 'incremental' AND status = 'intact'`).Scan(&n))
 		return n >= 1
 	}, 15*time.Second, 100*time.Millisecond, "incremental verification ran")
+	// seals repeat (waited for: under load River may elect its leader late,
+	// and only the leader enqueues), over at least 5 s for the bounds below
+	require.Eventually(t, func() bool {
+		counts, err := workers.JobCounts(ctx, db.Pool)
+		require.NoError(t, err)
+		var seals int64
+		for _, jc := range counts {
+			if jc.Kind == "auditdb_seal" && jc.State == "completed" {
+				seals += jc.Count
+			}
+		}
+		return seals >= 2
+	}, 20*time.Second, 100*time.Millisecond, "seals repeat")
 	time.Sleep(time.Until(start.Add(5 * time.Second)))
 	stop()
 	elapsed := time.Since(start)
