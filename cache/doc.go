@@ -11,7 +11,9 @@
 // Get caches bytes; Typed[T] caches values of type T with a Codec, keeping
 // them decoded in L1 (decoding a page of events costs about as much as
 // querying it) and encoded in Redis. Either way the value returned is
-// shared with the cache: read it, never modify it.
+// shared with the cache: read it, never modify it. A Codec whose Decode
+// keeps nothing of its input sets Copies, and L2 hits then decompress into
+// reused buffers instead of allocating one per hit.
 //
 // # Keys
 //
