@@ -97,8 +97,9 @@ type Options struct {
 	// rows there instead of on the primary. The run is still recorded, and
 	// the previous runs read, through pool. A standby verifies the log as
 	// far as it has replayed; its long reads can be cancelled by recovery
-	// conflicts unless it runs with hot_standby_feedback on. Defaults to
-	// pool.
+	// conflicts unless it runs with hot_standby_feedback on. Such a run
+	// trusts the standby, which whoever controls it could make show an
+	// untampered copy: keep some runs on the primary. Defaults to pool.
 	Source *pgxpool.Pool
 	// Incremental starts each chain after a checkpoint instead of at its
 	// first row: the newest checkpoint at or below the seq that the chain's
