@@ -17,7 +17,7 @@ func sealKeyFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "seal-keys", Usage: "seal keys, keyid:base64key[,...] (prefer the environment or --seal-keys-file: flags show in ps)", EnvVars: []string{"AUDIT_SEAL_KEYS"}},
 		&cli.StringFlag{Name: "seal-active-key", Usage: "key id new seals use (required with several keys)", EnvVars: []string{"AUDIT_SEAL_ACTIVE_KEY"}},
-		&cli.StringFlag{Name: "seal-keys-file", Usage: "file with one keyid:base64key per line", EnvVars: []string{"AUDIT_SEAL_KEYS_FILE"}},
+		&cli.StringFlag{Name: "seal-keys-file", Usage: "file with one keyid:base64key per line, and optionally active=keyid (run re-reads it on SIGHUP)", EnvVars: []string{"AUDIT_SEAL_KEYS_FILE"}},
 	}
 }
 
