@@ -263,11 +263,15 @@ func TestVerifyOfDeadWorkerIsRetried(t *testing.T) {
 	res, err := inserter.Insert(ctx, workers.VerifyArgs{Full: true}, nil)
 	require.NoError(t, err)
 	id := res.Job.ID
-	// as a worker killed a day into the job leaves it
+	// as a worker killed a day into the job leaves it: the job, and its run
 	_, err = db.Pool.Exec(ctx, `UPDATE `+migrate.RiverSchema+`.river_job
 		SET state = 'running', attempt = 1, attempted_at = now() - interval '1 day', attempted_by = '{dead-worker}'
 		WHERE id = $1`, id)
 	require.NoError(t, err)
+	var abandoned, current int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `INSERT INTO audit.verification_runs (mode, started_at)
+		VALUES ('full', now() - interval '1 day') RETURNING id`).Scan(&abandoned))
+	require.NoError(t, db.Pool.QueryRow(ctx, `INSERT INTO audit.verification_runs (mode) VALUES ('incremental') RETURNING id`).Scan(&current))
 
 	s, err := workers.NewSuite(&workers.Deps{Pool: db.Pool, Logger: slog.New(slog.DiscardHandler)},
 		workers.SuiteConfig{SealInterval: -1, VerifyInterval: -1, FullVerifyInterval: -1, PartitionsInterval: -1,
@@ -284,6 +288,13 @@ func TestVerifyOfDeadWorkerIsRetried(t *testing.T) {
 	var runs int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.verification_runs WHERE mode = 'full' AND status = 'intact'`).Scan(&runs))
 	require.Equal(t, 1, runs)
+	// the dead worker's run is closed as abandoned; one that may still be going is not
+	var status, why string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT status, coalesce(error, '') FROM audit.verification_runs WHERE id = $1`, abandoned).Scan(&status, &why))
+	require.Equal(t, "failed", status)
+	require.Contains(t, why, "abandoned: no result within 1h0m0s")
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT status FROM audit.verification_runs WHERE id = $1`, current).Scan(&status))
+	require.Equal(t, "running", status)
 }
 
 // ReloadKeys rotates without a restart: after adding a key and making it

@@ -46,9 +46,25 @@ func (w *VerifyWorker) Timeout(*river.Job[VerifyArgs]) time.Duration {
 	return cmp.Or(w.JobTimeout, VerifyTimeoutDefault)
 }
 
-// Work verifies; see Deps.Verify.
+// Work verifies; see Deps.Verify. First it closes the runs a dead worker
+// left "running": none can still be going after the job timeout, since
+// River cancels a job then, and a cancelled run records its failure. (A
+// `verify` from the CLI has no timeout; one running longer than the job
+// timeout is marked too, and its own result replaces the mark when it
+// ends.)
 func (w *VerifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) error {
-	_, err := w.Deps.Verify(ctx, VerifyOptions{Full: job.Args.Full})
+	timeout := w.Timeout(job)
+	tag, err := w.Deps.Pool.Exec(ctx, `UPDATE audit.verification_runs
+		SET status = 'failed', finished_at = now(), error = $2
+		WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)`,
+		timeout.Seconds(), "abandoned: no result within "+timeout.String()+" (its verifier stopped)")
+	if err != nil {
+		return fmt.Errorf("verify: close abandoned runs: %w", err)
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		w.Deps.logger().WarnContext(ctx, "verify: closed runs abandoned by a stopped verifier", "runs", n)
+	}
+	_, err = w.Deps.Verify(ctx, VerifyOptions{Full: job.Args.Full})
 	return err
 }
 
