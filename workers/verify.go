@@ -46,25 +46,12 @@ func (w *VerifyWorker) Timeout(*river.Job[VerifyArgs]) time.Duration {
 	return cmp.Or(w.JobTimeout, VerifyTimeoutDefault)
 }
 
-// Work verifies; see Deps.Verify. First it closes the runs a dead worker
-// left "running": none can still be going after the job timeout, since
-// River cancels a job then, and a cancelled run records its failure. (A
-// `verify` from the CLI has no timeout; one running longer than the job
-// timeout is marked too, and its own result replaces the mark when it
-// ends.)
+// Work verifies; see Deps.Verify. Runs still "running" after the job
+// timeout belong to a worker that died (River cancels a job at its timeout,
+// and a cancelled run records its failure), so they are closed as
+// abandoned first.
 func (w *VerifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) error {
-	timeout := w.Timeout(job)
-	tag, err := w.Deps.Pool.Exec(ctx, `UPDATE audit.verification_runs
-		SET status = 'failed', finished_at = now(), error = $2
-		WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)`,
-		timeout.Seconds(), "abandoned: no result within "+timeout.String()+" (its verifier stopped)")
-	if err != nil {
-		return fmt.Errorf("verify: close abandoned runs: %w", err)
-	}
-	if n := tag.RowsAffected(); n > 0 {
-		w.Deps.logger().WarnContext(ctx, "verify: closed runs abandoned by a stopped verifier", "runs", n)
-	}
-	_, err = w.Deps.Verify(ctx, VerifyOptions{Full: job.Args.Full})
+	_, err := w.Deps.Verify(ctx, VerifyOptions{Full: job.Args.Full, AbandonAfter: w.Timeout(job)})
 	return err
 }
 
@@ -73,6 +60,8 @@ func (w *VerifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) err
 type VerifyOptions struct {
 	// Full reads every row instead of starting from verified checkpoints.
 	Full bool
+	// AbandonAfter is passed to integrity.Options.AbandonAfter.
+	AbandonAfter time.Duration
 	// Progress is passed to integrity.Options.Progress.
 	Progress func(done, total int64)
 }
@@ -84,6 +73,7 @@ type VerifyOptions struct {
 func (d *Deps) Verify(ctx context.Context, opts VerifyOptions) (*integrity.Report, error) {
 	rep, err := integrity.Verify(ctx, d.Pool, integrity.Options{
 		Keys: d.keyring(), Incremental: !opts.Full, Progress: opts.Progress, Source: d.Replica,
+		AbandonAfter: opts.AbandonAfter,
 	})
 	mode := "incremental"
 	if opts.Full {

@@ -92,6 +92,13 @@ type Options struct {
 	Parallel int
 	// NoRecord skips writing the run to audit.verification_runs.
 	NoRecord bool
+	// AbandonAfter, when positive and the run is recorded, first closes as
+	// failed ("abandoned") the runs still "running" that started longer
+	// ago than this: runs whose verifier stopped without a result (a killed
+	// worker). A caller whose runs cannot outlive a bound (a job timeout)
+	// passes that bound. A run closed so that was still going writes its
+	// own result over the mark when it ends. Defaults to 0: none closed.
+	AbandonAfter time.Duration
 	// Source, when set, is where the log is read: a streaming standby of
 	// the database pool writes to, so that a full verification reads its
 	// rows there instead of on the primary. The run is still recorded, and
@@ -187,6 +194,14 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 
 	var runID int64
 	if !opts.NoRecord {
+		if opts.AbandonAfter > 0 {
+			if _, err := pool.Exec(ctx, `UPDATE audit.verification_runs
+				SET status = 'failed', finished_at = now(), error = $2
+				WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)`,
+				opts.AbandonAfter.Seconds(), "abandoned: no result within "+opts.AbandonAfter.String()+" (its verifier stopped)"); err != nil {
+				return nil, fmt.Errorf("verify: close abandoned runs: %w", err)
+			}
+		}
 		ids := make([]int32, len(chains))
 		for i, c := range chains {
 			ids[i] = int32(c.id)
