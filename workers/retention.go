@@ -346,13 +346,6 @@ func (d *Deps) checkArchive(ctx context.Context, sink ArchiveSink, name, digest 
 		if fs := integrity.CompareManifests(rep.SHA256, rep.Header, mans, d.keyring()); len(fs) > 0 {
 			return nil, fmt.Errorf("retention: archive %s: %s", name, fs[0].Detail)
 		}
-		for _, m := range mans {
-			if !slices.ContainsFunc(rep.Header.Ranges, func(rg integrity.ArchiveRange) bool {
-				return rg.ChainID == m.ChainID && rg.FirstSeq == m.FirstSeq
-			}) {
-				return nil, fmt.Errorf("retention: archive %s does not hold chain %d seq %d..%d of manifest %d", name, m.ChainID, m.FirstSeq, m.LastSeq, m.ID)
-			}
-		}
 	}
 	return rep, nil
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -534,10 +535,18 @@ func CheckArchiveManifests(ctx context.Context, pool *pgxpool.Pool, rep *Archive
 }
 
 // CompareManifests returns what disagrees between an archive (its digest
-// and header) and the manifests recorded for it. With keys, manifests whose
-// seal does not verify are findings too.
+// and header) and the manifests recorded for it: a header range without
+// its manifest, or recorded otherwise, and a manifest whose range the
+// header does not hold. With keys, manifests whose seal does not verify
+// are findings too.
 func CompareManifests(digest string, hdr ArchiveHeader, mans []ArchiveManifest, keys Keyring) []Finding {
 	var out []Finding
+	for _, m := range mans {
+		if !slices.ContainsFunc(hdr.Ranges, func(rg ArchiveRange) bool { return rg.ChainID == m.ChainID && rg.FirstSeq == m.FirstSeq }) {
+			out = append(out, Finding{ChainID: m.ChainID, ChainSeq: m.FirstSeq, Kind: ChainGap,
+				Detail: fmt.Sprintf("chain %d seq %d..%d: archive manifest %d records this range, which the archive does not hold", m.ChainID, m.FirstSeq, m.LastSeq, m.ID)})
+		}
+	}
 	for _, rg := range hdr.Ranges {
 		var m *ArchiveManifest
 		for i := range mans {

@@ -211,6 +211,11 @@ func TestCompareManifests(t *testing.T) {
 	m = manifests()
 	m[0].LastSeq = 9
 	require.Equal(t, []string{"checkpoint_mismatch@1"}, kinds(CompareManifests(digest, hdr, m, keys)))
+	// a manifest naming this file for a range its header lacks
+	extra := manifests()[1]
+	extra.ID, extra.ChainID, extra.FirstSeq, extra.LastSeq = 9, 5, 100, 120
+	extra.Seal("k1", key)
+	require.Equal(t, []string{"chain_gap@100"}, kinds(CompareManifests(digest, hdr, append(manifests(), extra), keys)))
 }
 
 func BenchmarkVerifyArchive(b *testing.B) {
