@@ -258,7 +258,7 @@ func (d *Deps) RunRetention(ctx context.Context, cfg *RetentionConfig, opts Rete
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		plan, err := d.plan(ctx, d.Pool, int64(cfg.MaxRowsPerArchive))
+		plan, err := d.plan(ctx, int64(cfg.MaxRowsPerArchive))
 		if err != nil {
 			return res, err
 		}

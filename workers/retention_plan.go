@@ -84,8 +84,11 @@ func (d *Deps) PlanRetention(ctx context.Context, cfg *RetentionConfig) (*Retent
 		return nil, err
 	}
 	// everything a whole run would archive, over all its archives
-	plan, err := d.plan(ctx, d.Pool, math.MaxInt64)
+	plan, err := d.plan(ctx, math.MaxInt64)
 	if err != nil {
+		return nil, err
+	}
+	if plan.Pending, err = pendingManifests(ctx, d.Pool); err != nil {
 		return nil, err
 	}
 	if err := d.planDetail(ctx, plan); err != nil {
@@ -103,7 +106,7 @@ func (d *Deps) PlanRetention(ctx context.Context, cfg *RetentionConfig) (*Retent
 }
 
 // unsealedArchives lists the sink's archives that no manifest names.
-func unsealedArchives(ctx context.Context, q querier, sink ArchiveSink) ([]string, error) {
+func unsealedArchives(ctx context.Context, q subject.Querier, sink ArchiveSink) ([]string, error) {
 	names, err := sink.List(ctx)
 	if err != nil {
 		return nil, err
@@ -129,14 +132,10 @@ func unsealedArchives(ctx context.Context, q querier, sink ArchiveSink) ([]strin
 	return out, nil
 }
 
-type querier interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-	QueryRow(context.Context, string, ...any) pgx.Row
-}
-
 // plan picks, per chain, the run of due rows after the covered prefix,
 // limited to maxRows in all.
-func (d *Deps) plan(ctx context.Context, q querier, maxRows int64) (*RetentionPlan, error) {
+func (d *Deps) plan(ctx context.Context, maxRows int64) (*RetentionPlan, error) {
+	q := d.Pool
 	p := &RetentionPlan{Policies: []RetentionPolicy{}, Chains: []ChainRetention{}, Pending: []integrity.ArchiveManifest{}, Unsealed: []string{}}
 	if err := q.QueryRow(ctx, `SELECT now()`).Scan(&p.At); err != nil {
 		return nil, fmt.Errorf("retention: %w", err)
@@ -160,23 +159,16 @@ func (d *Deps) plan(ctx context.Context, q querier, maxRows int64) (*RetentionPl
 	for _, x := range pols {
 		longest[x.cls] = max(longest[x.cls], x.days)
 	}
-	var names, classes []string
-	var cutoffs []time.Time
 	for _, x := range pols {
 		for _, cls := range []string{"PUBLIC", "INTERNAL", "CONFIDENTIAL", "PHI"} {
 			days := max(x.days, longest[cls])
-			rp := RetentionPolicy{Policy: x.name, Classification: cls, PolicyClassification: x.cls, PolicyDays: x.days, EffectiveDays: days,
-				Cutoff: p.At.Add(-time.Duration(days) * 24 * time.Hour)}
-			p.Policies = append(p.Policies, rp)
-			names, classes, cutoffs = append(names, rp.Policy), append(classes, rp.Classification), append(cutoffs, rp.Cutoff)
+			p.Policies = append(p.Policies, RetentionPolicy{Policy: x.name, Classification: cls, PolicyClassification: x.cls,
+				PolicyDays: x.days, EffectiveDays: days, Cutoff: p.At.Add(-time.Duration(days) * 24 * time.Hour)})
 		}
 	}
+	names, classes, cutoffs := policyArrays(p.Policies)
 
 	mans, err := integrity.LoadArchiveManifests(ctx, q, "")
-	if err != nil {
-		return nil, err
-	}
-	p.Pending, err = pendingManifests(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +208,7 @@ func (d *Deps) plan(ctx context.Context, q querier, maxRows int64) (*RetentionPl
 }
 
 // chainRange finds the due run of one chain after its covered prefix.
-func chainRange(ctx context.Context, q querier, c *ChainRetention, names, classes []string, cutoffs []time.Time, budget int64) error {
+func chainRange(ctx context.Context, q subject.Querier, c *ChainRetention, names, classes []string, cutoffs []time.Time, budget int64) error {
 	start := c.ArchivedThrough + 1
 	var newest *int64
 	if err := q.QueryRow(ctx, `SELECT max(chain_seq) FROM audit.audit_log WHERE chain_id = $1`, c.ChainID).Scan(&newest); err != nil {
@@ -281,16 +273,9 @@ func (d *Deps) planDetail(ctx context.Context, p *RetentionPlan) error {
 	for _, c := range p.Chains {
 		ids, through, first, last = append(ids, c.ChainID), append(through, c.ArchivedThrough), append(first, c.FirstSeq), append(last, c.LastSeq)
 	}
-	var names, classes []string
-	var cutoffs []time.Time
+	names, classes, cutoffs := policyArrays(p.Policies)
 	// only rows older than the latest cutoff (the shortest retention) can be due
-	var latest time.Time
-	for _, rp := range p.Policies {
-		names, classes, cutoffs = append(names, rp.Policy), append(classes, rp.Classification), append(cutoffs, rp.Cutoff)
-		if rp.Cutoff.After(latest) {
-			latest = rp.Cutoff
-		}
-	}
+	latest := slices.MaxFunc(cutoffs, time.Time.Compare)
 	rows, err := d.Pool.Query(ctx, `SELECT grouping(l.chain_id) = 0, coalesce(l.chain_id, 0), coalesce(l.retention_policy, ''),
 			coalesce(l.data_classification, ''), count(*), count(*) FILTER (WHERE l.chain_seq BETWEEN c.first AND c.last)
 		FROM audit.audit_log l
@@ -374,8 +359,17 @@ func (d *Deps) planDetail(ctx context.Context, p *RetentionPlan) error {
 	return nil
 }
 
+// policyArrays are the plan's (policy, classification, cutoff) triples as
+// the three arrays the queries unnest.
+func policyArrays(ps []RetentionPolicy) (names, classes []string, cutoffs []time.Time) {
+	for _, rp := range ps {
+		names, classes, cutoffs = append(names, rp.Policy), append(classes, rp.Classification), append(cutoffs, rp.Cutoff)
+	}
+	return names, classes, cutoffs
+}
+
 // pendingManifests returns manifests whose rows are still in audit_log.
-func pendingManifests(ctx context.Context, q querier) ([]integrity.ArchiveManifest, error) {
+func pendingManifests(ctx context.Context, q subject.Querier) ([]integrity.ArchiveManifest, error) {
 	return integrity.LoadArchiveManifests(ctx, q, `WHERE EXISTS (SELECT 1 FROM audit.audit_log l
 		WHERE l.chain_id = m.chain_id AND l.chain_seq BETWEEN m.first_seq AND m.last_seq)`)
 }
