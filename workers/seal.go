@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -96,15 +97,15 @@ type SealOptions struct {
 // its row become visible together; the row's hash is still compared rather
 // than trusting chain_heads, which a privileged user can change, and the
 // MAC then seals a hash that verification can reproduce.
-const headQuery = `SELECT h.chain_id, h.head_seq, encode(h.head_hash, 'hex'), r.n, r.hash,
+const headQuery = `SELECT h.chain_id, h.head_seq, encode(h.head_hash, 'hex'), coalesce(r.n, 0), r.hash,
 	EXISTS (SELECT 1 FROM audit.archive_manifests m WHERE m.chain_id = h.chain_id
-	        AND m.last_seq = h.head_seq AND m.end_hash = encode(h.head_hash, 'hex'))
+	        AND m.last_seq = h.head_seq AND m.end_hash = encode(h.head_hash, 'hex')),
+	h.head_seq > coalesce(cp.seq, 0) AS moved
 FROM audit.chain_heads h
 LEFT JOIN LATERAL (SELECT max(c.chain_seq) AS seq FROM audit.integrity_checkpoints c
                    WHERE c.chain_id = h.chain_id AND c.key_id = $1) cp ON true
 LEFT JOIN LATERAL (SELECT count(*) AS n, min(l.hash) AS hash FROM audit.audit_log l
-                   WHERE l.chain_id = h.chain_id AND l.chain_seq = h.head_seq) r ON true
-WHERE h.head_seq > coalesce(cp.seq, 0)
+                   WHERE l.chain_id = h.chain_id AND l.chain_seq = h.head_seq) r ON h.head_seq > coalesce(cp.seq, 0)
 ORDER BY h.chain_id`
 
 // Seal writes a checkpoint, under the active key, for every chain whose
@@ -121,10 +122,6 @@ func (d *Deps) Seal(ctx context.Context, opts SealOptions) (*SealReport, error) 
 		return nil, err
 	}
 	rep := &SealReport{KeyID: keyID, Chains: []SealedChain{}}
-	var total int
-	if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.chain_heads`).Scan(&total); err != nil {
-		return nil, fmt.Errorf("seal: chains: %w", err)
-	}
 	rows, err := d.Pool.Query(ctx, headQuery, keyID)
 	if err != nil {
 		return nil, fmt.Errorf("seal: read heads: %w", err)
@@ -136,15 +133,19 @@ func (d *Deps) Seal(ctx context.Context, opts SealOptions) (*SealReport, error) 
 		rows     int64
 		rowHash  *string
 		archived bool
+		moved    bool
 	}
-	heads, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (head, error) {
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (head, error) {
 		var h head
-		err := r.Scan(&h.chain, &h.seq, &h.hash, &h.rows, &h.rowHash, &h.archived)
+		err := r.Scan(&h.chain, &h.seq, &h.hash, &h.rows, &h.rowHash, &h.archived, &h.moved)
 		return h, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("seal: read heads: %w", err)
 	}
+	// every chain in one snapshot: those whose head did not move are counted
+	total := len(all)
+	heads := slices.DeleteFunc(all, func(h head) bool { return !h.moved })
 	rep.Unchanged = total - len(heads)
 	for i, h := range heads {
 		sc := SealedChain{ChainID: h.chain, ChainSeq: h.seq, Hash: h.hash}
