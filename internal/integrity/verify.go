@@ -406,8 +406,7 @@ func incrementalSeed(ctx context.Context, tx pgx.Tx, chainID int16, verified int
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: incremental seed: %w", chainID, err)
 	}
-	key, ok := keys[cp.keyID] // Verify refuses incremental runs without keys
-	if !ok || !hmac.Equal([]byte(CheckpointMAC(key, chainID, cp.seq, cp.hash, cp.sealedAt.UnixMicro())), []byte(cp.mac)) {
+	if cp.sealVerifies(chainID, keys) != sealValid { // Verify refuses incremental runs without keys
 		return nil, nil
 	}
 	rows, err := tx.Query(ctx, `SELECT hash FROM audit.audit_log WHERE chain_id = $1 AND chain_seq = $2`, chainID, cp.seq)
@@ -858,15 +857,33 @@ func (v *chainVerifier) checkMAC(cp checkpoint) {
 	if len(v.keys) == 0 {
 		return
 	}
-	key, ok := v.keys[cp.keyID]
-	if !ok {
+	switch cp.sealVerifies(v.chainID, v.keys) {
+	case sealUnknownKey:
 		v.add(cp.seq, 0, CheckpointForged, "checkpoint names key id "+cp.keyID+", which is not in the keyring")
-		return
-	}
-	want := CheckpointMAC(key, v.chainID, cp.seq, cp.hash, cp.sealedAt.UnixMicro())
-	if !hmac.Equal([]byte(want), []byte(cp.mac)) {
+	case sealWrongMAC:
 		v.add(cp.seq, 0, CheckpointForged, "checkpoint MAC does not verify under key "+cp.keyID)
 	}
+}
+
+// A checkpoint's seal, checked under a keyring.
+type sealCheck int
+
+const (
+	sealValid sealCheck = iota
+	sealUnknownKey
+	sealWrongMAC
+)
+
+// sealVerifies checks cp's MAC under the keyring's key of its key id.
+func (cp checkpoint) sealVerifies(chainID int16, keys Keyring) sealCheck {
+	key, ok := keys[cp.keyID]
+	if !ok {
+		return sealUnknownKey
+	}
+	if !hmac.Equal([]byte(CheckpointMAC(key, chainID, cp.seq, cp.hash, cp.sealedAt.UnixMicro())), []byte(cp.mac)) {
+		return sealWrongMAC
+	}
+	return sealValid
 }
 
 // finish reports what should exist after the last row: checkpoints beyond
