@@ -647,7 +647,7 @@ func (b *bench) runBulk(ctx context.Context) error {
 				}
 			}
 			for m, ds := range res.runs {
-				res.med[m] = medianDuration(ds)
+				res.med[m] = benchdoc.MedianInt(ds)
 			}
 			b.bulk = append(b.bulk, res)
 		}
@@ -929,8 +929,8 @@ func (b *bench) runVerify(ctx context.Context) error {
 		benchdoc.Progress("verification: SQL: %d rows in %d chains, rows_modified 0, in %s, %.0f rows/s", checked, len(got), d.Round(time.Millisecond), float64(checked)/d.Seconds())
 		res.sqlTimes = append(res.sqlTimes, d)
 	}
-	res.goMed = medianDuration(res.goTimes)
-	res.sqlMed = medianDuration(res.sqlTimes)
+	res.goMed = benchdoc.MedianInt(res.goTimes)
+	res.sqlMed = benchdoc.MedianInt(res.sqlTimes)
 	res.goRate = float64(res.rows) / res.goMed.Seconds()
 	res.sqlRate = float64(res.rows) / res.sqlMed.Seconds()
 	res.ratio = res.goRate / res.sqlRate
@@ -1114,14 +1114,6 @@ func field[T any](xs []T, f func(T) float64) []float64 {
 		out[i] = f(x)
 	}
 	return out
-}
-
-func medianDuration(ds []time.Duration) time.Duration {
-	xs := make([]float64, len(ds))
-	for i, d := range ds {
-		xs[i] = float64(d)
-	}
-	return time.Duration(benchdoc.Median(xs))
 }
 
 func joinF(xs []float64) string {

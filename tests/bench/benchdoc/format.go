@@ -72,6 +72,19 @@ func Median(xs []float64) float64 {
 	return (s[m-1] + s[m]) / 2
 }
 
+// MedianInt is the median of integer values (durations, counts), 0 when
+// there is none.
+func MedianInt[T ~int64](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	fs := make([]float64, len(xs))
+	for i, x := range xs {
+		fs[i] = float64(x)
+	}
+	return T(Median(fs))
+}
+
 // Secs prints a duration in seconds with two decimals.
 func Secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 

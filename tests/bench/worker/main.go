@@ -975,11 +975,11 @@ func (b *bench) verifyMarkdown(w io.Writer) {
 	fmt.Fprintln(w, "| log rows | load (rows/s) | full verify | full rows/s | seal after +rows | incremental verify | rows read | incremental / full |")
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range b.verify {
-		incr := medianDur(r.incr)
+		incr := benchdoc.MedianInt(r.incr)
 		fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s | %s | %.2f%% |\n", benchdoc.Thousands(r.fullRows),
 			benchdoc.Secs(r.loadTime), benchdoc.ThousandsF(float64(r.loadRows)/r.loadTime.Seconds(), 0), benchdoc.Secs(r.fullTime),
-			benchdoc.ThousandsF(float64(r.fullRows)/r.fullTime.Seconds(), 0), fmtDur(medianDur(r.incrSeals)), fmtDur(incr),
-			benchdoc.Thousands(medianInt(r.incrRows)), 100*incr.Seconds()/r.fullTime.Seconds())
+			benchdoc.ThousandsF(float64(r.fullRows)/r.fullTime.Seconds(), 0), fmtDur(benchdoc.MedianInt(r.incrSeals)), fmtDur(incr),
+			benchdoc.Thousands(benchdoc.MedianInt(r.incrRows)), 100*incr.Seconds()/r.fullTime.Seconds())
 	}
 	fmt.Fprint(w, "\nRuns (incremental, in order): ")
 	for _, r := range b.verify {
@@ -1002,28 +1002,6 @@ func pct(ds []time.Duration, p int) time.Duration {
 	slices.Sort(s)
 	i := (len(s)*p + 99) / 100
 	return s[min(max(i-1, 0), len(s)-1)]
-}
-
-func medianDur(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	fs := make([]float64, len(ds))
-	for i, d := range ds {
-		fs[i] = float64(d)
-	}
-	return time.Duration(benchdoc.Median(fs))
-}
-
-func medianInt(xs []int64) int64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	fs := make([]float64, len(xs))
-	for i, x := range xs {
-		fs[i] = float64(x)
-	}
-	return int64(benchdoc.Median(fs))
 }
 
 func fmtDur(d time.Duration) string {
