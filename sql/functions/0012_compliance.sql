@@ -115,13 +115,14 @@ END
 $$;
 
 -- What an erasure leaves of a row's PII, as hex SHA-256 of the pii
--- commitment's encoding without a salt: sealed into the row's redaction
--- record, since without the salt the commitment no longer binds the values.
+-- commitment's encoding without a salt (the commitment with an empty salt):
+-- sealed into the row's redaction record, since without the salt the
+-- commitment no longer binds the values.
 CREATE OR REPLACE FUNCTION audit.remaining_pii(principal_id text, target_resource_id text, source_ip inet,
     outcome_description text, details jsonb)
-RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN encode(sha256(convert_to(json_build_array('auditdb/pii/v1', principal_id, target_resource_id, source_ip,
-    outcome_description, details)::text, 'UTF8')), 'hex');
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+RETURN encode(audit.pii_commitment(''::bytea, principal_id, target_resource_id, source_ip,
+    outcome_description, details), 'hex');
 
 -- A principal's ids as rows record them: itself and the pseudonyms written
 -- for it in every organization (empty for NULL or ''). Runs as its owner so
