@@ -61,12 +61,13 @@ const (
 
 // Defaults of AlertConfig, applied by WithDefaults to fields left zero.
 const (
-	AlertSealLagDefault           time.Duration = 15 * time.Minute
-	AlertSealLagRowsDefault       int64         = 100000
-	AlertPartitionsAheadDefault                 = 2
-	AlertSlowQueryDefault         time.Duration = time.Second
-	AlertSlowQueryMinCallsDefault int64         = 5
-	AlertConnectionsRatioDefault                = 0.8
+	AlertSealLagDefault         time.Duration = 15 * time.Minute
+	AlertSealLagRowsDefault     int64         = 100000
+	AlertPartitionsAheadDefault               = 2
+	// AlertSlowQueryDefault is SlowQueryThresholdDefault, the one default.
+	AlertSlowQueryDefault               = SlowQueryThresholdDefault
+	AlertSlowQueryMinCallsDefault int64 = 5
+	AlertConnectionsRatioDefault        = 0.8
 )
 
 // The environment variables AlertConfigFromEnv reads.
@@ -74,7 +75,7 @@ const (
 	EnvAlertSealLag          = "AUDIT_ALERT_SEAL_LAG"          // duration, e.g. 15m
 	EnvAlertSealLagRows      = "AUDIT_ALERT_SEAL_LAG_ROWS"     // rows
 	EnvAlertPartitionsAhead  = "AUDIT_ALERT_PARTITIONS_AHEAD"  // partitions
-	EnvAlertSlowQuery        = "AUDIT_SLOW_QUERY_THRESHOLD"    // milliseconds
+	EnvAlertSlowQuery        = EnvSlowQueryThreshold           // milliseconds; ParseSlowQueryThreshold
 	EnvAlertConnectionsRatio = "AUDIT_ALERT_CONNECTIONS_RATIO" // 0..1
 	EnvAlertWebhookURLs      = "AUDIT_ALERT_WEBHOOK_URLS"      // comma-separated
 )
@@ -182,11 +183,9 @@ func alertConfigFromEnv(getenv func(string) string) (AlertConfig, error) {
 		}
 	}
 	if v := getenv(EnvAlertSlowQuery); v != "" {
-		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return c, fmt.Errorf("%s: not a number of milliseconds: %q", EnvAlertSlowQuery, v)
+		if c.SlowQuery, err = ParseSlowQueryThreshold(v); err != nil {
+			return c, fmt.Errorf("%s: %w", EnvAlertSlowQuery, err)
 		}
-		c.SlowQuery = time.Duration(ms) * time.Millisecond
 	}
 	if v := getenv(EnvAlertConnectionsRatio); v != "" {
 		if c.ConnectionsRatio, err = strconv.ParseFloat(v, 64); err != nil {

@@ -33,6 +33,9 @@ func TestAlertConfigFromEnv(t *testing.T) {
 			SlowQuery: 250 * time.Millisecond, SlowQueryMinCalls: AlertSlowQueryMinCallsDefault, ConnectionsRatio: 0.5,
 			WebhookURLs: []string{"https://hooks.example/a?token=s3cret", "http://127.0.0.1:9/b"}}},
 		{name: "bad duration", env: map[string]string{EnvAlertSealLag: "15"}, err: "AUDIT_ALERT_SEAL_LAG: not a duration"},
+		// parsed as ConfigFromEnv parses it
+		{name: "bad slow query", env: map[string]string{EnvAlertSlowQuery: "1s"}, err: "AUDIT_SLOW_QUERY_THRESHOLD: must be a whole number of milliseconds"},
+		{name: "zero slow query", env: map[string]string{EnvAlertSlowQuery: "0"}, err: "AUDIT_SLOW_QUERY_THRESHOLD: must be at least 1 millisecond"},
 		{name: "bad ratio", env: map[string]string{EnvAlertConnectionsRatio: "2"}, err: "ConnectionsRatio: must be in (0, 1]"},
 		{name: "bad url", env: map[string]string{EnvAlertWebhookURLs: "ftp://x/secret-token"}, err: "WebhookURLs[0]: must be an absolute http or https URL"},
 	} {

@@ -14,9 +14,13 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// SlowQueryThresholdDefault is the one slow-query threshold default: of
+// Config.SlowQueryThreshold, AlertConfig.SlowQuery and
+// OptimizeConfig.SlowQuery, and of the CLI's --slow-query-threshold.
+const SlowQueryThresholdDefault time.Duration = time.Second
+
 // Defaults of Config, applied by Config.WithDefaults to fields left zero.
 const (
-	SlowQueryThresholdDefault time.Duration = time.Second
 	SampleSizeDefault                       = 1024
 	SlowQueryLogSizeDefault                 = 100
 	CheckTimeoutDefault       time.Duration = 5 * time.Second
@@ -28,8 +32,31 @@ const (
 // The environment variables ConfigFromEnv reads.
 const (
 	EnvEnabled            = "AUDIT_MONITORING_ENABLED"
-	EnvSlowQueryThreshold = "AUDIT_SLOW_QUERY_THRESHOLD" // milliseconds
+	EnvSlowQueryThreshold = "AUDIT_SLOW_QUERY_THRESHOLD" // milliseconds; ParseSlowQueryThreshold
 )
+
+// ParseSlowQueryThreshold parses a slow-query threshold as written in
+// AUDIT_SLOW_QUERY_THRESHOLD and --slow-query-threshold: a whole number of
+// milliseconds, at least 1. Its errors do not name the variable; callers
+// prefix it.
+func ParseSlowQueryThreshold(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		var numErr *strconv.NumError
+		if errors.As(err, &numErr) && errors.Is(numErr.Err, strconv.ErrRange) {
+			return 0, fmt.Errorf("out of range (%q)", s)
+		}
+		return 0, fmt.Errorf("must be a whole number of milliseconds (%q)", s)
+	}
+	if ms < 1 {
+		return 0, fmt.Errorf("must be at least 1 millisecond (%d)", ms)
+	}
+	if ms > int64(math.MaxInt64/time.Millisecond) {
+		return 0, fmt.Errorf("out of range (%q)", s)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
 
 // Config configures a Monitor. Fields left zero take their defaults.
 type Config struct {
@@ -161,21 +188,11 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 		c.Enabled = on
 	}
 	if s := strings.TrimSpace(getenv(EnvSlowQueryThreshold)); s != "" {
-		ms, err := strconv.ParseInt(s, 10, 64)
+		d, err := ParseSlowQueryThreshold(s)
 		if err != nil {
-			var numErr *strconv.NumError
-			if errors.As(err, &numErr) && errors.Is(numErr.Err, strconv.ErrRange) {
-				return Config{}, fmt.Errorf("monitor: %s: out of range (%q)", EnvSlowQueryThreshold, s)
-			}
-			return Config{}, fmt.Errorf("monitor: %s: must be a whole number of milliseconds (%q)", EnvSlowQueryThreshold, s)
+			return Config{}, fmt.Errorf("monitor: %s: %w", EnvSlowQueryThreshold, err)
 		}
-		if ms < 1 {
-			return Config{}, fmt.Errorf("monitor: %s: must be at least 1 millisecond (%d)", EnvSlowQueryThreshold, ms)
-		}
-		if ms > int64(math.MaxInt64/time.Millisecond) {
-			return Config{}, fmt.Errorf("monitor: %s: out of range (%q)", EnvSlowQueryThreshold, s)
-		}
-		c.SlowQueryThreshold = time.Duration(ms) * time.Millisecond
+		c.SlowQueryThreshold = d
 	}
 	return c, nil
 }

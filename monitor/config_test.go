@@ -43,6 +43,8 @@ func TestConfigValidate(t *testing.T) {
 	require.NoError(t, Config{}.Validate())
 	d := Config{}.WithDefaults()
 	require.Equal(t, time.Second, d.SlowQueryThreshold)
+	require.Equal(t, d.SlowQueryThreshold, AlertConfig{}.WithDefaults().SlowQuery, "one default")
+	require.Equal(t, d.SlowQueryThreshold, OptimizeConfig{}.WithDefaults().SlowQuery, "one default")
 	require.Equal(t, 2, d.PartitionsAheadMin)
 	require.NotNil(t, d.Logger)
 	require.NotNil(t, d.TracerProvider)

@@ -24,8 +24,10 @@ const (
 	OptimizeStaleModRatioDefault                   = 0.1
 	OptimizeStaleMinModsDefault      int64         = 1000
 	OptimizeStaleParentAgeDefault    time.Duration = 24 * time.Hour
-	OptimizeSlowQueryDefault         time.Duration = time.Second
-	OptimizeSlowQueryMinCallsDefault int64         = 5
+	// OptimizeSlowQueryDefault is SlowQueryThresholdDefault, the one
+	// default.
+	OptimizeSlowQueryDefault               = SlowQueryThresholdDefault
+	OptimizeSlowQueryMinCallsDefault int64 = 5
 )
 
 // OptimizeConfig holds the thresholds of the index and table analysis.

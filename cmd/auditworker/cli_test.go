@@ -96,6 +96,12 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 		require.Equal(t, 1, code, cmd)
 		require.Contains(t, errOut, "the source is not a standby of the database: it is not in recovery", cmd)
 	}
+	// --slow-query-threshold parses as AUDIT_SLOW_QUERY_THRESHOLD does, in optimize and run alike
+	for _, cmd := range [][]string{{"optimize", "report", "--slow-query-threshold", "1s"}, {"run", "--seal-interval", "0", "--listen", "127.0.0.1:0", "--slow-query-threshold", "1s"}} {
+		code, _, errOut = run(t, append([]string{"--database-url", db.URL}, cmd...)...)
+		require.Equal(t, 1, code, cmd)
+		require.Contains(t, errOut, "slow-query-threshold: must be a whole number of milliseconds", cmd)
+	}
 	code, _, errOut = run(t, "--database-url", db.URL, "verify", "--replica-url", "::not a url::")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "replica-url: not a valid PostgreSQL URL")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,19 +26,39 @@ func optimizeFlags() []cli.Flag {
 			Value: monitor.OptimizeBloatRatioDefault, EnvVars: []string{"AUDIT_OPTIMIZE_BLOAT_RATIO"}},
 		&cli.Int64Flag{Name: "bloat-min-bytes", Usage: "indexes smaller than this are never bloated",
 			Value: monitor.OptimizeBloatMinBytesDefault, EnvVars: []string{"AUDIT_OPTIMIZE_BLOAT_MIN_BYTES"}},
-		&cli.Int64Flag{Name: "slow-query-threshold", Usage: "mean execution time (ms) above which a statement is slow",
-			Value: monitor.OptimizeSlowQueryDefault.Milliseconds(), EnvVars: []string{"AUDIT_SLOW_QUERY_THRESHOLD"}},
+		slowQueryFlag(),
 	}
 }
 
-func optimizeConfig(c *cli.Context) monitor.OptimizeConfig {
+// slowQueryFlag is --slow-query-threshold (AUDIT_SLOW_QUERY_THRESHOLD),
+// read by slowQueryThreshold.
+func slowQueryFlag() cli.Flag {
+	return &cli.StringFlag{Name: "slow-query-threshold", Usage: "mean execution time (whole ms) above which a statement is slow",
+		Value: strconv.FormatInt(monitor.SlowQueryThresholdDefault.Milliseconds(), 10), EnvVars: []string{monitor.EnvSlowQueryThreshold}}
+}
+
+// slowQueryThreshold parses --slow-query-threshold as monitor parses
+// AUDIT_SLOW_QUERY_THRESHOLD.
+func slowQueryThreshold(c *cli.Context) (time.Duration, error) {
+	d, err := monitor.ParseSlowQueryThreshold(c.String("slow-query-threshold"))
+	if err != nil {
+		return 0, fmt.Errorf("slow-query-threshold: %w", err)
+	}
+	return d, nil
+}
+
+func optimizeConfig(c *cli.Context) (monitor.OptimizeConfig, error) {
+	slow, err := slowQueryThreshold(c)
+	if err != nil {
+		return monitor.OptimizeConfig{}, err
+	}
 	return monitor.OptimizeConfig{
 		Schemas:           c.StringSlice("schema"),
 		UnusedMinStatsAge: c.Duration("unused-min-age"),
 		BloatRatio:        c.Float64("bloat-ratio"),
 		BloatMinBytes:     c.Int64("bloat-min-bytes"),
-		SlowQuery:         time.Duration(c.Int64("slow-query-threshold")) * time.Millisecond,
-	}
+		SlowQuery:         slow,
+	}, nil
 }
 
 func optimizeCommand() *cli.Command {
@@ -50,7 +71,11 @@ func optimizeCommand() *cli.Command {
 				Usage: "what the statistics show, with a fix for each finding; changes nothing",
 				Flags: optimizeFlags(),
 				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-					rep, err := monitor.AnalyzeIndexes(c.Context, pool, optimizeConfig(c))
+					cfg, err := optimizeConfig(c)
+					if err != nil {
+						return err
+					}
+					rep, err := monitor.AnalyzeIndexes(c.Context, pool, cfg)
 					if err != nil {
 						return err
 					}
@@ -68,8 +93,12 @@ func optimizeCommand() *cli.Command {
 					&cli.BoolFlag{Name: "dry-run", Usage: "list the actions without running them", EnvVars: []string{"AUDIT_OPTIMIZE_DRY_RUN"}}),
 				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
 					// the table printed below says what the log would
+					cfg, err := optimizeConfig(c)
+					if err != nil {
+						return err
+					}
 					deps := &workers.Deps{Pool: pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-					res, err := deps.Optimize(c.Context, optimizeConfig(c), c.Bool("dry-run"))
+					res, err := deps.Optimize(c.Context, cfg, c.Bool("dry-run"))
 					if res == nil {
 						return err
 					}

@@ -52,6 +52,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"AUDIT_LOG_LEVEL"}},
 		otelFlag(),
 		replicaFlag(),
+		slowQueryFlag(),
 	}
 	return &cli.Command{
 		Name:  "run",
@@ -87,6 +88,14 @@ func runCommand() *cli.Command {
 				return err
 			}
 			cfg.Alerts = alerts
+			// the optimize job and the slow_queries alert judge by the
+			// same threshold as `optimize report`
+			slow, err := slowQueryThreshold(c)
+			if err != nil {
+				return err
+			}
+			cfg.Optimize.SlowQuery = slow
+			cfg.Alerts.SlowQuery = slow
 			if cfg.MonthsAhead == 0 {
 				cfg.MonthsAhead = -1 // SuiteConfig's "none ahead"; its 0 means the default
 			}
