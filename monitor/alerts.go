@@ -253,66 +253,57 @@ func EvaluateAlerts(ctx context.Context, pool *pgxpool.Pool, cfg AlertConfig) ([
 func evalVerification(ctx context.Context, pool *pgxpool.Pool, _ AlertConfig) ([]Condition, error) {
 	var out []Condition
 	// Tampering per chain comes from the newest run that covered the chain,
-	// so an incremental run over other chains does not hide it.
-	var chains int
-	var runID *int64
-	if err := pool.QueryRow(ctx, `SELECT count(*), max(last_run_id) FROM audit.integrity_status WHERE state = 'tampered'`).
-		Scan(&chains, &runID); err != nil {
+	// so an incremental run over other chains does not hide it (Health
+	// judges by the same probe).
+	s, err := tamperedChains(ctx, pool)
+	if err != nil {
 		return nil, fmt.Errorf("verification: %w", err)
 	}
-	if chains > 0 {
+	switch {
+	case s.Chains > 0:
 		// no run id in the labels: the alert stays one alert while the
 		// tampering stays (labels are part of its fingerprint)
 		out = append(out, Condition{Kind: AlertIntegrityTampered, Severity: AlertCritical,
-			Message: fmt.Sprintf("verification run %d found tampering on %d chain(s): run auditworker verify and investigate", *runID, chains)})
+			Message: fmt.Sprintf("verification run %d found tampering on %d chain(s): run auditworker verify and investigate", s.RunID, s.Chains)})
+	case s.Tampered():
+		out = append(out, Condition{Kind: AlertIntegrityTampered, Severity: AlertCritical,
+			Message: fmt.Sprintf("verification run %d found %d findings: run auditworker verify and investigate", s.Latest.ID, s.Latest.Findings)})
 	}
-	var id int64
-	var status string
-	err := pool.QueryRow(ctx, `SELECT id, status FROM audit.verification_runs WHERE status <> 'running' ORDER BY id DESC LIMIT 1`).
-		Scan(&id, &status)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("verification: %w", err)
-	}
-	if status == "failed" {
+	if s.Latest != nil && s.Latest.Status == "failed" {
 		out = append(out, Condition{Kind: AlertVerificationFailed, Severity: AlertCritical,
-			Message: fmt.Sprintf("verification run %d failed before finishing: see the worker's log", id)})
+			Message: fmt.Sprintf("verification run %d failed before finishing: see the worker's log", s.Latest.ID)})
 	}
 	return out, nil
 }
 
 func evalSealLag(ctx context.Context, pool *pgxpool.Pool, cfg AlertConfig) ([]Condition, error) {
-	var chains int
-	var maxRows int64
-	var maxAge time.Duration
-	err := pool.QueryRow(ctx, `
-SELECT count(*), coalesce(max(unsealed_rows), 0), coalesce(max(age), interval '0')
-FROM (SELECT unsealed_rows, now() - oldest_unsealed_at AS age
-      FROM audit.integrity_status WHERE unsealed_rows > 0) c
-WHERE unsealed_rows > $1 OR age > $2`, cfg.SealLagRows, cfg.SealLag).Scan(&chains, &maxRows, &maxAge)
+	s, err := sealLag(ctx, pool, cfg.SealLag, cfg.SealLagRows)
 	if err != nil {
 		return nil, fmt.Errorf("seal lag: %w", err)
 	}
-	if chains == 0 {
+	if s.Past == 0 {
 		return nil, nil
 	}
 	return []Condition{{Kind: AlertSealLag, Severity: AlertWarning,
 		Message: fmt.Sprintf("%d chain(s) past the seal thresholds (%d rows or %s): up to %d unsealed rows, oldest %s: is the seal job running with a key?",
-			chains, cfg.SealLagRows, cfg.SealLag, maxRows, maxAge.Round(time.Second))}}, nil
+			s.Past, cfg.SealLagRows, cfg.SealLag, s.PastMaxRows, s.PastOldest.Round(time.Second))}}, nil
 }
 
 const alertDefaultRowsCap = 10000
 
 func evalPartitions(ctx context.Context, pool *pgxpool.Pool, cfg AlertConfig) ([]Condition, error) {
 	var out []Condition
-	var inDefault, ahead int64
-	// Counting stops past alertDefaultRowsCap: the evaluator runs every
-	// minute and the number only needs to say how bad it is.
-	err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM audit.audit_log_default LIMIT $1) d),
-		(SELECT count(*) FROM audit.partitions() WHERE range_start > now())`, alertDefaultRowsCap+1).Scan(&inDefault, &ahead)
+	p, err := partitionsAhead(ctx, pool)
 	if err != nil {
 		return nil, fmt.Errorf("partitions: %w", err)
 	}
-	if inDefault > 0 {
+	if p.DefaultHasRows {
+		// Counting stops past alertDefaultRowsCap: the evaluator runs every
+		// minute and the number only needs to say how bad it is.
+		inDefault, err := defaultPartitionRows(ctx, pool, alertDefaultRowsCap+1)
+		if err != nil {
+			return nil, fmt.Errorf("partitions: %w", err)
+		}
 		n := strconv.FormatInt(inDefault, 10)
 		if inDefault > alertDefaultRowsCap {
 			n = fmt.Sprintf("more than %d", alertDefaultRowsCap)
@@ -320,9 +311,9 @@ func evalPartitions(ctx context.Context, pool *pgxpool.Pool, cfg AlertConfig) ([
 		out = append(out, Condition{Kind: AlertDefaultPartitionRows, Severity: AlertWarning,
 			Message: fmt.Sprintf("the default partition holds %s row(s) whose month has no partition: run auditworker partitions rescue", n)})
 	}
-	if ahead < int64(cfg.PartitionsAhead) {
+	if p.Ahead < cfg.PartitionsAhead {
 		out = append(out, Condition{Kind: AlertPartitionsAhead, Severity: AlertWarning,
-			Message: fmt.Sprintf("%d monthly partition(s) after the current month, fewer than %d: run auditworker partitions ensure", ahead, cfg.PartitionsAhead)})
+			Message: fmt.Sprintf("%d monthly partition(s) after the current month, fewer than %d: run auditworker partitions ensure", p.Ahead, cfg.PartitionsAhead)})
 	}
 	return out, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -142,80 +141,67 @@ func checkCache(ctx context.Context, cache Cache) (Status, string) {
 }
 
 func checkPartitions(ctx context.Context, pool *pgxpool.Pool, minAhead int) (Status, string) {
-	var ahead, current int
-	var strays, missingTriggers bool
-	err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE note = 'ahead'),
-			count(*) FILTER (WHERE NOT is_default AND range_start <= now() AND range_end > now()),
-			bool_or(is_default AND note LIKE 'holds rows%'),
-			bool_or(NOT triggers_ok AND NOT is_default)
-		FROM audit.partition_status`).Scan(&ahead, &current, &strays, &missingTriggers)
+	p, err := partitionsAhead(ctx, pool)
 	if err != nil {
-		return StatusUnhealthy, "cannot read audit.partition_status: " + ErrorClass(err)
+		return StatusUnhealthy, healthDetail(err)
 	}
 	switch {
-	case missingTriggers:
+	case p.MissingTriggers:
 		// rows in such a partition skip the per-statement chain head flush
 		return StatusUnhealthy, "a partition lacks the statement triggers: run auditworker partitions ensure"
-	case current == 0:
+	case p.Current == 0:
 		return StatusDegraded, "no partition for the current month: new rows land in the default partition"
-	case strays:
+	case p.DefaultHasRows:
 		return StatusDegraded, "the default partition holds rows: run auditworker partitions rescue"
-	case ahead < minAhead:
-		return StatusDegraded, fmt.Sprintf("%d months ahead, fewer than %d: run auditworker partitions ensure", ahead, minAhead)
+	case p.Ahead < minAhead:
+		return StatusDegraded, fmt.Sprintf("%d months ahead, fewer than %d: run auditworker partitions ensure", p.Ahead, minAhead)
 	}
-	return StatusHealthy, fmt.Sprintf("%d months ahead", ahead)
+	return StatusHealthy, fmt.Sprintf("%d months ahead", p.Ahead)
 }
 
-// checkSealLag measures, per chain, how long ago the first row after the
-// newest checkpoint was written: the age of the oldest row no HMAC
-// checkpoint covers yet. When retention has already removed that row, the
-// time the chain's head last moved stands in (a lower bound).
+// checkSealLag judges the age of the oldest row no HMAC checkpoint covers
+// yet (see sealLag).
 func checkSealLag(ctx context.Context, pool *pgxpool.Pool, maxLag time.Duration) (Status, string) {
-	var chains int
-	var unsealed int64
-	var lag *time.Duration
-	err := pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(unsealed_rows), 0)::bigint, max(now() - oldest_unsealed_at)
-		FROM audit.integrity_status WHERE unsealed_rows > 0`).Scan(&chains, &unsealed, &lag)
+	s, err := sealLag(ctx, pool, maxLag, 0)
 	if err != nil {
-		return StatusUnhealthy, "cannot read audit.integrity_status: " + ErrorClass(err)
+		return StatusUnhealthy, healthDetail(err)
 	}
-	if chains == 0 {
+	if s.Chains == 0 {
 		return StatusHealthy, "every row is sealed"
 	}
-	age := max(*lag, 0).Round(time.Second)
-	detail := fmt.Sprintf("%d unsealed rows on %d chains, the oldest written %s ago", unsealed, chains, age)
-	if *lag > maxLag {
+	detail := fmt.Sprintf("%d unsealed rows on %d chains, the oldest written %s ago", s.Unsealed, s.Chains, max(s.Oldest, 0).Round(time.Second))
+	if s.Past > 0 {
 		return StatusDegraded, detail + fmt.Sprintf(", over %s: is the seal job running with a key?", maxLag)
 	}
 	return StatusHealthy, detail
 }
 
+// checkVerification is unhealthy while any chain stands tampered with by
+// the newest run that covered it (see tamperedChains), even when a newer
+// run over other chains found them intact; else it judges the newest
+// finished run.
 func checkVerification(ctx context.Context, pool *pgxpool.Pool, maxAge time.Duration) (Status, string) {
-	var id int64
-	var status string
-	var findings int
-	var age time.Duration
-	err := pool.QueryRow(ctx, `SELECT id, status, findings_count, now() - finished_at
-		FROM audit.verification_runs
-		WHERE finished_at IS NOT NULL
-		ORDER BY finished_at DESC, id DESC
-		LIMIT 1`).Scan(&id, &status, &findings, &age)
+	s, err := tamperedChains(ctx, pool)
 	if err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return StatusDegraded, "no verification run has finished yet: run auditworker verify"
-		}
-		return StatusUnhealthy, "cannot read audit.verification_runs: " + ErrorClass(err)
+		return StatusUnhealthy, healthDetail(err)
 	}
-	ago := max(age, 0).Round(time.Second)
+	if s.Chains > 0 {
+		return StatusUnhealthy, fmt.Sprintf("run %d found tampering on %d chain(s): the log was tampered with", s.RunID, s.Chains)
+	}
+	r := s.Latest
+	if r == nil {
+		return StatusDegraded, "no verification run has finished yet: run auditworker verify"
+	}
+	ago := max(r.Age, 0).Round(time.Second)
 	switch {
-	case status == "tampered":
-		return StatusUnhealthy, fmt.Sprintf("run %d, %s ago, found %d findings: the log was tampered with", id, ago, findings)
-	case status == "failed":
-		return StatusDegraded, fmt.Sprintf("run %d, %s ago, failed before finishing", id, ago)
-	case age > maxAge:
-		return StatusDegraded, fmt.Sprintf("run %d found the log intact, but %s ago, over %s", id, ago, maxAge)
+	case r.Status == "tampered":
+		return StatusUnhealthy, fmt.Sprintf("run %d, %s ago, found %d findings: the log was tampered with", r.ID, ago, r.Findings)
+	case r.Status == "failed":
+		return StatusDegraded, fmt.Sprintf("run %d, %s ago, failed before finishing", r.ID, ago)
+	case r.Age > maxAge:
+		return StatusDegraded, fmt.Sprintf("run %d found the log intact, but %s ago, over %s", r.ID, ago, maxAge)
 	}
-	return StatusHealthy, fmt.Sprintf("run %d found the log intact %s ago", id, ago)
+	return StatusHealthy, fmt.Sprintf("run %d found the log intact %s ago", r.ID, ago)
 }
 
 // ErrorClass describes err for a health detail or a replica state without

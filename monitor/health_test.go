@@ -233,3 +233,43 @@ func TestMetrics(t *testing.T) {
 	pm = m.Metrics(pool, c)
 	require.Equal(t, &CacheMetrics{Hits: 3, Misses: 1, HitRate: 0.75}, pm.Cache)
 }
+
+// Health judges tampering per chain, as the alerts do: a newer run over
+// other chains that found them intact does not hide it.
+func TestHealthTamperingNotHiddenByNewerRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	insertEvents(t, db.Pool, 10)
+	m := newMonitor(t, Config{})
+
+	var tamperedRun int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `INSERT INTO audit.verification_runs (mode, status, finished_at, findings_count, chains, chain_results)
+		VALUES ('full', 'tampered', now() - interval '1 minute', 2, '{0}', '{"0": {"findings": 2, "verified_seq": 0}}') RETURNING id`).Scan(&tamperedRun))
+	var newer int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `INSERT INTO audit.verification_runs (mode, status, finished_at, findings_count, chains, chain_results)
+		VALUES ('incremental', 'intact', now(), 0, '{1}', '{"1": {"findings": 0, "verified_seq": 1000000}}') RETURNING id`).Scan(&newer))
+	require.Greater(t, newer, tamperedRun)
+
+	h := m.Health(ctx, db.Pool, nil)
+	v := component(t, h, ComponentVerification)
+	require.Equal(t, StatusUnhealthy, v.Status, v.Detail)
+	require.Equal(t, fmt.Sprintf("run %d found tampering on 1 chain(s): the log was tampered with", tamperedRun), v.Detail)
+	require.Equal(t, StatusUnhealthy, h.Overall)
+
+	// the alerts see the same
+	conds, err := EvaluateAlerts(ctx, db.Pool, AlertConfig{})
+	require.NoError(t, err)
+	require.Contains(t, kindsOf(conds), AlertIntegrityTampered+"/")
+
+	// a reader role sees it too
+	v = component(t, m.Health(ctx, db.LoginRole(t, "audit_reader"), nil), ComponentVerification)
+	require.Equal(t, StatusUnhealthy, v.Status, v.Detail)
+
+	// once a run over chain 0 finds it intact, health follows the newest run
+	_, err = db.Pool.Exec(ctx, `INSERT INTO audit.verification_runs (mode, status, finished_at, findings_count, chains, chain_results)
+		VALUES ('full', 'intact', now(), 0, '{0}', '{"0": {"findings": 0, "verified_seq": 1000000}}')`)
+	require.NoError(t, err)
+	v = component(t, m.Health(ctx, db.Pool, nil), ComponentVerification)
+	require.Equal(t, StatusHealthy, v.Status, v.Detail)
+}
