@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -73,7 +72,7 @@ anywhere is completed by the next.`,
 						return err
 					}
 					// the run's own summary is printed; the log says only what goes wrong
-					deps := &workers.Deps{Pool: pool, Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+					deps := &workers.Deps{Pool: pool, Logger: cliLogger(c)}
 					if !c.Bool("dry-run") {
 						if deps.Keys, err = sealKeys(c); err != nil {
 							return err
