@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/urfave/cli/v2"
@@ -31,9 +33,11 @@ func newTracerProvider(ctx context.Context) (*sdktrace.TracerProvider, error) {
 }
 
 // sqlTracer traces the pool's queries: monitor's tracer (otelpgx with the
-// statement normalised, literals dropped, parameters never recorded).
-func sqlTracer(tp trace.TracerProvider) (pgx.QueryTracer, error) {
-	m, err := monitor.New(monitor.Config{TracerProvider: tp})
+// statement normalised, literals dropped, parameters never recorded). Its
+// slow-query log, of queries over slowQuery (0: the default), goes to
+// logger.
+func sqlTracer(tp trace.TracerProvider, logger *slog.Logger, slowQuery time.Duration) (pgx.QueryTracer, error) {
+	m, err := monitor.New(monitor.Config{TracerProvider: tp, Logger: logger, SlowQueryThreshold: slowQuery})
 	if err != nil {
 		return nil, err
 	}

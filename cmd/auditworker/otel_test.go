@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,11 +31,25 @@ func TestTracingRecordsJobsAndSQLWithoutParameters(t *testing.T) {
 	defer func() { require.NoError(t, tp.Shutdown(ctx)) }()
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
-	cfg.ConnConfig.Tracer, err = sqlTracer(tp)
+	var logs strings.Builder
+	var logsMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logsMu.Lock()
+		defer logsMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	cfg.ConnConfig.Tracer, err = sqlTracer(tp, logger, 5*time.Millisecond)
 	require.NoError(t, err)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	defer pool.Close()
+
+	// the slow-query log goes to the logger given, at the threshold given
+	_, err = pool.Exec(ctx, `SELECT pg_sleep(0.05)`)
+	require.NoError(t, err)
+	logsMu.Lock()
+	require.Contains(t, logs.String(), "monitor: slow query")
+	logsMu.Unlock()
 
 	keys, err := integrity.ParseSealKeys(sealKey(t, "k1"), "")
 	require.NoError(t, err)
@@ -62,3 +77,7 @@ func TestTracingRecordsJobsAndSQLWithoutParameters(t *testing.T) {
 	require.True(t, jobSpan, "the seal job is a span")
 	require.True(t, insertSpan, "the checkpoint insert is a span with its statement")
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -123,7 +123,7 @@ func runCommand() *cli.Command {
 						logger.Warn("otel: flush spans", "error", err)
 					}
 				}()
-				if tracer, err = sqlTracer(tp); err != nil {
+				if tracer, err = sqlTracer(tp, logger, slow); err != nil {
 					return err
 				}
 				cfg.TracerProvider = tp
