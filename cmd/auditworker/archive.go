@@ -83,20 +83,9 @@ func archiveVerify(c *cli.Context) error {
 	return nil
 }
 
+// bytesBar is progressBar's bar for bytes: MiB and MiB/s.
 func bytesBar(w io.Writer, done, total int64, start time.Time) {
-	const width = 30
-	frac := 1.0
-	if total > 0 {
-		frac = min(float64(done)/float64(total), 1)
-	}
-	filled := int(frac * width)
-	bar := make([]byte, width)
-	for i := range bar {
-		bar[i] = '.'
-		if i < filled {
-			bar[i] = '#'
-		}
-	}
+	bar, frac := drawBar(done, total)
 	mib := float64(done) / (1 << 20)
 	fmt.Fprintf(w, "\rarchive verify [%s] %3.0f%% %.1f MiB, %.1f MiB/s ", bar, frac*100, mib, mib/max(time.Since(start).Seconds(), 1e-9))
 }

@@ -77,7 +77,17 @@ func runVerify(c *cli.Context, pool *pgxpool.Pool, opts integrity.Options) (*int
 	return rep, err
 }
 
+// progressBar redraws, in place on w, the progress of what: done of total
+// units, and the rate since start.
 func progressBar(w io.Writer, what, unit string, done, total int64, start time.Time) {
+	bar, frac := drawBar(done, total)
+	rate := float64(done) / max(time.Since(start).Seconds(), 1e-9)
+	fmt.Fprintf(w, "\r%s [%s] %3.0f%% %d/%d %s, %.0f %s/s ", what, bar, frac*100, done, total, unit, rate, unit)
+}
+
+// drawBar draws done of total as a bar of '#' (a cell partly done counts)
+// and '.', and returns the fraction done; a total of 0 is done.
+func drawBar(done, total int64) (string, float64) {
 	const width = 30
 	frac := 1.0
 	if total > 0 {
@@ -91,8 +101,7 @@ func progressBar(w io.Writer, what, unit string, done, total int64, start time.T
 			bar[i] = '.'
 		}
 	}
-	rate := float64(done) / max(time.Since(start).Seconds(), 1e-9)
-	fmt.Fprintf(w, "\r%s [%s] %3.0f%% %d/%d %s, %.0f %s/s ", what, bar, frac*100, done, total, unit, rate, unit)
+	return string(bar), frac
 }
 
 func printReport(w io.Writer, rep *integrity.Report) {
