@@ -135,7 +135,7 @@ func (c *Cache) hit(key Key, vw view) (any, bool) {
 		return nil, false
 	}
 	start := time.Now()
-	v, ok := c.l1.get(key.id+vw.name, start)
+	v, ok := c.l1.get(l1Key{key.id, vw.name}, start)
 	c.m.l1.latency.record(time.Since(start))
 	if ok {
 		c.m.l1.hits.Add(1)
@@ -159,11 +159,11 @@ func (c *Cache) miss(ctx context.Context, key Key, vw view, load func(context.Co
 	if key.id == "" {
 		return nil, errors.New("cache: get: zero Key, build it with NewKey or QueryKey")
 	}
-	l1Key := key.id + vw.name
+	lk := l1Key{key.id, vw.name}
 	ep := c.l1.epochOf(key.org)
 	// The epoch in the flight's name keeps a Get that starts after an
 	// invalidation from joining a load that started before it.
-	name := l1Key + "/" + strconv.FormatUint(ep.all, 10) + "." + strconv.FormatUint(ep.org, 10)
+	name := key.id + vw.name + "/" + strconv.FormatUint(ep.all, 10) + "." + strconv.FormatUint(ep.org, 10)
 	f, lead := c.flights.join(name)
 	if !lead {
 		c.m.coalesced.Add(1)
@@ -181,7 +181,7 @@ func (c *Cache) miss(ctx context.Context, key Key, vw view, load func(context.Co
 			c.flights.end(name, f)
 		}
 	}()
-	v, hit, gen, inL2 := c.lookup(fctx, key, l1Key, ep, vw)
+	v, hit, gen, inL2 := c.lookup(fctx, key, lk, ep, vw)
 	if hit {
 		f.settle(v, nil)
 		return v, nil
@@ -190,7 +190,7 @@ func (c *Cache) miss(ctx context.Context, key Key, vw view, load func(context.Co
 	go func() {
 		defer c.flights.end(name, f)
 		defer cancel()
-		f.settle(c.fill(fctx, key, l1Key, ep, gen, inL2, load))
+		f.settle(c.fill(fctx, key, lk, ep, gen, inL2, load))
 	}()
 	return f.wait(ctx)
 }
@@ -198,7 +198,7 @@ func (c *Cache) miss(ctx context.Context, key Key, vw view, load func(context.Co
 // lookup reads key from Redis for miss. On a hit it keeps the decoded
 // value in L1; otherwise inL2 says whether Redis answered, and gen is the
 // generation to store a loaded value under.
-func (c *Cache) lookup(ctx context.Context, key Key, l1Key string, ep epoch, vw view) (v any, hit bool, gen uint64, inL2 bool) {
+func (c *Cache) lookup(ctx context.Context, key Key, lk l1Key, ep epoch, vw view) (v any, hit bool, gen uint64, inL2 bool) {
 	probe, ok := c.l2Begin(ctx)
 	if !ok {
 		return nil, false, 0, false
@@ -222,7 +222,7 @@ func (c *Cache) lookup(ctx context.Context, key Key, l1Key string, ep epoch, vw 
 		return nil, false, 0, false
 	case hit:
 		c.m.l2.hits.Add(1)
-		c.l1.put(l1Key, key.org, ep, v, len(b), time.Now())
+		c.l1.put(lk, key.org, ep, v, len(b), time.Now())
 		return v, true, gen, true
 	default:
 		c.m.l2.misses.Add(1)
@@ -232,7 +232,7 @@ func (c *Cache) lookup(ctx context.Context, key Key, l1Key string, ep epoch, vw 
 
 // fill loads key after lookup missed, once per key at a time, and keeps
 // the value in L1 and (when inL2) in Redis under gen.
-func (c *Cache) fill(ctx context.Context, key Key, l1Key string, ep epoch, gen uint64, inL2 bool, load func(context.Context) (any, []byte, error)) (any, error) {
+func (c *Cache) fill(ctx context.Context, key Key, lk l1Key, ep epoch, gen uint64, inL2 bool, load func(context.Context) (any, []byte, error)) (any, error) {
 	start := time.Now()
 	v, b, err := load(ctx)
 	c.m.loadLatency.record(time.Since(start))
@@ -241,7 +241,7 @@ func (c *Cache) fill(ctx context.Context, key Key, l1Key string, ep epoch, gen u
 		c.m.loadErrors.Add(1)
 		return nil, err
 	}
-	c.l1.put(l1Key, key.org, ep, v, len(b), time.Now())
+	c.l1.put(lk, key.org, ep, v, len(b), time.Now())
 	// The generation already keeps a value loaded before an invalidation
 	// from being read; skipping the store when this instance has seen one
 	// also keeps it from overwriting a fresh value stored meanwhile.

@@ -24,8 +24,16 @@ type epoch struct{ all, org uint64 }
 // that came after it dropped it.
 const maxEpochs = 10000
 
+// l1Key names an L1 entry: a Key's id and the name of the view it is kept
+// as. A struct rather than their concatenation, so that a lookup builds no
+// string (an id is 64 hex characters: the concatenation would go to the
+// heap on every L1 hit of a Typed cache).
+type l1Key struct{ id, view string }
+
+func (k l1Key) len() int { return len(k.id) + len(k.view) }
+
 type l1Entry struct {
-	key     string
+	key     l1Key
 	org     string
 	value   any // []byte for Get, T for Typed[T].Get
 	expires time.Time
@@ -42,7 +50,7 @@ type l1 struct {
 	mu     sync.Mutex
 	bytes  int64
 	lru    *list.List // front: most recently used
-	items  map[string]*list.Element
+	items  map[l1Key]*list.Element
 	byOrg  map[string]map[*list.Element]struct{}
 	all    uint64
 	epochs map[string]uint64 // by org hash; absent is 0
@@ -54,7 +62,7 @@ type l1 struct {
 func newL1(max int64, ttl time.Duration) *l1 {
 	return &l1{
 		max: max, ttl: ttl, lru: list.New(),
-		items:  map[string]*list.Element{},
+		items:  map[l1Key]*list.Element{},
 		byOrg:  map[string]map[*list.Element]struct{}{},
 		epochs: map[string]uint64{},
 	}
@@ -63,7 +71,7 @@ func newL1(max int64, ttl time.Duration) *l1 {
 func (c *l1) enabled() bool { return c.max > 0 }
 
 // get returns the live value of key; the caller must not modify it.
-func (c *l1) get(key string, now time.Time) (any, bool) {
+func (c *l1) get(key l1Key, now time.Time) (any, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[key]
@@ -91,11 +99,11 @@ func (c *l1) epochOf(org string) epoch {
 // put stores value, which encodes to encodedLen bytes (its size for the
 // bound), unless org was invalidated (or L1 flushed) since ep was taken,
 // which would mean value may predate the invalidation.
-func (c *l1) put(key, org string, ep epoch, value any, encodedLen int, now time.Time) {
+func (c *l1) put(key l1Key, org string, ep epoch, value any, encodedLen int, now time.Time) {
 	if !c.enabled() {
 		return
 	}
-	size := int64(len(key)+encodedLen) + l1EntryOverhead
+	size := int64(key.len()+encodedLen) + l1EntryOverhead
 	if size > c.max {
 		return
 	}

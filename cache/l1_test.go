@@ -15,7 +15,7 @@ func TestL1EpochsBounded(t *testing.T) {
 	t.Parallel()
 	c := newL1(1<<20, time.Minute)
 	now := time.Now()
-	c.put("kept", "org-kept", c.epochOf("org-kept"), "v", 1, now)
+	c.put(l1Key{id: "kept"}, "org-kept", c.epochOf("org-kept"), "v", 1, now)
 
 	before := c.epochOf("org-a")   // a load of org-a starts
 	c.invalidate("org-a")          // new events arrive while it runs
@@ -23,17 +23,17 @@ func TestL1EpochsBounded(t *testing.T) {
 		c.invalidate(fmt.Sprintf("org-%d", i))
 	}
 	require.LessOrEqual(t, len(c.epochs), maxEpochs)
-	c.put("a", "org-a", before, "stale", 1, now)
-	_, ok := c.get("a", now)
+	c.put(l1Key{id: "a"}, "org-a", before, "stale", 1, now)
+	_, ok := c.get(l1Key{id: "a"}, now)
 	require.False(t, ok, "a load that started before an invalidation was stored")
 
-	v, ok := c.get("kept", now)
+	v, ok := c.get(l1Key{id: "kept"}, now)
 	require.True(t, ok, "forgetting epochs dropped an entry")
 	require.Equal(t, "v", v)
 
 	fresh := c.epochOf("org-a")
-	c.put("a", "org-a", fresh, "fresh", 1, now)
-	v, ok = c.get("a", now)
+	c.put(l1Key{id: "a"}, "org-a", fresh, "fresh", 1, now)
+	v, ok = c.get(l1Key{id: "a"}, now)
 	require.True(t, ok)
 	require.Equal(t, "fresh", v)
 }
