@@ -75,6 +75,28 @@ func NewWithConfig(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 
+	configurePool(pcfg, cfg)
+
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("client: open pool: %w", err)
+	}
+	c := &Client{pool: pool, maxRetries: max(cfg.MaxRetries, 0)}
+	if cfg.ReplicaURL != "" {
+		if c.replica, err = newReplicaRouter(ctx, cfg, pool); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// configurePool applies cfg's pool settings (sizes, idle time, connect
+// timeout, tracer, application_name, statement_timeout, TLS) to pcfg,
+// parsed from URL or ReplicaURL, so that both pools are set up alike. cfg
+// must have its defaults (WithDefaults) and its ApplicationName resolved
+// from URL: the replica's pool reports the same name as the primary's.
+func configurePool(pcfg *pgxpool.Config, cfg Config) {
 	pcfg.MinConns = cfg.PoolMin
 	pcfg.MaxConns = cfg.PoolMax
 	pcfg.MaxConnIdleTime = cfg.IdleTimeout
@@ -97,19 +119,6 @@ func NewWithConfig(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.TLSConfig != nil {
 		requireTLS(cc, cfg.TLSConfig)
 	}
-
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("client: open pool: %w", err)
-	}
-	c := &Client{pool: pool, maxRetries: max(cfg.MaxRetries, 0)}
-	if cfg.ReplicaURL != "" {
-		if c.replica, err = newReplicaRouter(ctx, cfg, pool, pcfg); err != nil {
-			pool.Close()
-			return nil, err
-		}
-	}
-	return c, nil
 }
 
 // requireTLS makes every TCP destination of cc use tlsCfg, dropping the

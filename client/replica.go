@@ -51,29 +51,14 @@ type replicaRouter struct {
 	state    ReplicaState
 }
 
-// newReplicaRouter opens a pool on cfg.ReplicaURL with the settings of the
-// primary's pool configuration pcfg (sizes, timeouts, TLS, application
-// name, tracer).
-func newReplicaRouter(ctx context.Context, cfg Config, primary *pgxpool.Pool, pcfg *pgxpool.Config) (*replicaRouter, error) {
+// newReplicaRouter opens a pool on cfg.ReplicaURL with the primary's pool
+// settings (configurePool: sizes, timeouts, TLS, application name, tracer).
+func newReplicaRouter(ctx context.Context, cfg Config, primary *pgxpool.Pool) (*replicaRouter, error) {
 	rcfg, err := pgxpool.ParseConfig(cfg.ReplicaURL)
 	if err != nil {
 		return nil, checkURL("ReplicaURL", cfg.ReplicaURL)
 	}
-	rcfg.MinConns = pcfg.MinConns
-	rcfg.MaxConns = pcfg.MaxConns
-	rcfg.MaxConnIdleTime = pcfg.MaxConnIdleTime
-	rc, pc := rcfg.ConnConfig, pcfg.ConnConfig
-	rc.ConnectTimeout = pc.ConnectTimeout
-	rc.Tracer = pc.Tracer
-	if rc.RuntimeParams == nil {
-		rc.RuntimeParams = map[string]string{}
-	}
-	for _, p := range []string{"application_name", "statement_timeout"} {
-		rc.RuntimeParams[p] = pc.RuntimeParams[p]
-	}
-	if cfg.TLSConfig != nil {
-		requireTLS(rc, cfg.TLSConfig)
-	}
+	configurePool(rcfg, cfg)
 	replica, err := pgxpool.NewWithConfig(ctx, rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("client: open replica pool: %w", err)
