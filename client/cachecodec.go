@@ -166,7 +166,11 @@ func (w *cacheWriter) value(v any) error {
 	case nil:
 		w.b = append(w.b, tagNull)
 	case bool:
-		w.b = append(w.b, map[bool]byte{false: tagFalse, true: tagTrue}[v])
+		tag := tagFalse
+		if v {
+			tag = tagTrue
+		}
+		w.b = append(w.b, tag)
 	case string:
 		w.b = append(w.b, tagString)
 		w.str(v)
