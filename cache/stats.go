@@ -53,15 +53,15 @@ type Latency struct {
 }
 
 // histogram counts durations in buckets four to a power of two, with
-// atomics only, so recording costs a few nanoseconds on the hit path.
+// atomics only, so recording costs a few nanoseconds on the hit path. Its
+// count is the sum of the buckets, each duration falling in exactly one.
 type histogram struct {
-	count, sum atomic.Uint64
-	buckets    [256]atomic.Uint64
+	sum     atomic.Uint64
+	buckets [256]atomic.Uint64
 }
 
 func (h *histogram) record(d time.Duration) {
 	ns := uint64(max(d, 0))
-	h.count.Add(1)
 	h.sum.Add(ns)
 	h.buckets[bucketOf(ns)].Add(1)
 }
@@ -91,11 +91,11 @@ func (h *histogram) summary() Latency {
 		counts[i] = h.buckets[i].Load()
 		total += counts[i]
 	}
-	l := Latency{Count: h.count.Load()}
+	l := Latency{Count: total}
 	if total == 0 {
 		return l
 	}
-	l.Avg = time.Duration(h.sum.Load() / max(l.Count, 1))
+	l.Avg = time.Duration(h.sum.Load() / total)
 	quantile := func(q float64) time.Duration {
 		rank := uint64(q*float64(total-1)) + 1
 		var seen uint64
