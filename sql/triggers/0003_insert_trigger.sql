@@ -81,81 +81,6 @@ BEGIN
 END
 $$;
 
--- Returns "chain/seq/head/secret" (head and secret in hex) for the chain
--- this transaction writes into: the one it already holds (its state was lost
--- to a rolled-back savepoint, or replaced), else a newly acquired one.
-CREATE OR REPLACE FUNCTION audit.chain_acquire()
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    me     constant xid8 := pg_current_xact_id();
-    k      integer;
-    start  integer;
-    c      smallint;
-    seq    bigint;
-    head   bytea;
-    sec    bytea;
-    fresh  constant boolean := current_setting('transaction_isolation') = 'read committed';
-BEGIN
-    SELECT h.chain_id, h.secret INTO c, sec FROM audit.chain_holders h WHERE h.xact = me;
-    IF FOUND THEN
-        SELECT t.seq, t.head INTO seq, head FROM audit.chain_true_head(c) t;
-        RETURN c || '/' || seq || '/' || encode(head, 'hex') || '/' || encode(sec, 'hex');
-    END IF;
-
-    SELECT count(*) INTO k FROM audit.chain_holders;
-    IF k = 0 THEN
-        RAISE EXCEPTION 'auditdb: audit.chain_holders has no chains'
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    start := pg_backend_pid() % k;
-
-    IF fresh THEN
-        SELECT h.chain_id INTO c FROM audit.chain_holders h
-         ORDER BY (h.chain_id + k - start) % k
-         FOR UPDATE SKIP LOCKED LIMIT 1;
-        IF NOT FOUND THEN
-            -- more writers than chains: queue behind one
-            SELECT h.chain_id INTO c FROM audit.chain_holders h
-             ORDER BY (h.chain_id + k - start) % k LIMIT 1;
-            PERFORM 1 FROM audit.chain_holders h WHERE h.chain_id = c FOR UPDATE;
-        END IF;
-    ELSE
-        FOR cand IN 0 .. k - 1 LOOP
-            BEGIN
-                SELECT h.chain_id INTO c FROM audit.chain_holders h
-                 WHERE (h.chain_id + k - start) % k = cand
-                 FOR UPDATE SKIP LOCKED;
-                EXIT WHEN FOUND;
-            EXCEPTION WHEN serialization_failure THEN
-                -- this chain was written after our snapshot; the lock taken
-                -- in this block is released with it
-                c := NULL;
-            END;
-        END LOOP;
-        IF c IS NULL THEN
-            RAISE EXCEPTION 'auditdb: no audit chain can be extended from this transaction''s snapshot'
-                USING ERRCODE = 'serialization_failure',
-                      DETAIL = 'Every chain is held by another writer or advanced after this '
-                               || current_setting('transaction_isolation') || ' transaction began.',
-                      HINT = 'Retry the transaction.';
-        END IF;
-    END IF;
-
-    sec := uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid());
-    UPDATE audit.chain_holders h SET xact = me, secret = sec WHERE h.chain_id = c;
-    SELECT h.head_seq, h.head_hash INTO seq, head FROM audit.chain_heads h WHERE h.chain_id = c;
-    IF seq IS NULL THEN
-        RAISE EXCEPTION 'auditdb: chain % has no row in audit.chain_heads', c
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'audit.chain_holders and audit.chain_heads must have the same chains.';
-    END IF;
-    RETURN c || '/' || seq || '/' || encode(head, 'hex') || '/' || encode(sec, 'hex');
-END
-$$;
-
 -- The tag of a chain state body "chain/seq/hash/last_id" under the holding
 -- transaction's secret (a nested hash, so no extension of a body keeps a
 -- valid tag).
@@ -211,6 +136,84 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege',
               DETAIL = 'The setting carries the transaction''s chain position, tagged with a secret only the trigger knows.',
               HINT = 'Do not set auditdb.chain_state; roll back and retry the transaction.';
+END
+$$;
+
+-- Returns "chain/seq/head/secret" (head and secret in hex) for the chain
+-- this transaction writes into: the one it already holds (its state was lost
+-- to a rolled-back savepoint, or replaced), else a newly acquired one.
+CREATE OR REPLACE FUNCTION audit.chain_acquire()
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    me     constant xid8 := pg_current_xact_id();
+    k      integer;
+    start  integer;
+    c      smallint;
+    seq    bigint;
+    head   bytea;
+    sec    bytea;
+    fresh  constant boolean := current_setting('transaction_isolation') = 'read committed';
+BEGIN
+    -- A chain this transaction holds already: resume it, from a verified
+    -- auditdb.chain_state or from its rows (a forged state raises here, so
+    -- the C trigger, which calls this whenever the setting is not empty,
+    -- refuses exactly what the PL/pgSQL one refuses).
+    SELECT v.chain, v.seq, v.head, v.secret INTO c, seq, head, sec FROM audit.chain_state_verified() v;
+    IF c IS NOT NULL THEN
+        RETURN c || '/' || seq || '/' || encode(head, 'hex') || '/' || encode(sec, 'hex');
+    END IF;
+
+    SELECT count(*) INTO k FROM audit.chain_holders;
+    IF k = 0 THEN
+        RAISE EXCEPTION 'auditdb: audit.chain_holders has no chains'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    start := pg_backend_pid() % k;
+
+    IF fresh THEN
+        SELECT h.chain_id INTO c FROM audit.chain_holders h
+         ORDER BY (h.chain_id + k - start) % k
+         FOR UPDATE SKIP LOCKED LIMIT 1;
+        IF NOT FOUND THEN
+            -- more writers than chains: queue behind one
+            SELECT h.chain_id INTO c FROM audit.chain_holders h
+             ORDER BY (h.chain_id + k - start) % k LIMIT 1;
+            PERFORM 1 FROM audit.chain_holders h WHERE h.chain_id = c FOR UPDATE;
+        END IF;
+    ELSE
+        FOR cand IN 0 .. k - 1 LOOP
+            BEGIN
+                SELECT h.chain_id INTO c FROM audit.chain_holders h
+                 WHERE (h.chain_id + k - start) % k = cand
+                 FOR UPDATE SKIP LOCKED;
+                EXIT WHEN FOUND;
+            EXCEPTION WHEN serialization_failure THEN
+                -- this chain was written after our snapshot; the lock taken
+                -- in this block is released with it
+                c := NULL;
+            END;
+        END LOOP;
+        IF c IS NULL THEN
+            RAISE EXCEPTION 'auditdb: no audit chain can be extended from this transaction''s snapshot'
+                USING ERRCODE = 'serialization_failure',
+                      DETAIL = 'Every chain is held by another writer or advanced after this '
+                               || current_setting('transaction_isolation') || ' transaction began.',
+                      HINT = 'Retry the transaction.';
+        END IF;
+    END IF;
+
+    sec := uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid());
+    UPDATE audit.chain_holders h SET xact = me, secret = sec WHERE h.chain_id = c;
+    SELECT h.head_seq, h.head_hash INTO seq, head FROM audit.chain_heads h WHERE h.chain_id = c;
+    IF seq IS NULL THEN
+        RAISE EXCEPTION 'auditdb: chain % has no row in audit.chain_heads', c
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'audit.chain_holders and audit.chain_heads must have the same chains.';
+    END IF;
+    RETURN c || '/' || seq || '/' || encode(head, 'hex') || '/' || encode(sec, 'hex');
 END
 $$;
 
