@@ -58,3 +58,5 @@ REVOKE EXECUTE ON FUNCTION audit.chain_acquire(), audit.chain_true_head(smallint
     audit.chain_state_verified(), audit.audit_log_before_insert(),
     audit.audit_log_flush_chain_head() FROM PUBLIC;
 REVOKE ALL ON SEQUENCE audit.audit_log_id_seq FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION audit.chain_holders_scrub() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.chain_holders_scrub() TO audit_maintainer;

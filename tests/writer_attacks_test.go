@@ -236,3 +236,30 @@ func requireOneChain(t *testing.T, tx pgx.Tx) {
 	require.Equal(t, 1, chains)
 	require.EqualValues(t, n-1, hi-lo)
 }
+
+// A finished transaction's chain secret would recompute the salts of its
+// rows; the scrub (run by every seal and erasure) wipes it, and skips a
+// chain whose transaction is still running.
+func TestChainSecretsAreScrubbed(t *testing.T) {
+	t.Parallel()
+	db := harness.NewDB(t)
+	ctx := context.Background()
+	maintainer := db.LoginRole(t, "audit_maintainer")
+	insertN(t, db.Pool, 10)
+	running := begin(t, db.Pool)
+	_, err := running.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'open', 'success')`)
+	require.NoError(t, err)
+	var wiped, left int
+	_, err = maintainer.Exec(ctx, `SELECT audit.chain_holders_scrub()`)
+	require.NoError(t, err)
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.chain_holders WHERE secret IS NOT NULL`).Scan(&left))
+	require.Equal(t, 1, left, "the running transaction's chain keeps its secret")
+	_, err = running.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'open', 'success')`)
+	require.NoError(t, err)
+	require.NoError(t, running.Commit(ctx))
+	require.NoError(t, maintainer.QueryRow(ctx, `SELECT audit.chain_holders_scrub()`).Scan(&wiped))
+	require.Equal(t, 1, wiped)
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit.chain_holders WHERE secret IS NOT NULL`).Scan(&left))
+	require.Zero(t, left)
+	requireIntact(t, db.Pool)
+}

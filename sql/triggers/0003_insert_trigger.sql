@@ -217,6 +217,27 @@ BEGIN
 END
 $$;
 
+-- Wipes the secrets of chains no transaction holds now. A finished
+-- transaction's secret would let the owner recompute the salts of its rows,
+-- and so undo the protection erasure gives a row by deleting its salt. The
+-- seal job (every few seconds) and every erasure call this; chains held by a
+-- running transaction are skipped, never waited for. Returns how many it
+-- wiped.
+CREATE OR REPLACE FUNCTION audit.chain_holders_scrub()
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE audit.chain_holders h SET xact = NULL, secret = NULL
+     WHERE h.chain_id IN (SELECT x.chain_id FROM audit.chain_holders x
+                           WHERE x.secret IS NOT NULL FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
 -- Raises the error for the first rule an event breaks. Kept out of the hot
 -- path: the trigger calls it only when its one-line check fails. Messages
 -- name the field and the rule, never the value (it may be PHI).
