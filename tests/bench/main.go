@@ -379,6 +379,16 @@ func setTriggers(ctx context.Context, conn *pgx.Conn, enable bool) (int, error) 
 			return 0, err
 		}
 	}
+	// The trigger gives every row its id; with it off, a column default takes
+	// its place, as the identity default did before, so both modes pay for
+	// one nextval a row.
+	idDefault := "SET DEFAULT nextval('audit.audit_log_id_seq')"
+	if enable {
+		idDefault = "DROP DEFAULT"
+	}
+	if _, err := conn.Exec(ctx, "ALTER TABLE audit.audit_log ALTER COLUMN id "+idDefault); err != nil {
+		return 0, err
+	}
 	want := "D"
 	if enable {
 		want = "O"
