@@ -80,6 +80,12 @@ type ChainInput struct {
 	// whose chain hash is StartHash. Defaults to 0 and the chain's genesis.
 	StartSeq  int64
 	StartHash [32]byte
+	// Anchors are the chain positions that trusted anchor bundles name,
+	// ascending by seq (AnchorReport.Heads). The chain hash at each must be
+	// the anchor's (anchor_mismatch); the chain must reach each
+	// (tail_truncated). Positions at or below StartSeq are not checked,
+	// but the one at StartSeq. Defaults to none.
+	Anchors []AnchoredHead
 }
 
 // ChainVerifier walks one chain's rows in chain_seq order. After a bad row
@@ -100,6 +106,11 @@ type ChainVerifier struct {
 	rows      int64
 	cpChecked int
 	findings  []Finding
+
+	anchors          []AnchoredHead
+	anchorIdx        int
+	anchorsChecked   int
+	anchorsInArchive int
 }
 
 type manifestRange struct {
@@ -110,8 +121,12 @@ type manifestRange struct {
 // NewChainVerifier starts a walk of in.ChainID.
 func NewChainVerifier(in ChainInput) *ChainVerifier {
 	v := &ChainVerifier{chainID: in.ChainID, cps: in.Checkpoints, redacted: in.Redactions, keys: in.Keys, prev: Genesis(in.ChainID)}
+	v.anchors = in.Anchors
 	if in.StartSeq > 0 {
 		v.prev, v.lastSeq = in.StartHash, in.StartSeq
+		for v.anchorIdx < len(v.anchors) && v.anchors[v.anchorIdx].Seq < in.StartSeq {
+			v.anchorIdx++
+		}
 	}
 	// A manifest whose seal does not verify covers nothing: the seqs it
 	// claims are then reported as chain_gap, besides the forged seal itself.
@@ -122,6 +137,9 @@ func NewChainVerifier(in ChainInput) *ChainVerifier {
 			continue
 		}
 		v.mans = append(v.mans, manifestRange{first: m.FirstSeq, last: m.LastSeq, endHash: m.EndHash})
+	}
+	if in.StartSeq > 0 {
+		v.anchorsUpTo(in.StartSeq) // the seed's hash is known: compare an anchor there
 	}
 	return v
 }
@@ -137,6 +155,12 @@ func (v *ChainVerifier) LastSeq() int64 { return v.lastSeq }
 
 // Hash returns the chain hash at LastSeq.
 func (v *ChainVerifier) Hash() [32]byte { return v.prev }
+
+// AnchorsChecked returns how many anchored positions were compared with
+// the chain, and how many fell inside archived ranges without their rows.
+func (v *ChainVerifier) AnchorsChecked() (checked, inArchive int) {
+	return v.anchorsChecked, v.anchorsInArchive
+}
 
 // CheckpointsChecked returns how many checkpoints were compared with the
 // chain.
@@ -281,6 +305,7 @@ func (v *ChainVerifier) manifestAt(seq int64) (manifestRange, bool) {
 // seq is compared with the chain hash there; one that fell inside a gap was
 // already reported as the gap.
 func (v *ChainVerifier) checkpointsUpTo(seq int64) {
+	v.anchorsUpTo(seq)
 	for v.cpIdx < len(v.cps) && v.cps[v.cpIdx].Seq <= seq {
 		cp := v.cps[v.cpIdx]
 		v.cpIdx++
@@ -291,6 +316,28 @@ func (v *ChainVerifier) checkpointsUpTo(seq int64) {
 		v.cpChecked++
 		if hex.EncodeToString(v.prev[:]) != cp.Hash {
 			v.add(cp.Seq, 0, CheckpointMismatch, "checkpoint hash differs from the chain at its seq (key "+cp.KeyID+")")
+		}
+	}
+}
+
+// anchorsUpTo compares every anchored position at or below seq with the
+// chain: one at exactly seq with the chain hash there. One below it fell
+// inside an archived range (the manifest's end hash is known, its rows are
+// not: counted, not checked) or inside a gap (already reported).
+func (v *ChainVerifier) anchorsUpTo(seq int64) {
+	for v.anchorIdx < len(v.anchors) && v.anchors[v.anchorIdx].Seq <= seq {
+		a := v.anchors[v.anchorIdx]
+		v.anchorIdx++
+		if a.Seq != seq {
+			if _, ok := v.manifestAt(a.Seq); ok {
+				v.anchorsInArchive++
+			}
+			continue
+		}
+		v.anchorsChecked++
+		if hex.EncodeToString(v.prev[:]) != a.Hash {
+			v.findings = append(v.findings, Finding{ChainID: v.chainID, ChainSeq: a.Seq, Kind: AnchorMismatch, Bundle: a.Bundle,
+				Detail: fmt.Sprintf("the chain hash at seq %d differs from the one anchor bundle %d signed", a.Seq, a.Bundle)})
 		}
 	}
 }
@@ -337,6 +384,19 @@ func (v *ChainVerifier) Finish(headSeq int64) {
 		for v.cpIdx < len(v.cps) {
 			v.checkMAC(v.cps[v.cpIdx])
 			v.cpIdx++
+		}
+	}
+	if v.anchorIdx < len(v.anchors) {
+		// anchored beyond the rows: the tail is gone (one finding)
+		a := v.anchors[len(v.anchors)-1]
+		v.anchorIdx = len(v.anchors)
+		alreadyReported := false
+		for _, f := range v.findings {
+			alreadyReported = alreadyReported || f.Kind == TailTruncated
+		}
+		if !alreadyReported {
+			v.findings = append(v.findings, Finding{ChainID: v.chainID, ChainSeq: a.Seq, Kind: TailTruncated, Bundle: a.Bundle,
+				Detail: fmt.Sprintf("anchor bundle %d anchors chain_seq %d but the chain ends at %d", a.Bundle, a.Seq, v.lastSeq)})
 		}
 	}
 	if headSeq > v.lastSeq {

@@ -24,6 +24,8 @@ type Finding struct {
 	RowID    int64  `json:"row_id,omitempty"`
 	Kind     Kind   `json:"kind"`
 	Detail   string `json:"detail"`
+	// Bundle is the anchor bundle a finding about anchors concerns.
+	Bundle int64 `json:"bundle,omitempty"`
 }
 
 // ChainResult summarises one chain of a run.
@@ -37,6 +39,11 @@ type ChainResult struct {
 	// chain was read from its first row).
 	FromSeq  int64 `json:"from_seq,omitempty"`
 	Findings int   `json:"findings"`
+	// Anchors counts anchored positions compared with the chain;
+	// AnchorsInArchive those inside an archived range, whose rows the
+	// verifier did not have ("anchored in archive, not checked").
+	Anchors          int `json:"anchors_checked,omitempty"`
+	AnchorsInArchive int `json:"anchored_in_archive_not_checked,omitempty"`
 }
 
 // Report is the outcome of a verification run.
@@ -51,6 +58,9 @@ type Report struct {
 	MACsChecked bool          `json:"macs_checked"`
 	Chains      []ChainResult `json:"chains"`
 	Findings    []Finding     `json:"findings"`
+	// Anchors summarises the anchor bundles checked, when the run had a
+	// sink of them.
+	Anchors *AnchorReport `json:"anchors,omitempty"`
 }
 
 // Intact reports whether the run found nothing.
