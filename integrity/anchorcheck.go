@@ -85,7 +85,7 @@ func CheckBundles(objs []BundleObject, opts AnchorOptions) *AnchorReport {
 		rep.Findings = append(rep.Findings, Finding{Bundle: n, ChainID: chain, ChainSeq: seq, Kind: kind, Detail: detail})
 	}
 	var (
-		expect     int64 = 1
+		expect     int64   = 1
 		prevParsed *Bundle // bundle expect-1, when it parsed
 		lastTrust  *Bundle // the newest trusted bundle
 	)
