@@ -8,7 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
@@ -108,7 +109,7 @@ func TestTamperingIsFound(t *testing.T) {
 			})
 			require.NoError(t, err)
 
-			rep := verify(t, db.Pool, integrity.Options{})
+			rep := verify(t, db.Pool, verifier.Options{})
 			require.Equal(t, "tampered", rep.Status)
 			got := make([]integrity.Finding, len(rep.Findings))
 			for i, f := range rep.Findings {

@@ -19,11 +19,11 @@ import (
 )
 
 // The SQL functions reproduce every test vector (the Go side is checked in
-// internal/integrity).
+// integrity)
 func TestVectorsSQL(t *testing.T) {
 	t.Parallel()
 	db := harness.NewDB(t)
-	raw, err := os.ReadFile("../internal/integrity/testdata/vectors.json")
+	raw, err := os.ReadFile("../integrity/testdata/vectors.json")
 	require.NoError(t, err)
 	var doc struct {
 		Vectors []map[string]any `json:"vectors"`

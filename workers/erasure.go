@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/subject"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/monitor"
 )
 
