@@ -17,8 +17,9 @@
 --      locks cannot deadlock. Rolled back (with its savepoint), the lock and
 --      the record go too.
 --   2. Each row continues from the head kept in the transaction-local setting
---      auditdb.chain_state = "chain/seq/hash/last_id/tag", where tag =
---      SHA-256(secret || SHA-256(secret || "chain/seq/hash/last_id")) and
+--      auditdb.chain_state = "chain/seq/hash/last_id/tag", where tag is the
+--      second half of SHA-256(secret || "chain/seq/hash/last_id") in hex
+--      (the first half is the next row's salt, which the tag must not show) and
 --      last_id is the id the trigger gave the previous row. A writer can read
 --      and overwrite the setting but not forge a tag (the secret is readable
 --      by the owner only), and cannot replay an older state of its own
@@ -61,8 +62,7 @@ RETURN 1635083380;
 -- slow path (a lost or replayed chain state) and the flush of such a
 -- statement use it.
 CREATE OR REPLACE FUNCTION audit.chain_true_head(c smallint, OUT seq bigint, OUT head bytea)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
 BEGIN
     SELECT h.head_seq, h.head_hash INTO seq, head FROM audit.chain_heads h WHERE h.chain_id = c;
@@ -81,15 +81,16 @@ BEGIN
 END
 $$;
 
--- The tag of a chain state body "chain/seq/hash/last_id" under the holding
--- transaction's secret (a nested hash, so no extension of a body keeps a
--- valid tag). Stable (textsend is), with qualified names, so that the
--- planner inlines it into the trigger's expressions whatever the caller's
--- search_path.
-CREATE OR REPLACE FUNCTION audit.chain_state_tag(secret bytea, body text)
-RETURNS text LANGUAGE sql STABLE STRICT PARALLEL SAFE
-RETURN pg_catalog.encode(pg_catalog.sha256(secret OPERATOR(pg_catalog.||)
-    pg_catalog.sha256(secret OPERATOR(pg_catalog.||) pg_catalog.textsend(body))), 'hex');
+-- The keyed hash of a chain state body "chain/seq/hash/last_id" under the
+-- holding transaction's secret: SHA-256(secret || body). Its last 16 bytes,
+-- in hex, are the state's tag; its first 16 bytes the next row's salt. (A length
+-- extension of the body would have to carry SHA-256 padding, NUL and 0x80
+-- bytes, which no setting's text can hold.) Stable (textsend is), with
+-- qualified names, so that the planner inlines it into the trigger's
+-- expressions whatever the caller's search_path.
+CREATE OR REPLACE FUNCTION audit.chain_state_mac(secret bytea, body text)
+RETURNS bytea LANGUAGE sql STABLE STRICT PARALLEL SAFE
+RETURN pg_catalog.sha256(secret OPERATOR(pg_catalog.||) pg_catalog.textsend(body));
 
 -- The verified head of this transaction's chain: (chain, seq, head, secret,
 -- current). Raises when auditdb.chain_state was forged; returns chain NULL
@@ -97,8 +98,7 @@ RETURN pg_catalog.encode(pg_catalog.sha256(secret OPERATOR(pg_catalog.||)
 -- genuine but not the newest (or missing) and the head comes from the rows.
 CREATE OR REPLACE FUNCTION audit.chain_state_verified(
     OUT chain smallint, OUT seq bigint, OUT head bytea, OUT secret bytea, OUT current boolean)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
 DECLARE
     st text := current_setting('auditdb.chain_state', true);
@@ -107,11 +107,11 @@ BEGIN
     SELECT h.chain_id, h.secret INTO chain, secret FROM audit.chain_holders h
      WHERE h.xact = pg_current_xact_id_if_assigned();
     IF st IS NOT NULL AND st <> '' THEN
-        IF secret IS NULL OR length(st) < 66
-           OR right(st, 64) <> audit.chain_state_tag(secret, left(st, -65)) THEN
+        f := string_to_array(st, '/');
+        IF secret IS NULL OR array_length(f, 1) IS DISTINCT FROM 5
+           OR f[5] <> encode(substr(audit.chain_state_mac(secret, f[1] || '/' || f[2] || '/' || f[3] || '/' || f[4]), 17), 'hex') THEN
             PERFORM audit.reject_chain_state();
         END IF;
-        f := string_to_array(st, '/');
         IF f[4]::bigint = currval('audit.audit_log_id_seq') THEN
             seq := f[2]::bigint;
             head := decode(f[3], 'hex');
@@ -128,7 +128,6 @@ $$;
 
 CREATE OR REPLACE FUNCTION audit.reject_chain_state()
 RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION 'auditdb: auditdb.chain_state was changed outside the insert trigger; nothing was written'
@@ -156,31 +155,49 @@ DECLARE
     sec    bytea;
     fresh  constant boolean := current_setting('transaction_isolation') = 'read committed';
 BEGIN
-    -- A chain this transaction holds already: resume it, from a verified
-    -- auditdb.chain_state or from its rows (a forged state raises here, so
-    -- the C trigger, which calls this whenever the setting is not empty,
-    -- refuses exactly what the PL/pgSQL one refuses).
-    SELECT v.chain, v.seq, v.head, v.secret INTO c, seq, head, sec FROM audit.chain_state_verified() v;
-    IF c IS NOT NULL THEN
+    -- A chain this transaction holds already (or a chain state without
+    -- one): resume it, from a verified auditdb.chain_state or from its rows.
+    -- A forged state raises here, so the C trigger, which calls this
+    -- whenever the setting is not empty, refuses exactly what the PL/pgSQL
+    -- one refuses.
+    IF EXISTS (SELECT 1 FROM audit.chain_holders h WHERE h.xact = me)
+       OR current_setting('auditdb.chain_state', true) <> '' THEN
+        SELECT v.chain, v.seq, v.head, v.secret INTO c, seq, head, sec FROM audit.chain_state_verified() v;
+        IF c IS NULL THEN
+            PERFORM audit.reject_chain_state();
+        END IF;
         RETURN c || '/' || seq || '/' || encode(head, 'hex') || '/' || encode(sec, 'hex');
     END IF;
 
-    SELECT count(*) INTO k FROM audit.chain_holders;
-    IF k = 0 THEN
-        RAISE EXCEPTION 'auditdb: audit.chain_holders has no chains'
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+    -- The chain count, read once per session. The setting only spreads
+    -- sessions over the chains: a wrong value changes where the search
+    -- starts, nothing else.
+    k := nullif(current_setting('auditdb.chain_count', true), '')::integer;
+    IF k IS NULL OR k < 1 THEN
+        SELECT count(*) INTO k FROM audit.chain_holders;
+        IF k = 0 THEN
+            RAISE EXCEPTION 'auditdb: audit.chain_holders has no chains'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        PERFORM set_config('auditdb.chain_count', k::text, false);
     END IF;
     start := pg_backend_pid() % k;
 
+    sec := uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid());
     IF fresh THEN
-        SELECT h.chain_id INTO c FROM audit.chain_holders h
-         ORDER BY (h.chain_id + k - start) % k
-         FOR UPDATE SKIP LOCKED LIMIT 1;
-        IF NOT FOUND THEN
+        -- lock and take the first free chain from the start slot, in one
+        -- statement; the head is read by the next, whose fresh snapshot sees
+        -- the commit of the chain's previous holder
+        UPDATE audit.chain_holders h SET xact = me, secret = sec
+         WHERE h.chain_id = (SELECT x.chain_id FROM audit.chain_holders x
+                              ORDER BY (x.chain_id + k - start) % k
+                              FOR UPDATE SKIP LOCKED LIMIT 1)
+        RETURNING h.chain_id INTO c;
+        IF c IS NULL THEN
             -- more writers than chains: queue behind one
             SELECT h.chain_id INTO c FROM audit.chain_holders h
              ORDER BY (h.chain_id + k - start) % k LIMIT 1;
-            PERFORM 1 FROM audit.chain_holders h WHERE h.chain_id = c FOR UPDATE;
+            UPDATE audit.chain_holders h SET xact = me, secret = sec WHERE h.chain_id = c;
         END IF;
     ELSE
         FOR cand IN 0 .. k - 1 LOOP
@@ -202,10 +219,9 @@ BEGIN
                                || current_setting('transaction_isolation') || ' transaction began.',
                       HINT = 'Retry the transaction.';
         END IF;
+        UPDATE audit.chain_holders h SET xact = me, secret = sec WHERE h.chain_id = c;
     END IF;
 
-    sec := uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid());
-    UPDATE audit.chain_holders h SET xact = me, secret = sec WHERE h.chain_id = c;
     SELECT h.head_seq, h.head_hash INTO seq, head FROM audit.chain_heads h WHERE h.chain_id = c;
     IF seq IS NULL THEN
         RAISE EXCEPTION 'auditdb: chain % has no row in audit.chain_heads', c
@@ -332,6 +348,7 @@ DECLARE
     seq    bigint;
     prev   bytea;
     secret bytea;
+    mac    bytea;
     body   text;
 BEGIN
     -- An explicit NULL takes the column's default, as an omitted column
@@ -365,15 +382,16 @@ BEGIN
     -- The chain state, verified (see the top of this file); else the chain's
     -- true head from audit.chain_acquire.
     IF st IS NOT NULL AND st <> '' THEN
-        -- the tag first, over the text as it is: what it vouches for is
-        -- safe to parse
+        -- the tag first: what it vouches for is safe to cast
         SELECT h.chain_id, h.secret INTO c, secret FROM audit.chain_holders h
          WHERE h.xact = pg_current_xact_id();
-        IF secret IS NULL OR length(st) < 66
-           OR right(st, 64) <> audit.chain_state_tag(secret, left(st, -65)) THEN
+        f := string_to_array(st, '/');
+        IF secret IS NOT NULL AND array_length(f, 1) = 5 THEN
+            mac := audit.chain_state_mac(secret, f[1] || '/' || f[2] || '/' || f[3] || '/' || f[4]);
+        END IF;
+        IF mac IS NULL OR f[5] <> encode(substr(mac, 17), 'hex') THEN
             PERFORM audit.reject_chain_state();
         END IF;
-        f := string_to_array(st, '/');
         IF f[4]::bigint = currval('audit.audit_log_id_seq') THEN
             seq := f[2]::bigint;
             prev := decode(f[3], 'hex');
@@ -385,6 +403,7 @@ BEGIN
         seq := f[2]::bigint;
         prev := decode(f[3], 'hex');
         secret := decode(f[4], 'hex');
+        mac := sha256(secret || int8send(seq + 1));
     END IF;
 
     NEW.id := nextval('audit.audit_log_id_seq');
@@ -393,13 +412,14 @@ BEGIN
     NEW.recorded_at := clock_timestamp();
     NEW.hash_algorithm := 'SHA-256';
     NEW.hash_version := 1;
-    -- The salt is SHA-256(secret || chain_seq) cut to 16 bytes, where the
-    -- secret is 32 bytes from the server's strong random source drawn once
-    -- per transaction (audit.chain_acquire), readable by the owner only: a
-    -- pseudo-random function under a secret key, so salts are as
-    -- unpredictable as fresh random bytes, at a tenth of the cost of drawing
-    -- them per row.
-    NEW.pii_salt := substr(sha256(secret || int8send(NEW.chain_seq)), 1, 16);
+    -- The salt is the first 16 bytes of a keyed hash under the secret, 32
+    -- bytes from the server's strong random source drawn once per
+    -- transaction (audit.chain_acquire) and readable by the owner only: the
+    -- hash that verified the previous state's tag, or SHA-256(secret ||
+    -- chain_seq) for a transaction's first row. A pseudo-random function
+    -- under a secret key, so salts are as unpredictable as fresh random
+    -- bytes, and the check of the state pays for them.
+    NEW.pii_salt := substr(mac, 1, 16);
     NEW.pii_commitment := audit.pii_commitment(NEW.pii_salt, NEW.principal_id,
         NEW.target_resource_id, NEW.source_ip, NEW.outcome_description, NEW.details);
     NEW.hash := encode(sha256(prev || audit.row_hash(NEW.id, NEW.chain_id, NEW.chain_seq,
@@ -411,7 +431,7 @@ BEGIN
     -- through SPI, an assignment as a simple expression (a 100,000-row
     -- INSERT ... SELECT took 12 % less time: BENCHMARKS.md).
     body := NEW.chain_id || '/' || NEW.chain_seq || '/' || NEW.hash || '/' || NEW.id;
-    st := set_config('auditdb.chain_state', body || '/' || audit.chain_state_tag(secret, body), true);
+    st := set_config('auditdb.chain_state', body || '/' || encode(substr(audit.chain_state_mac(secret, body), 17), 'hex'), true);
     RETURN NEW;
 END
 $$;
