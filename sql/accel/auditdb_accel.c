@@ -5,7 +5,9 @@
  * PostgreSQL services). It does exactly what audit.audit_log_before_insert()
  * does in PL/pgSQL, byte for byte, at a fraction of the cost per row:
  * validation with the same messages, chain acquisition through the same
- * audit.chain_acquire(), the same salt derivation, encoding and hashes.
+ * audit.chain_acquire(), the same encoding and hashes. Salts are keyed
+ * hashes under the same per-transaction secret in both: here SHA-256(secret
+ * || chain_seq), there the hash that checks the PL/pgSQL chain state.
  * audit.use_accelerator(true) switches the trigger to it; the PL/pgSQL
  * function stays installed and is the reference.
  *
