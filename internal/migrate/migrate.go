@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -145,7 +147,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 	res := &Result{Target: target, DryRun: opts.DryRun}
 	for _, s := range steps {
 		if sum, ok := applied[s.Version]; ok {
-			if sum != s.Checksum() {
+			if !sameStep(s, sum) {
 				return nil, fmt.Errorf("migrate: step %04d (%s) was applied with different text (checksum %.12s, now %.12s): released steps must not change; add a new step", s.Version, s.Path, sum, s.Checksum())
 			}
 			res.Current = s.Version
@@ -171,7 +173,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("migrate: step %04d (%s): %w", s.Version, s.Path, err)
+			return nil, stepError(ctx, conn, s, res.Current, err)
 		}
 		res.Current = s.Version
 	}
@@ -192,6 +194,47 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 		return nil, fmt.Errorf("migrate: insert trigger: %w", err)
 	}
 	return res, nil
+}
+
+// superseded lists, per step, the checksums of texts that step had before it
+// was corrected in place, which is allowed only before auditdb's first
+// release. A database that recorded one of them ran an older text that did
+// the same on it (the steps listed were corrected so that a non-superuser
+// owner can run them; a database that ran the old text was migrated by a
+// superuser, for whom both texts do the same), so the migrator accepts it
+// instead of refusing it as a changed released step.
+var superseded = map[int][]string{
+	// 0005 and 0010 set auditdb.maintenance with a function-level SET,
+	// which PostgreSQL 15 allows only superusers for a placeholder setting;
+	// they now call set_config() in the function body.
+	5:  {"145df709d8c3a23a58e675203f2f70ba5298a229c89ec3b6df8d9b249b2c8c15"},
+	10: {"1005067a3dcb6d0df423bd30a1cab2a0237d534b77ff49883739c3dbbec44ccc"},
+}
+
+// sameStep reports whether a recorded checksum stands for step s's text.
+func sameStep(s auditsql.Step, recorded string) bool {
+	return recorded == s.Checksum() || slices.Contains(superseded[s.Version], recorded)
+}
+
+// stepError says, on one line, which step failed, where that leaves the
+// database, and for the failures a deployment can fix (a privilege, a
+// missing library or setting) what the step needed.
+func stepError(ctx context.Context, conn *pgxpool.Conn, s auditsql.Step, current int, err error) error {
+	need := ""
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42501": // insufficient_privilege
+			var role string
+			_ = conn.QueryRow(context.WithoutCancel(ctx), `SELECT current_user`).Scan(&role)
+			need = fmt.Sprintf(": role %q lacks a privilege this step needs; run migrate as the database's owner with CREATEROLE (README, \"Managed PostgreSQL\")", role)
+		case "58P01": // undefined_file: a library the step loads
+			need = ": the server lacks a file this step loads (make install-extension installs the C accelerator)"
+		case "55P03": // lock_not_available
+			need = ": another session holds a lock this step needs; run migrate again when it is done"
+		}
+	}
+	return fmt.Errorf("migrate: step %04d (%s) failed and was rolled back, the database stays at step %04d: %w%s", s.Version, s.Path, current, err, need)
 }
 
 // acceleratorStep is the step that defines audit.use_accelerator.
