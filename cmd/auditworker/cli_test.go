@@ -116,6 +116,7 @@ func TestMigratePartitionsStatus(t *testing.T) {
 	code, out, errOut = run(t, "--database-url", db.URL, "migrate")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "applied")
+	require.Contains(t, out, "partitions created: audit_log_", "migrate creates the months a writer needs")
 	code, out, _ = run(t, "--database-url", db.URL, "migrate")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "up to date")
@@ -125,6 +126,9 @@ func TestMigratePartitionsStatus(t *testing.T) {
 	var changes []partitionChangeRow
 	require.NoError(t, json.Unmarshal([]byte(out), &changes))
 	require.Len(t, changes, 3)
+	for _, ch := range changes {
+		require.False(t, ch.Created, "migrate made them already")
+	}
 	code, out, _ = run(t, "--database-url", db.URL, "partitions", "list")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "audit_log_default")
@@ -139,7 +143,7 @@ func TestMigratePartitionsStatus(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
 	require.Len(t, st.Chains, 16)
 	require.Equal(t, "unverified", st.Chains[0].State)
-	require.Len(t, st.Partitions, 4)
+	require.Len(t, st.Partitions, 5, "this month, three ahead, and the default")
 }
 
 // make demo, small: its own PostgreSQL and worker, every step, the

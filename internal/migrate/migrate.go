@@ -38,6 +38,9 @@ type Result struct {
 	// River lists the River job-queue migrations applied (or, in a dry run,
 	// pending) in schema RiverSchema.
 	River []int `json:"river_applied"`
+	// Partitions lists the monthly partitions the run created. Empty in a
+	// dry run.
+	Partitions []string `json:"partitions_created"`
 }
 
 // RiverSchema holds River's tables (jobs, leader election, queues), apart
@@ -62,7 +65,17 @@ type Options struct {
 	// server has it and the caller may create C functions (a superuser);
 	// otherwise the PL/pgSQL trigger stays. Defaults to false: PL/pgSQL.
 	Accelerator bool
+	// MonthsAhead is how many monthly partitions after the current one
+	// (UTC) the migration creates, besides the current one, so that the
+	// first rows written never land in the default partition; negative
+	// creates the current month's only. Defaults to MonthsAheadDefault (3),
+	// the worker's.
+	MonthsAhead int
 }
+
+// MonthsAheadDefault is how many months of partitions ahead of the current
+// one a migration creates, and the worker's partitions job keeps.
+const MonthsAheadDefault = 3
 
 const bookkeeping = `
 CREATE SCHEMA IF NOT EXISTS audit;
@@ -101,9 +114,17 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 		if opts.TargetVersion > 0 {
 			return nil, ErrInstalledAsExtension
 		}
-		// The audit schema is the extension's; River's tables are still ours to install.
+		// The audit schema is the extension's; River's tables, the trigger's
+		// implementation and the partitions are still ours, so that both
+		// installs end in the same state (tests/install_test.go).
 		res := &Result{DryRun: opts.DryRun}
 		if res.River, err = migrateRiver(ctx, pool, opts.DryRun); err != nil {
+			return nil, err
+		}
+		if opts.DryRun {
+			return res, nil
+		}
+		if err := finish(ctx, conn, opts, res); err != nil {
 			return nil, err
 		}
 		return res, nil
@@ -185,15 +206,53 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 	if opts.DryRun || res.Current < acceleratorStep {
 		return res, nil
 	}
+	if opts.TargetVersion > 0 && opts.TargetVersion < steps[len(steps)-1].Version {
+		// a partial migration: the trigger only; partitions come with the
+		// full one
+		return res, trigger(ctx, conn, opts, res)
+	}
+	if err := finish(ctx, conn, opts, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// finish puts the insert trigger's implementation in place and creates the
+// partitions a writer needs: what a complete install ends with, whichever
+// way the schema came (steps or CREATE EXTENSION).
+func finish(ctx context.Context, conn *pgxpool.Conn, opts Options, res *Result) error {
+	if err := trigger(ctx, conn, opts, res); err != nil {
+		return err
+	}
+	ahead := opts.MonthsAhead
+	switch {
+	case ahead == 0:
+		ahead = MonthsAheadDefault
+	case ahead < 0:
+		ahead = 0
+	}
+	rows, err := conn.Query(ctx, `SELECT partition_name FROM audit.ensure_partitions($1) WHERE created`, ahead)
+	if err != nil {
+		return fmt.Errorf("migrate: partitions: %w", err)
+	}
+	res.Partitions, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("migrate: partitions: %w", err)
+	}
+	return nil
+}
+
+func trigger(ctx context.Context, conn *pgxpool.Conn, opts Options, res *Result) error {
+	var err error
 	if opts.Accelerator {
 		err = conn.QueryRow(ctx, `SELECT audit.use_accelerator(true)`).Scan(&res.Trigger)
 	} else {
 		err = conn.QueryRow(ctx, `SELECT audit.trigger_implementation()`).Scan(&res.Trigger)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("migrate: insert trigger: %w", err)
+		return fmt.Errorf("migrate: insert trigger: %w", err)
 	}
-	return res, nil
+	return nil
 }
 
 // superseded lists, per step, the checksums of texts that step had before it
