@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	// need a real process to kill (see startWorker).
 	if os.Getenv("AUDITWORKER_TEST_EXEC") == "1" {
 		faultHooks = faultHooksFromEnv
+		if os.Getenv("AUDITWORKER_FAULT_DEMO_PANIC") == "1" {
+			demoFault = func() { go func() { panic("injected by AUDITWORKER_FAULT_DEMO_PANIC") }() }
+		}
 		main()
 	}
 	harness.Main(m, harness.Options{})
