@@ -29,7 +29,7 @@ func TestDemoCleansUpHoweverItEnds(t *testing.T) {
 		env  []string
 		// events per writer, and the output line after which the demo is ended
 		events, after string
-		end  func(t *testing.T, cmd *exec.Cmd, out *bufio.Reader, closeOut func())
+		end           func(t *testing.T, cmd *exec.Cmd, out *bufio.Reader, closeOut func())
 		// how the process must have ended
 		signal syscall.Signal
 		code   int
