@@ -176,3 +176,26 @@ func faultHooksFromEnv() *workers.FaultHooks {
 		}
 	}}
 }
+
+// Every command that reads the schema, run against a database where
+// auditdb is not installed, says on one line to run `auditworker migrate`,
+// instead of PostgreSQL's "relation ... does not exist".
+func TestCommandsOnDatabaseWithoutSchema(t *testing.T) {
+	t.Parallel()
+	db := harness.NewEmptyDB(t)
+	key, err := integrity.GenerateSealKey("k1")
+	require.NoError(t, err)
+	for _, args := range [][]string{
+		{"status"}, {"verify"}, {"verify", "--incremental", "--seal-keys", key}, {"seal", "--seal-keys", key},
+		{"run", "--listen", "127.0.0.1:0", "--seal-keys", key},
+		{"partitions", "list"}, {"partitions", "ensure"}, {"partitions", "rescue"},
+		{"retention", "plan"}, {"alerts", "list"}, {"alerts", "evaluate"},
+		{"report", "attestation"}, {"gdpr", "holds", "list"},
+	} {
+		t.Run(strings.Join(args, "_"), func(t *testing.T) {
+			code, _, errOut := run(t, append([]string{"--database-url", db.URL}, args...)...)
+			require.Equal(t, 1, code, errOut)
+			require.Equal(t, "auditworker: "+errNoSchema.Error()+"\n", errOut)
+		})
+	}
+}

@@ -138,6 +138,9 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer pool.Close()
+			if err := requireSchema(c.Context, pool); err != nil {
+				return err
+			}
 			replica, err := connectReplica(c, tracer)
 			if err != nil {
 				return err
