@@ -15,6 +15,7 @@ import (
 	"github.com/auditdb/auditdb/internal/embeddedpg"
 	"github.com/auditdb/auditdb/internal/migrate"
 	auditsql "github.com/auditdb/auditdb/sql"
+	"github.com/auditdb/auditdb/tests/harness"
 )
 
 // riverFingerprint lists River's schema: its tables, columns, indexes,
@@ -91,10 +92,23 @@ func privateInstall(t *testing.T) string {
 // rows, River's schema and the insert trigger's implementation.
 func TestExtensionThenMigrateEqualsMigrate(t *testing.T) {
 	t.Parallel()
+	var viaExt, viaMigrate *pgxpool.Pool
+	if harness.UsesDocker() {
+		// the image was built from this checkout: its extension is ours
+		viaExt, viaMigrate = harness.NewEmptyDB(t).Pool, harness.NewEmptyDB(t).Pool
+	} else {
+		viaExt, viaMigrate = privateServer(t)
+	}
+	compareInstalls(t, viaExt, viaMigrate)
+}
+
+// privateServer starts a PostgreSQL from privateInstall and returns two
+// empty databases on it.
+func privateServer(t *testing.T) (*pgxpool.Pool, *pgxpool.Pool) {
 	ctx := context.Background()
 	srv, err := embeddedpg.Start(ctx, embeddedpg.Config{BinDir: privateInstall(t)})
 	require.NoError(t, err)
-	defer func() { _ = srv.Stop() }()
+	t.Cleanup(func() { _ = srv.Stop() })
 	open := func(name string) *pgxpool.Pool {
 		conn, err := pgx.Connect(ctx, srv.URL("postgres"))
 		require.NoError(t, err)
@@ -106,9 +120,12 @@ func TestExtensionThenMigrateEqualsMigrate(t *testing.T) {
 		t.Cleanup(pool.Close)
 		return pool
 	}
-	viaExt, viaMigrate := open("via_extension"), open("via_migrate")
+	return open("via_extension"), open("via_migrate")
+}
 
-	_, err = viaExt.Exec(ctx, `CREATE EXTENSION auditdb`)
+func compareInstalls(t *testing.T, viaExt, viaMigrate *pgxpool.Pool) {
+	ctx := context.Background()
+	_, err := viaExt.Exec(ctx, `CREATE EXTENSION auditdb`)
 	require.NoError(t, err)
 	// the README's next step; the CLI's defaults (the accelerator where the
 	// server has it, 3 months of partitions ahead)

@@ -1,7 +1,9 @@
 // Package harness gives integration tests a real PostgreSQL and a real Redis.
 //
 // PostgreSQL comes from, in order: AUDIT_TEST_DB_URL (a superuser URL of a
-// server you run); a Docker daemon through dockertest, when one answers; an
+// server you run); a Docker daemon through dockertest, when one answers
+// (and AUDIT_TEST_DOCKER is not 0), running the project's image built from
+// docker/postgres.Dockerfile (never run here: no Docker engine); an
 // ephemeral cluster from the local binaries (initdb + pg_ctl on a free
 // loopback port, as the postgres user when the tests run as root). Redis
 // likewise: AUDIT_TEST_REDIS_URL, dockertest, or a local redis-server.
@@ -33,9 +35,16 @@ import (
 type Postgres struct {
 	// AdminURL connects as a superuser to the maintenance database.
 	AdminURL string
+	// Docker is true when the server is the project's image started
+	// through Docker (its extension is this checkout's).
+	Docker   bool
 	template string
 	stop     func()
 }
+
+// UsesDocker reports whether the test binary's server runs in Docker, built
+// from this checkout's docker/postgres.Dockerfile.
+func UsesDocker() bool { return shared != nil && shared.Docker }
 
 var (
 	shared  *Postgres
@@ -94,8 +103,12 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 		pg.AdminURL = os.Getenv("AUDIT_TEST_DB_URL")
 		pg.stop = func() {}
 	default:
-		if adminURL, stop, ok := dockerPostgres(ctx); ok {
-			pg.AdminURL, pg.stop = adminURL, stop
+		adminURL, stop, ok, err := dockerPostgres(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			pg.AdminURL, pg.stop, pg.Docker = adminURL, stop, true
 			break
 		}
 		srv, err := embeddedpg.Start(ctx, embeddedpg.Config{})
