@@ -22,11 +22,13 @@
 --     holds a queue of sessions behind it while it waits for a long
 --     transaction; the job fails and is retried instead.
 --
--- Who waits for it: sessions writing rows whose month has no partition
--- (they go to audit_log_default; EXCLUSIVE on it makes them wait while that
--- month's rows move), and readers of audit_log during the ATTACH at the end
--- (ACCESS EXCLUSIVE on the default partition while PostgreSQL checks that
--- it holds no row of the new month). Writers of months that have their
+-- Who waits for it: nobody while the bulk of a month's rows moves out of
+-- the default partition. Then sessions writing rows whose month has no
+-- partition (they go to audit_log_default) wait while the rows of the month
+-- written meanwhile move and the partition is attached, and readers of
+-- audit_log wait during the ATTACH (ACCESS EXCLUSIVE on the default
+-- partition while PostgreSQL checks that it holds no row of the new month:
+-- a scan of the default partition). Writers of months that have their
 -- partition (after migrate, the current month and those ahead) do not
 -- wait. BENCHMARKS.md ("Rescuing the default partition") measures both.
 
@@ -44,6 +46,7 @@ DECLARE
     lo_ts constant text := to_char(lo, 'YYYY-MM-DD') || ' 00:00:00+00';
     hi_ts constant text := to_char(hi, 'YYYY-MM-DD') || ' 00:00:00+00';
     moved bigint := 0;
+    n     bigint;
 BEGIN
     -- auditdb.maintenance through set_config, not a function-level SET
     -- (superusers only for a placeholder setting; see step 5)
@@ -72,13 +75,24 @@ BEGIN
 
     IF EXISTS (SELECT 1 FROM audit.audit_log_default d
                WHERE d."timestamp" >= lo_ts::timestamptz AND d."timestamp" < hi_ts::timestamptz) THEN
-        -- Writers routed to the default partition wait while rows move, so
-        -- none can slip in between the move and the ATTACH; readers do not.
-        LOCK TABLE audit.audit_log_default IN EXCLUSIVE MODE;
+        -- The bulk of the month's rows first, locking nothing but those
+        -- rows: writers, the default partition's included, go on, and
+        -- readers see the rows in the default partition until this
+        -- transaction commits.
         EXECUTE format('WITH moved AS (DELETE FROM audit.audit_log_default WHERE "timestamp" >= %L AND "timestamp" < %L RETURNING *) '
                        'INSERT INTO audit.%I SELECT * FROM moved', lo_ts, hi_ts, name);
         GET DIAGNOSTICS moved = ROW_COUNT;
     END IF;
+    -- Then the rows of that month written meanwhile, under EXCLUSIVE on the
+    -- default partition, which waits for their writers to commit and holds
+    -- back new writers to the default partition (readers go on) until the
+    -- ATTACH has checked that no row of the month is left there. Only this
+    -- part and the ATTACH make writers of the default partition wait.
+    LOCK TABLE audit.audit_log_default IN EXCLUSIVE MODE;
+    EXECUTE format('WITH moved AS (DELETE FROM audit.audit_log_default WHERE "timestamp" >= %L AND "timestamp" < %L RETURNING *) '
+                   'INSERT INTO audit.%I SELECT * FROM moved', lo_ts, hi_ts, name);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    moved := moved + n;
     -- statement triggers before the table is reachable through audit_log
     PERFORM audit.install_partition_triggers(format('audit.%I', name)::regclass);
     EXECUTE format('ALTER TABLE audit.audit_log ATTACH PARTITION audit.%I FOR VALUES FROM (%L) TO (%L)',

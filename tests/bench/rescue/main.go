@@ -242,11 +242,11 @@ func run(ctx context.Context, cfg config) error {
 		fmt.Fprintf(&b, "| %s | baseline | %s | %s | %s | |\n", class, benchdoc.Thousands(int64(base.n)), ms(base.p99), ms(base.max))
 		fmt.Fprintf(&b, "| %s | during the rescue | %s | %s | %s | %s |\n", class, benchdoc.Thousands(int64(resc.n)), ms(resc.p99), ms(resc.max), ratio)
 	}
-	b.WriteString("\nWriters of a month that has its partition do not wait for the rescue: it takes only SHARE UPDATE EXCLUSIVE on audit_log. " +
-		"A writer whose row itself goes to the default partition waits while the month's rows move (EXCLUSIVE on audit_log_default), " +
-		"for about the whole rescue, which grows with the rows moved: that stall is not bounded by a constant, only by how many rows of a " +
-		"partition-less month there are. `migrate` creating the months ahead, and the partitions job keeping them, is what keeps ordinary " +
-		"writes out of the default partition.\n")
+	b.WriteString("\nThe rescue moves the bulk of the month's rows without blocking anyone (the rows stay visible in the default partition " +
+		"until it commits), then takes EXCLUSIVE on audit_log_default to move the rows of that month written meanwhile and attach the " +
+		"partition (whose check scans the default partition). Writers of a month that has its partition never wait for it (it takes only " +
+		"SHARE UPDATE EXCLUSIVE on audit_log); a writer whose row goes to the default partition waits for that last part only, which " +
+		"grows with the size of the default partition's table (the scan), not with the time the move takes.\n")
 	fmt.Print(b.String())
 	if cfg.out == "" {
 		return nil
