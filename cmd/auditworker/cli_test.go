@@ -147,6 +147,15 @@ func TestMigratePartitionsStatus(t *testing.T) {
 	require.Len(t, st.Chains, 16)
 	require.Equal(t, "unverified", st.Chains[0].State)
 	require.Len(t, st.Partitions, 5, "this month, three ahead, and the default")
+
+	// a backfilled row lands in the default partition; rescue moves it
+	_, err := db.Pool.Exec(context.Background(), `INSERT INTO audit_log ("timestamp", action, status) VALUES ('2019-07-04 00:00:00+00', 'old.event', 'success')`)
+	require.NoError(t, err)
+	code, out, errOut = run(t, "--database-url", db.URL, "partitions", "rescue", "--json")
+	require.Equal(t, 0, code, errOut)
+	changes = nil
+	require.NoError(t, json.Unmarshal([]byte(out), &changes))
+	require.Equal(t, []partitionChangeRow{{Partition: "audit_log_2019_07", Created: true, RowsMoved: 1}}, changes)
 }
 
 // make demo, small: its own PostgreSQL and worker, every step, the
