@@ -12,7 +12,12 @@ help: ## this list
 demo: ## end to end on the embedded default: install, write, seal, verify, GDPR erase, tamper, catch (no Docker, no config)
 	$(GO) run ./cmd/auditworker demo
 
-test: install-extension ## every test, integration included, with -race (starts PostgreSQL and Redis itself)
+test: ## every test, integration included, with -race (starts PostgreSQL and Redis itself)
+	@if [ -z "$$AUDIT_TEST_DB_URL" ] && [ "$${AUDIT_TEST_DOCKER:-1}" != 0 ] && docker info >/dev/null 2>&1; then \
+		echo "make test: Docker answers: the harness builds docker/postgres.Dockerfile (extension and C accelerator inside); install-extension skipped"; \
+	else \
+		$(MAKE) install-extension; \
+	fi
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 test-unit: ## unit tests only (no services)

@@ -61,12 +61,17 @@ func TestRetentionConfig(t *testing.T) {
 	t.Parallel()
 	var nilCfg *RetentionConfig
 	cfg := nilCfg.WithDefaults()
-	require.Equal(t, RetentionArchiveDirDefault, cfg.ArchiveDir)
+	require.Empty(t, cfg.ArchiveDir, "no default archive location: retention is opt-in")
+	require.False(t, cfg.HasArchiveLocation())
 	require.Equal(t, RetentionMaxRowsPerArchiveDefault, cfg.MaxRowsPerArchive)
 	require.Equal(t, RetentionIntervalDefault, cfg.Interval)
 	require.NoError(t, cfg.Validate())
 	bad := *cfg
 	bad.MaxRowsPerArchive = -1
 	require.ErrorContains(t, bad.Validate(), "MaxRowsPerArchive: must be at least 1")
+	rel := *cfg
+	rel.ArchiveDir = "archive"
+	require.ErrorContains(t, rel.Validate(), "ArchiveDir: must be an absolute path")
+	require.True(t, rel.HasArchiveLocation())
 	require.Equal(t, RetentionKind, RetentionArgs{}.Kind())
 }

@@ -3,14 +3,17 @@ package workers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+
+	"github.com/auditdb/auditdb/internal/migrate"
 )
 
 // MonthsAheadDefault is how many months of partitions are kept ahead of the
-// current one.
-const MonthsAheadDefault = 3
+// current one: the same number `auditworker migrate` creates.
+const MonthsAheadDefault = migrate.MonthsAheadDefault
 
 // PartitionsArgs is the partitions job: keep MonthsAhead months of
 // partitions ahead and move rows found in the default partition into their
@@ -48,39 +51,40 @@ type PartitionChange struct {
 }
 
 // MaintainPartitions creates the partitions from this month through
-// monthsAhead months ahead, then rescues rows of other months from the
-// default partition (audit.ensure_partitions, audit.rescue_default_partition).
-// Both functions are idempotent and move rows as they are, so a retry
-// neither loses nor re-hashes a row, and a non-empty default partition never
-// blocks creating a month. It returns the partitions that changed.
+// monthsAhead months ahead and moves the rows found in the default partition
+// into their month (audit.partition_months, audit.create_partition). Each
+// month is its own transaction, so no lock outlives the month it is for, and
+// audit.create_partition never takes ACCESS EXCLUSIVE on audit_log and locks
+// the parent before its partitions, as every query does (step 0013): writers
+// of months that have a partition never wait for it, and it cannot deadlock
+// with a seal or a verification reading the log. It is idempotent and moves
+// rows as they are, so a retry neither loses nor re-hashes a row, and a
+// non-empty default partition never blocks creating a month. It returns
+// the partitions that changed.
 func (d *Deps) MaintainPartitions(ctx context.Context, monthsAhead int) ([]PartitionChange, error) {
 	if monthsAhead < 0 || monthsAhead > 120 {
 		return nil, fmt.Errorf("partitions: months ahead must be between 0 and 120, got %d", monthsAhead)
 	}
-	var changes []PartitionChange
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{
-		{`SELECT partition_name, created, rows_moved FROM audit.ensure_partitions($1)`, []any{monthsAhead}},
-		{`SELECT partition_name, created, rows_moved FROM audit.rescue_default_partition()`, nil},
-	} {
-		rows, err := d.Pool.Query(ctx, q.sql, q.args...)
-		if err != nil {
-			return nil, fmt.Errorf("partitions: %w", err)
-		}
-		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[PartitionChange])
-		if err != nil {
-			return nil, fmt.Errorf("partitions: %w", err)
-		}
-		for _, c := range got {
-			if c.Created || c.RowsMoved > 0 {
-				changes = append(changes, c)
-			}
-		}
+	rows, err := d.Pool.Query(ctx, `SELECT audit.partition_months($1)`, monthsAhead)
+	if err != nil {
+		return nil, fmt.Errorf("partitions: %w", err)
 	}
-	for _, c := range changes {
-		d.logger().InfoContext(ctx, "partitions: changed", "partition", c.Partition, "created", c.Created, "rows_moved", c.RowsMoved)
+	months, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	if err != nil {
+		return nil, fmt.Errorf("partitions: %w", err)
+	}
+	var changes []PartitionChange
+	for _, m := range months {
+		var c PartitionChange
+		err := d.Pool.QueryRow(ctx, `SELECT partition_name, created, rows_moved FROM audit.create_partition($1)`, m).
+			Scan(&c.Partition, &c.Created, &c.RowsMoved)
+		if err != nil {
+			return changes, fmt.Errorf("partitions: month %s: %w", m.Format("2006-01"), err)
+		}
+		if c.Created || c.RowsMoved > 0 {
+			d.logger().InfoContext(ctx, "partitions: changed", "partition", c.Partition, "created", c.Created, "rows_moved", c.RowsMoved)
+			changes = append(changes, c)
+		}
 	}
 	return changes, nil
 }

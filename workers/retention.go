@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -57,9 +58,10 @@ import (
 // RetentionKind is the River job kind of RetentionArgs.
 const RetentionKind = "auditdb_retention"
 
-// Defaults of RetentionConfig.
+// Defaults of RetentionConfig. The archive location has none: retention
+// deletes the rows it archived, so it runs only where someone chose where
+// the archives go (ErrNoArchiveLocation).
 const (
-	RetentionArchiveDirDefault        = "./archive"
 	RetentionMaxRowsPerArchiveDefault = 100_000
 	RetentionIntervalDefault          = time.Hour
 	RetentionJobTimeoutDefault        = time.Hour
@@ -69,8 +71,11 @@ const (
 // the defaults.
 type RetentionConfig struct {
 	// ArchiveDir is the directory of the local archive sink, used when Sink
-	// is nil. Defaults to ./archive (the CLI and worker read
-	// AUDIT_ARCHIVE_DIR).
+	// is nil; it must be absolute (a relative one follows the working
+	// directory, which a container throws away). Defaults to none: without
+	// it or Sink, retention does not run (ErrNoArchiveLocation) and the
+	// worker leaves the job unscheduled. The CLI and worker read
+	// AUDIT_ARCHIVE_DIR.
 	ArchiveDir string
 	// Sink stores archives. Defaults to a LocalDirSink on ArchiveDir.
 	Sink ArchiveSink
@@ -95,9 +100,6 @@ func (c *RetentionConfig) WithDefaults() *RetentionConfig {
 	if c != nil {
 		out = *c
 	}
-	if out.ArchiveDir == "" {
-		out.ArchiveDir = RetentionArchiveDirDefault
-	}
 	if out.MaxRowsPerArchive == 0 {
 		out.MaxRowsPerArchive = RetentionMaxRowsPerArchiveDefault
 	}
@@ -119,13 +121,29 @@ func (c *RetentionConfig) Validate() error {
 		return errors.New("retention: Interval: must be at least 1s, or negative to leave the job unscheduled")
 	case c.JobTimeout < time.Second:
 		return errors.New("retention: JobTimeout: must be at least 1s")
+	case c.ArchiveDir != "" && !filepath.IsAbs(c.ArchiveDir):
+		return errors.New("retention: ArchiveDir: must be an absolute path (a relative one follows the working directory, which a container discards)")
 	}
 	return nil
+}
+
+// ErrNoArchiveLocation is returned by a retention run that has neither
+// ArchiveDir nor Sink: retention removes the rows it archived, so where the
+// archives go must be chosen, never assumed.
+var ErrNoArchiveLocation = errors.New("retention: no archive location: set --archive-dir / AUDIT_ARCHIVE_DIR to an absolute directory; retention removes rows once they are archived there")
+
+// HasArchiveLocation reports whether an archive location was configured
+// (ArchiveDir or Sink): the condition for retention to run at all.
+func (c *RetentionConfig) HasArchiveLocation() bool {
+	return c != nil && (c.Sink != nil || c.ArchiveDir != "")
 }
 
 func (c *RetentionConfig) sink() (ArchiveSink, error) {
 	if c.Sink != nil {
 		return c.Sink, nil
+	}
+	if c.ArchiveDir == "" {
+		return nil, ErrNoArchiveLocation
 	}
 	return NewLocalDirSink(c.ArchiveDir)
 }
@@ -226,6 +244,9 @@ func (d *Deps) RunRetention(ctx context.Context, cfg *RetentionConfig, opts Rete
 		plan, err := d.PlanRetention(ctx, cfg)
 		res.Plan = plan
 		return res, err
+	}
+	if !cfg.HasArchiveLocation() {
+		return nil, ErrNoArchiveLocation
 	}
 	keyID, key, err := d.sealKeys().ActiveKey()
 	if err != nil {

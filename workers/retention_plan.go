@@ -95,7 +95,11 @@ func (d *Deps) PlanRetention(ctx context.Context, cfg *RetentionConfig) (*Retent
 	if err := d.planDetail(ctx, plan); err != nil {
 		return nil, err
 	}
-	// a plan only looks: it does not create the archive directory
+	// a plan only looks: it does not create the archive directory; without
+	// an archive location there is no sink to list
+	if !cfg.HasArchiveLocation() {
+		return plan, nil
+	}
 	sink := cfg.Sink
 	if sink == nil {
 		sink = &LocalDirSink{Dir: cfg.ArchiveDir}

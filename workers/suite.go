@@ -79,13 +79,21 @@ type SuiteConfig struct {
 	// scheduled (the alert evaluator has its own threshold, Alerts.SealLag).
 	// Defaults to 1m.
 	MaxSealLag time.Duration
-	// Retention configures retention: how often it runs (Interval, 1h; it
-	// needs the seal key, so it is unscheduled without one) and the archive
-	// (directory or sink, sizes). Defaults to RetentionConfig's defaults.
+	// Retention configures retention: how often it runs (Interval, 1h) and
+	// the archive (directory or sink, sizes). It deletes rows once they are
+	// archived, so it is scheduled only with an archive location configured
+	// (RetentionConfig.HasArchiveLocation) and a seal key. Defaults to
+	// RetentionConfig's defaults: no archive location, retention off.
 	Retention *RetentionConfig
-	// OptimizeInterval is how often indexes and tables are analysed and the
-	// safe actions run. Defaults to 6h.
+	// OptimizeInterval is how often indexes and tables are analysed (and,
+	// with OptimizeApply, the safe actions run). Defaults to 6h.
 	OptimizeInterval time.Duration
+	// OptimizeApply lets the optimize job run the safe actions it finds
+	// (ANALYZE, REINDEX INDEX CONCURRENTLY of one partition's index).
+	// Defaults to false: the job analyses and logs what it would do, and
+	// changes nothing; automatic changes beyond sealing and partitions are
+	// opt-in.
+	OptimizeApply bool
 	// Optimize holds the analysis thresholds. Defaults to
 	// monitor.OptimizeConfig's.
 	Optimize monitor.OptimizeConfig
@@ -166,6 +174,9 @@ type jobKind struct {
 	// the worker, for heavy jobs (a full verification at every deploy
 	// would read the whole log while writers write)
 	later bool
+	// name is how the start-up log names the job; off says why a job
+	// with every <= 0 is not scheduled.
+	name, off string
 }
 
 // periodic registers worker for T's kind and schedules args every every.
@@ -175,6 +186,22 @@ func periodic[T river.JobArgs](worker river.Worker[T], every time.Duration, args
 
 func later(jk jobKind) jobKind {
 	jk.later = true
+	return jk
+}
+
+// named gives the job its start-up log name, and the reason it is off when
+// every <= 0 (an interval of 0 on the command line, or a missing key or
+// setting).
+func named(jk jobKind, name string, off func() string) jobKind {
+	jk.name = name
+	if jk.every <= 0 {
+		jk.off = "disabled (interval 0)"
+		if off != nil {
+			if why := off(); why != "" {
+				jk.off = why
+			}
+		}
+	}
 	return jk
 }
 
@@ -188,16 +215,35 @@ func jobKinds(d *Deps, c SuiteConfig, alerts *monitor.AlertStore) []jobKind {
 		}
 		return every
 	}
+	noKey := func() string {
+		if d.Keys == nil {
+			return "off: no seal key (AUDIT_SEAL_KEYS or AUDIT_SEAL_KEYS_FILE)"
+		}
+		return ""
+	}
+	retention := c.Retention.WithDefaults()
+	retentionEvery := keyed(retention.Interval)
+	if !retention.HasArchiveLocation() {
+		// it deletes what it archived: never without a chosen archive
+		retentionEvery = -1
+	}
 	return []jobKind{
-		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
-		periodic(&SealWorker{Deps: d}, c.SealInterval, SealArgs{}),
-		periodic(&VerifyWorker{Deps: d, JobTimeout: c.VerifyTimeout}, keyed(c.VerifyInterval), VerifyArgs{}), // incremental: trusts checkpoints by their MACs
-		later(periodic(&VerifyWorker{Deps: d, JobTimeout: c.VerifyTimeout}, c.FullVerifyInterval, VerifyArgs{Full: true})),
-		later(periodic(&RetentionWorker{Deps: d, Config: c.Retention}, keyed(c.Retention.WithDefaults().Interval), RetentionArgs{})),
-		periodic(&ErasureWorker{Deps: d}, keyed(c.ErasureInterval), ErasureArgs{}),
-		later(periodic(&OptimizeWorker{Deps: d, Config: c.Optimize}, c.OptimizeInterval, OptimizeArgs{})),
-		periodic(&AlertEvaluateWorker{Deps: d, Alerts: alerts, Config: c.Alerts}, c.AlertsInterval, AlertEvaluateArgs{}),
-		periodic(&AlertWebhookWorker{Deps: d, URLs: c.Alerts.WebhookURLs}, -1, AlertWebhookArgs{}),
+		named(periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}), "partitions", nil),
+		named(periodic(&SealWorker{Deps: d}, c.SealInterval, SealArgs{}), "seal", nil),
+		named(periodic(&VerifyWorker{Deps: d, JobTimeout: c.VerifyTimeout}, keyed(c.VerifyInterval), VerifyArgs{}), "verify", noKey), // incremental: trusts checkpoints by their MACs
+		named(later(periodic(&VerifyWorker{Deps: d, JobTimeout: c.VerifyTimeout}, c.FullVerifyInterval, VerifyArgs{Full: true})), "full_verify", nil),
+		named(later(periodic(&RetentionWorker{Deps: d, Config: c.Retention}, retentionEvery, RetentionArgs{})), "retention", func() string {
+			if !retention.HasArchiveLocation() {
+				return "off: no archive location (opt in with --archive-dir / AUDIT_ARCHIVE_DIR, an absolute directory; retention deletes rows once archived there)"
+			}
+			return noKey()
+		}),
+		named(periodic(&ErasureWorker{Deps: d}, keyed(c.ErasureInterval), ErasureArgs{}), "erasure", noKey),
+		named(later(periodic(&OptimizeWorker{Deps: d, Config: c.Optimize}, c.OptimizeInterval, OptimizeArgs{DryRun: !c.OptimizeApply})), "optimize", nil),
+		named(periodic(&AlertEvaluateWorker{Deps: d, Alerts: alerts, Config: c.Alerts}, c.AlertsInterval, AlertEvaluateArgs{}), "alerts", nil),
+		named(periodic(&AlertWebhookWorker{Deps: d, URLs: c.Alerts.WebhookURLs}, -1, AlertWebhookArgs{}), "alert_webhook", func() string {
+			return "on demand: one job per alert opened or resolved, to AUDIT_ALERT_WEBHOOK_URLS"
+		}),
 	}
 }
 
@@ -231,6 +277,7 @@ type Suite struct {
 	cancel  func()
 	running atomic.Bool
 	wg      sync.WaitGroup
+	kinds   []jobKind  // for the start-up log
 	reload  sync.Mutex // one ReloadKeys at a time: each checks against the keys in force
 }
 
@@ -269,7 +316,9 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 	workers := river.NewWorkers()
 	registered := map[string]bool{}
 	var periodicJobs []*river.PeriodicJob
-	for _, jk := range jobKinds(&d, cfg, alerts) {
+	kinds := jobKinds(&d, cfg, alerts)
+	s.kinds = kinds
+	for _, jk := range kinds {
 		kind := jk.args.Kind()
 		if !registered[kind] {
 			if err := jk.add(workers); err != nil {
@@ -378,10 +427,35 @@ func (s *Suite) Start(ctx context.Context) error {
 			}
 		}
 	}()
-	s.deps.logger().InfoContext(ctx, "workers: started", "seal_interval", s.cfg.SealInterval,
-		"verify_interval", s.cfg.VerifyInterval, "full_verify_interval", s.cfg.FullVerifyInterval,
-		"partitions_interval", s.cfg.PartitionsInterval)
+	s.logJobs(ctx)
 	return nil
+}
+
+// logJobs logs, at start, every job with its interval, or why it is not
+// scheduled: what the worker will do to the database is never a surprise.
+func (s *Suite) logJobs(ctx context.Context) {
+	log := s.deps.logger()
+	for _, jk := range s.kinds {
+		if jk.every > 0 {
+			attrs := []any{"job", jk.name, "interval", jk.every.String()}
+			if jk.later {
+				attrs = append(attrs, "first_run", "after one interval")
+			}
+			switch jk.name {
+			case "optimize":
+				if s.cfg.OptimizeApply {
+					attrs = append(attrs, "mode", "apply (ANALYZE, REINDEX INDEX CONCURRENTLY)")
+				} else {
+					attrs = append(attrs, "mode", "report only (opt in to its actions with --optimize-apply / AUDIT_OPTIMIZE_APPLY)")
+				}
+			case "retention":
+				attrs = append(attrs, "archive", "configured")
+			}
+			log.InfoContext(ctx, "workers: job scheduled", attrs...)
+			continue
+		}
+		log.InfoContext(ctx, "workers: job not scheduled", "job", jk.name, "why", jk.off)
+	}
 }
 
 // jobSpans starts a span around every job. Attributes are the job's kind,

@@ -12,8 +12,12 @@ import (
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
+
+	"github.com/auditdb/auditdb/client"
+	"github.com/auditdb/auditdb/internal/migrate"
 )
 
 // exitError carries an exit code through urfave/cli without printing twice.
@@ -51,8 +55,51 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return ee.code
 	}
+	if schemaMissing(err) {
+		fmt.Fprintln(stderr, "auditworker:", errNoSchema)
+		return 1
+	}
 	fmt.Fprintln(stderr, "auditworker:", oneLine(err.Error()))
 	return 1
+}
+
+// errNoSchema is what every command says on a database where auditdb is not
+// (or not completely) installed, instead of PostgreSQL's "relation ... does
+// not exist".
+var errNoSchema = errors.New("auditdb is not installed in this database (or only partly): run `auditworker migrate` first")
+
+// schemaMissing reports whether err comes from a table, schema or function
+// of auditdb (schema audit) or of its River (audit_river) that does not
+// exist: a database that was never migrated, or one that CREATE EXTENSION
+// installed without the River tables that migrate adds.
+func schemaMissing(err error) bool {
+	if errors.Is(err, errNoSchema) || errors.Is(err, client.ErrSchemaNotInstalled) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "42P01", "3F000", "42883": // undefined_table, invalid_schema_name, undefined_function
+		return strings.Contains(pgErr.Message, "audit")
+	}
+	return false
+}
+
+// requireSchema fails with errNoSchema unless auditdb's tables and River's
+// are there: for commands that would otherwise start and fail later, or
+// loop on the error (run).
+func requireSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	var ok bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('audit.audit_log') IS NOT NULL AND to_regclass($1) IS NOT NULL`,
+		migrate.RiverSchema+".river_job").Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		return errNoSchema
+	}
+	return nil
 }
 
 var setupMu sync.Mutex

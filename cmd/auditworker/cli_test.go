@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	// need a real process to kill (see startWorker).
 	if os.Getenv("AUDITWORKER_TEST_EXEC") == "1" {
 		faultHooks = faultHooksFromEnv
+		if os.Getenv("AUDITWORKER_FAULT_DEMO_PANIC") == "1" {
+			demoFault = func() { go func() { panic("injected by AUDITWORKER_FAULT_DEMO_PANIC") }() }
+		}
 		main()
 	}
 	harness.Main(m, harness.Options{})
@@ -116,6 +119,7 @@ func TestMigratePartitionsStatus(t *testing.T) {
 	code, out, errOut = run(t, "--database-url", db.URL, "migrate")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "applied")
+	require.Contains(t, out, "partitions created: audit_log_", "migrate creates the months a writer needs")
 	code, out, _ = run(t, "--database-url", db.URL, "migrate")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "up to date")
@@ -125,6 +129,9 @@ func TestMigratePartitionsStatus(t *testing.T) {
 	var changes []partitionChangeRow
 	require.NoError(t, json.Unmarshal([]byte(out), &changes))
 	require.Len(t, changes, 3)
+	for _, ch := range changes {
+		require.False(t, ch.Created, "migrate made them already")
+	}
 	code, out, _ = run(t, "--database-url", db.URL, "partitions", "list")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "audit_log_default")
@@ -139,7 +146,16 @@ func TestMigratePartitionsStatus(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
 	require.Len(t, st.Chains, 16)
 	require.Equal(t, "unverified", st.Chains[0].State)
-	require.Len(t, st.Partitions, 4)
+	require.Len(t, st.Partitions, 5, "this month, three ahead, and the default")
+
+	// a backfilled row lands in the default partition; rescue moves it
+	_, err := db.Pool.Exec(context.Background(), `INSERT INTO audit_log ("timestamp", action, status) VALUES ('2019-07-04 00:00:00+00', 'old.event', 'success')`)
+	require.NoError(t, err)
+	code, out, errOut = run(t, "--database-url", db.URL, "partitions", "rescue", "--json")
+	require.Equal(t, 0, code, errOut)
+	changes = nil
+	require.NoError(t, json.Unmarshal([]byte(out), &changes))
+	require.Equal(t, []partitionChangeRow{{Partition: "audit_log_2019_07", Created: true, RowsMoved: 1}}, changes)
 }
 
 // make demo, small: its own PostgreSQL and worker, every step, the
@@ -168,4 +184,27 @@ func faultHooksFromEnv() *workers.FaultHooks {
 		case <-ctx.Done():
 		}
 	}}
+}
+
+// Every command that reads the schema, run against a database where
+// auditdb is not installed, says on one line to run `auditworker migrate`,
+// instead of PostgreSQL's "relation ... does not exist".
+func TestCommandsOnDatabaseWithoutSchema(t *testing.T) {
+	t.Parallel()
+	db := harness.NewEmptyDB(t)
+	key, err := integrity.GenerateSealKey("k1")
+	require.NoError(t, err)
+	for _, args := range [][]string{
+		{"status"}, {"verify"}, {"verify", "--incremental", "--seal-keys", key}, {"seal", "--seal-keys", key},
+		{"run", "--listen", "127.0.0.1:0", "--seal-keys", key},
+		{"partitions", "list"}, {"partitions", "ensure"}, {"partitions", "rescue"},
+		{"retention", "plan"}, {"alerts", "list"}, {"alerts", "evaluate"},
+		{"report", "attestation"}, {"gdpr", "holds", "list"},
+	} {
+		t.Run(strings.Join(args, "_"), func(t *testing.T) {
+			code, _, errOut := run(t, append([]string{"--database-url", db.URL}, args...)...)
+			require.Equal(t, 1, code, errOut)
+			require.Equal(t, "auditworker: "+errNoSchema.Error()+"\n", errOut)
+		})
+	}
 }

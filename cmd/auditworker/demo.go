@@ -38,6 +38,12 @@ func demoCommand() *cli.Command {
 	}
 }
 
+// demoFault is nil except in the tests' own binary (TestMain, with
+// AUDITWORKER_FAULT_DEMO_PANIC): it panics in a goroutine of its own after
+// the install step, where no deferred call of the demo runs, to prove that
+// the servers' watchdogs clean up anyway.
+var demoFault func()
+
 func runDemo(c *cli.Context, writers, perWriter int) error {
 	ctx := c.Context
 	w := c.App.Writer
@@ -56,6 +62,9 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	fmt.Fprintf(w, "insert trigger: %s (the C accelerator when `make install-extension` has installed it, else PL/pgSQL)\n", e.trigger)
 	if e.redis == nil {
 		fmt.Fprintln(w, "(redis-server not installed: nothing in this demo needs it)")
+	}
+	if demoFault != nil {
+		demoFault()
 	}
 
 	// The writers log in as a role with audit_writer rights only, and use

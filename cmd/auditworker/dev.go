@@ -13,7 +13,6 @@ import (
 	"github.com/auditdb/auditdb/internal/embeddedpg"
 	"github.com/auditdb/auditdb/internal/embeddedredis"
 	"github.com/auditdb/auditdb/internal/migrate"
-	"github.com/auditdb/auditdb/workers"
 )
 
 // embedded is the embedded default of ARCHITECTURE.md: a private PostgreSQL
@@ -24,6 +23,10 @@ type embedded struct {
 	pool    *pgxpool.Pool
 	trigger string                // the insert trigger's implementation: c or plpgsql
 	redis   *embeddedredis.Server // nil without redis-server
+	// release end the watchdogs that stop the servers and remove their
+	// folders if this process ends without stop (SIGPIPE of `make demo |
+	// head`, SIGKILL, a panic in any goroutine)
+	release []func()
 }
 
 func startEmbedded(ctx context.Context, log io.Writer) (*embedded, error) {
@@ -33,6 +36,12 @@ func startEmbedded(ctx context.Context, log io.Writer) (*embedded, error) {
 		return nil, err
 	}
 	e := &embedded{pg: pg}
+	release, err := pg.CleanupOnExit()
+	if err != nil {
+		e.stop()
+		return nil, err
+	}
+	e.release = append(e.release, release)
 	e.pool, err = pgxpool.New(ctx, pg.URL("postgres"))
 	if err != nil {
 		e.stop()
@@ -44,12 +53,14 @@ func startEmbedded(ctx context.Context, log io.Writer) (*embedded, error) {
 		return nil, err
 	}
 	e.trigger = res.Trigger
-	if _, err := e.pool.Exec(ctx, `SELECT count(*) FROM audit.ensure_partitions($1)`, workers.MonthsAheadDefault); err != nil {
-		e.stop()
-		return nil, err
-	}
 	if r, err := embeddedredis.Start(ctx); err == nil {
 		e.redis = r
+		release, err := r.CleanupOnExit()
+		if err != nil {
+			e.stop()
+			return nil, err
+		}
+		e.release = append(e.release, release)
 	} else if !errors.Is(err, embeddedredis.ErrNotInstalled) {
 		fmt.Fprintln(log, "redis-server did not start, the cache runs L1-only:", err)
 	}
@@ -64,6 +75,9 @@ func (e *embedded) stop() {
 		e.redis.Stop()
 	}
 	_ = e.pg.Stop()
+	for _, release := range e.release {
+		release()
+	}
 }
 
 func devCommand() *cli.Command {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
@@ -19,10 +20,14 @@ func migrateCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "list the steps that would run, change nothing", EnvVars: []string{"AUDIT_MIGRATE_DRY_RUN"}},
 			&cli.IntFlag{Name: "target", Usage: "stop after this step number (default: newest)", EnvVars: []string{"AUDIT_MIGRATE_TARGET"}},
 			&cli.BoolFlag{Name: "accelerator", Value: true, Usage: "use the C insert trigger where the server has it (superuser only; otherwise PL/pgSQL)", EnvVars: []string{"AUDIT_ACCELERATOR"}},
+			&cli.IntFlag{Name: "months-ahead", Value: migrate.MonthsAheadDefault, Usage: "create monthly partitions from this month through this many months ahead (the worker keeps them)", EnvVars: []string{"AUDIT_PARTITIONS_AHEAD"}},
 			jsonFlag(),
 		},
 		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-			res, err := migrate.Migrate(c.Context, pool, migrate.Options{DryRun: c.Bool("dry-run"), TargetVersion: c.Int("target"), Accelerator: c.Bool("accelerator")})
+			if n := c.Int("months-ahead"); n < 0 || n > 120 {
+				return fmt.Errorf("months-ahead: must be between 0 and 120")
+			}
+			res, err := migrate.Migrate(c.Context, pool, migrate.Options{DryRun: c.Bool("dry-run"), TargetVersion: c.Int("target"), Accelerator: c.Bool("accelerator"), MonthsAhead: monthsAhead(c.Int("months-ahead"))})
 			if err != nil {
 				return err
 			}
@@ -41,6 +46,9 @@ func migrateCommand() *cli.Command {
 			if res.Trigger != "" {
 				fmt.Fprintf(w, "insert trigger: %s\n", res.Trigger)
 			}
+			if len(res.Partitions) > 0 {
+				fmt.Fprintf(w, "partitions created: %s\n", strings.Join(res.Partitions, ", "))
+			}
 			if len(res.Applied) > 0 {
 				rows := make([][]string, len(res.Applied))
 				for i, a := range res.Applied {
@@ -51,6 +59,15 @@ func migrateCommand() *cli.Command {
 			return nil
 		}),
 	}
+}
+
+// monthsAhead maps the flag (0: the current month only) to
+// migrate.Options.MonthsAhead (0: the default, negative: none ahead).
+func monthsAhead(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 func printExtensionScript(w io.Writer) error {

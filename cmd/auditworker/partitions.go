@@ -53,10 +53,21 @@ func partitionsCommand() *cli.Command {
 			},
 			{
 				Name:  "rescue",
-				Usage: "move rows out of the default partition into their months (no row lost or re-hashed)",
+				Usage: "move rows out of the default partition into their months (no row lost or re-hashed; one transaction per month, as the worker's job)",
 				Flags: []cli.Flag{jsonFlag()},
 				Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-					return partitionChange(c, pool, `SELECT partition_name, created, rows_moved FROM audit.rescue_default_partition()`)
+					// the partitions job's own code (one month per transaction,
+					// no lock outliving its month), for this month and the
+					// months found in the default partition
+					changes, err := (&workers.Deps{Pool: pool, Logger: cliLogger(c)}).MaintainPartitions(c.Context, 0)
+					if err != nil {
+						return err
+					}
+					rows := make([]partitionChangeRow, len(changes))
+					for i, ch := range changes {
+						rows[i] = partitionChangeRow(ch)
+					}
+					return printPartitionChanges(c, rows)
 				}),
 			},
 		},
@@ -82,6 +93,10 @@ func partitionChange(c *cli.Context, pool *pgxpool.Pool, sql string, args ...any
 	if err != nil {
 		return err
 	}
+	return printPartitionChanges(c, changes)
+}
+
+func printPartitionChanges(c *cli.Context, changes []partitionChangeRow) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, changes)
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,12 +17,15 @@ import (
 func retentionFlags() []cli.Flag {
 	return []cli.Flag{
 		jsonFlag(),
-		&cli.StringFlag{Name: "archive-dir", Value: workers.RetentionArchiveDirDefault, Usage: "directory the archives go to", EnvVars: []string{"AUDIT_ARCHIVE_DIR"}},
+		&cli.StringFlag{Name: "archive-dir", Usage: "absolute directory the archives go to (required to run; no default: the rows are removed once archived there)", EnvVars: []string{"AUDIT_ARCHIVE_DIR"}},
 		&cli.IntFlag{Name: "max-rows-per-archive", Value: workers.RetentionMaxRowsPerArchiveDefault, Usage: "rows in one archive file (one manifest transaction, one removal)", EnvVars: []string{"AUDIT_RETENTION_MAX_ROWS_PER_ARCHIVE"}},
 	}
 }
 
 func retentionConfig(c *cli.Context) (*workers.RetentionConfig, error) {
+	if err := archiveDirFlag(c); err != nil {
+		return nil, err
+	}
 	cfg := (&workers.RetentionConfig{ArchiveDir: c.String("archive-dir"), MaxRowsPerArchive: c.Int("max-rows-per-archive")}).WithDefaults()
 	return cfg, cfg.Validate()
 }
@@ -179,4 +184,13 @@ func printRetentionResult(w io.Writer, res *workers.RetentionResult) {
 	if len(res.PartitionsDropped) > 0 {
 		fmt.Fprintf(w, "\npartitions dropped: %s\n", strings.Join(res.PartitionsDropped, ", "))
 	}
+}
+
+// archiveDirFlag checks --archive-dir by the flag's name (the library's
+// message names RetentionConfig.ArchiveDir).
+func archiveDirFlag(c *cli.Context) error {
+	if d := c.String("archive-dir"); d != "" && !filepath.IsAbs(d) {
+		return errors.New("archive-dir: must be an absolute path (a relative one follows the working directory, which a container discards)")
+	}
+	return nil
 }

@@ -39,9 +39,10 @@ func runCommand() *cli.Command {
 			Usage: "longest one verification may run; a verification whose worker died is retried after it"},
 		interval("partitions-interval", "AUDIT_PARTITIONS_INTERVAL", workers.PartitionsIntervalDefault, "how often partitions are created ahead and the default partition rescued"),
 		interval("retention-interval", "AUDIT_RETENTION_INTERVAL", workers.RetentionIntervalDefault, "how often rows past retention are archived and removed (needs the seal key)"),
-		&cli.StringFlag{Name: "archive-dir", Value: workers.RetentionArchiveDirDefault, Usage: "directory retention archives go to", EnvVars: []string{"AUDIT_ARCHIVE_DIR"}},
+		&cli.StringFlag{Name: "archive-dir", Usage: "absolute directory retention archives go to; retention runs only when it is set (it removes rows once archived)", EnvVars: []string{"AUDIT_ARCHIVE_DIR"}},
 		interval("erasure-interval", "AUDIT_ERASURE_INTERVAL", workers.ErasureIntervalDefault, "how often open GDPR erasure requests are carried out (needs the seal key)"),
-		interval("optimize-interval", "AUDIT_OPTIMIZE_INTERVAL", workers.OptimizeIntervalDefault, "how often indexes and tables are analysed and the safe actions run"),
+		interval("optimize-interval", "AUDIT_OPTIMIZE_INTERVAL", workers.OptimizeIntervalDefault, "how often indexes and tables are analysed (and with --optimize-apply the safe actions run)"),
+		&cli.BoolFlag{Name: "optimize-apply", Usage: "let the optimize job run ANALYZE and REINDEX INDEX CONCURRENTLY (default: it only reports)", EnvVars: []string{"AUDIT_OPTIMIZE_APPLY"}},
 		interval("alerts-interval", "AUDIT_ALERTS_INTERVAL", workers.AlertsIntervalDefault, "how often alert conditions are evaluated (thresholds and webhooks: AUDIT_ALERT_*)"),
 		&cli.IntFlag{Name: "months-ahead", Value: workers.MonthsAheadDefault, Usage: "months of partitions kept ahead", EnvVars: []string{"AUDIT_PARTITIONS_AHEAD"}},
 		&cli.DurationFlag{Name: "max-seal-lag", Value: workers.MaxSealLagDefault, Usage: "largest seal lag /readyz accepts", EnvVars: []string{"AUDIT_MAX_SEAL_LAG"}},
@@ -66,6 +67,9 @@ func runCommand() *cli.Command {
 					return fmt.Errorf("%s: must be at least 1s, or 0 to disable, got %s", name, d)
 				}
 			}
+			if err := archiveDirFlag(c); err != nil {
+				return err
+			}
 			if n := c.Int("months-ahead"); n < 0 || n > 120 {
 				return fmt.Errorf("months-ahead: must be between 0 and 120, got %d", n)
 			}
@@ -82,6 +86,7 @@ func runCommand() *cli.Command {
 				Retention:          &workers.RetentionConfig{ArchiveDir: c.String("archive-dir"), Interval: enabled(c.Duration("retention-interval"))},
 				ErasureInterval:    enabled(c.Duration("erasure-interval")),
 				OptimizeInterval:   enabled(c.Duration("optimize-interval")),
+				OptimizeApply:      c.Bool("optimize-apply"),
 				AlertsInterval:     enabled(c.Duration("alerts-interval")),
 			}
 			alerts, err := monitor.AlertConfigFromEnv()
@@ -134,6 +139,9 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer pool.Close()
+			if err := requireSchema(c.Context, pool); err != nil {
+				return err
+			}
 			replica, err := connectReplica(c, tracer)
 			if err != nil {
 				return err

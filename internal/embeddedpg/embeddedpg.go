@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/auditdb/auditdb/internal/watchdog"
 )
 
 // Config for Start. The zero value gives a server tuned for tests.
@@ -156,16 +158,12 @@ func newServer(binDir string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{dir: dir, binDir: binDir, logPath: filepath.Join(dir, "server.log")}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, errors.New("embeddedpg: running as root and there is no 'postgres' user to run the server as")
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, uid, gid); err != nil {
+	if s.cred, err = serverCredential(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if s.cred != nil {
+		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -175,6 +173,30 @@ func newServer(binDir string) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// serverCredential is the user the server runs as: nil (ourselves), or the
+// postgres user when we are root, which PostgreSQL refuses to run as.
+func serverCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, errors.New("embeddedpg: running as root and there is no 'postgres' user to run the server as")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// CleanupOnExit starts a watchdog process that outlives this one: when
+// this process ends without having called Stop, however it ends (SIGPIPE,
+// SIGKILL, a panic in any goroutine), the watchdog stops the server
+// (pg_ctl's immediate mode) and removes its folder. Call release after Stop.
+func (s *Server) CleanupOnExit() (release func(), err error) {
+	return watchdog.Start(`if [ -f "$2/data/postmaster.pid" ]; then "$1/pg_ctl" stop -w -m immediate -D "$2/data" >/dev/null 2>&1; fi; rm -rf "$2"`,
+		[]string{s.binDir, s.dir}, s.cred)
 }
 
 // Stop shuts the server down and removes its folder.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/auditdb/auditdb/internal/watchdog"
 )
 
 // ErrNotInstalled means there is no redis-server on PATH.
@@ -72,6 +74,15 @@ func StartPort(ctx context.Context, port int) (*Server, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// CleanupOnExit starts a watchdog process that outlives this one: when
+// this process ends without having called Stop, however it ends (SIGPIPE,
+// SIGKILL, a panic in any goroutine), the watchdog kills the server and
+// removes its folder. Call release after Stop.
+func (s *Server) CleanupOnExit() (release func(), err error) {
+	return watchdog.Start(`if grep -q redis-server "/proc/$1/cmdline" 2>/dev/null; then kill -9 "$1"; fi; rm -rf "$2"`,
+		[]string{strconv.Itoa(s.cmd.Process.Pid), s.dir}, nil)
 }
 
 // Stop kills the server and removes its folder.

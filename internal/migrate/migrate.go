@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -36,6 +38,9 @@ type Result struct {
 	// River lists the River job-queue migrations applied (or, in a dry run,
 	// pending) in schema RiverSchema.
 	River []int `json:"river_applied"`
+	// Partitions lists the monthly partitions the run created. Empty in a
+	// dry run.
+	Partitions []string `json:"partitions_created"`
 }
 
 // RiverSchema holds River's tables (jobs, leader election, queues), apart
@@ -60,7 +65,17 @@ type Options struct {
 	// server has it and the caller may create C functions (a superuser);
 	// otherwise the PL/pgSQL trigger stays. Defaults to false: PL/pgSQL.
 	Accelerator bool
+	// MonthsAhead is how many monthly partitions after the current one
+	// (UTC) the migration creates, besides the current one, so that the
+	// first rows written never land in the default partition; negative
+	// creates the current month's only. Defaults to MonthsAheadDefault (3),
+	// the worker's.
+	MonthsAhead int
 }
+
+// MonthsAheadDefault is how many months of partitions ahead of the current
+// one a migration creates, and the worker's partitions job keeps.
+const MonthsAheadDefault = 3
 
 const bookkeeping = `
 CREATE SCHEMA IF NOT EXISTS audit;
@@ -99,9 +114,17 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 		if opts.TargetVersion > 0 {
 			return nil, ErrInstalledAsExtension
 		}
-		// The audit schema is the extension's; River's tables are still ours to install.
+		// The audit schema is the extension's; River's tables, the trigger's
+		// implementation and the partitions are still ours, so that both
+		// installs end in the same state (tests/install_test.go).
 		res := &Result{DryRun: opts.DryRun}
 		if res.River, err = migrateRiver(ctx, pool, opts.DryRun); err != nil {
+			return nil, err
+		}
+		if opts.DryRun {
+			return res, nil
+		}
+		if err := finish(ctx, conn, opts, res); err != nil {
 			return nil, err
 		}
 		return res, nil
@@ -145,7 +168,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 	res := &Result{Target: target, DryRun: opts.DryRun}
 	for _, s := range steps {
 		if sum, ok := applied[s.Version]; ok {
-			if sum != s.Checksum() {
+			if !sameStep(s, sum) {
 				return nil, fmt.Errorf("migrate: step %04d (%s) was applied with different text (checksum %.12s, now %.12s): released steps must not change; add a new step", s.Version, s.Path, sum, s.Checksum())
 			}
 			res.Current = s.Version
@@ -171,7 +194,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("migrate: step %04d (%s): %w", s.Version, s.Path, err)
+			return nil, stepError(ctx, conn, s, res.Current, err)
 		}
 		res.Current = s.Version
 	}
@@ -183,15 +206,94 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 	if opts.DryRun || res.Current < acceleratorStep {
 		return res, nil
 	}
+	if opts.TargetVersion > 0 && opts.TargetVersion < steps[len(steps)-1].Version {
+		// a partial migration: the trigger only; partitions come with the
+		// full one
+		return res, trigger(ctx, conn, opts, res)
+	}
+	if err := finish(ctx, conn, opts, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// finish puts the insert trigger's implementation in place and creates the
+// partitions a writer needs: what a complete install ends with, whichever
+// way the schema came (steps or CREATE EXTENSION).
+func finish(ctx context.Context, conn *pgxpool.Conn, opts Options, res *Result) error {
+	if err := trigger(ctx, conn, opts, res); err != nil {
+		return err
+	}
+	ahead := opts.MonthsAhead
+	switch {
+	case ahead == 0:
+		ahead = MonthsAheadDefault
+	case ahead < 0:
+		ahead = 0
+	}
+	rows, err := conn.Query(ctx, `SELECT partition_name FROM audit.ensure_partitions($1) WHERE created`, ahead)
+	if err != nil {
+		return fmt.Errorf("migrate: partitions: %w", err)
+	}
+	res.Partitions, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("migrate: partitions: %w", err)
+	}
+	return nil
+}
+
+func trigger(ctx context.Context, conn *pgxpool.Conn, opts Options, res *Result) error {
+	var err error
 	if opts.Accelerator {
 		err = conn.QueryRow(ctx, `SELECT audit.use_accelerator(true)`).Scan(&res.Trigger)
 	} else {
 		err = conn.QueryRow(ctx, `SELECT audit.trigger_implementation()`).Scan(&res.Trigger)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("migrate: insert trigger: %w", err)
+		return fmt.Errorf("migrate: insert trigger: %w", err)
 	}
-	return res, nil
+	return nil
+}
+
+// superseded lists, per step, the checksums of texts that step had before it
+// was corrected in place, which is allowed only before auditdb's first
+// release. A database that recorded one of them ran an older text that did
+// the same on it (the steps listed were corrected so that a non-superuser
+// owner can run them; a database that ran the old text was migrated by a
+// superuser, for whom both texts do the same), so the migrator accepts it
+// instead of refusing it as a changed released step.
+var superseded = map[int][]string{
+	// 0005 and 0010 set auditdb.maintenance with a function-level SET,
+	// which PostgreSQL 15 allows only superusers for a placeholder setting;
+	// they now call set_config() in the function body.
+	5:  {"145df709d8c3a23a58e675203f2f70ba5298a229c89ec3b6df8d9b249b2c8c15"},
+	10: {"1005067a3dcb6d0df423bd30a1cab2a0237d534b77ff49883739c3dbbec44ccc"},
+}
+
+// sameStep reports whether a recorded checksum stands for step s's text.
+func sameStep(s auditsql.Step, recorded string) bool {
+	return recorded == s.Checksum() || slices.Contains(superseded[s.Version], recorded)
+}
+
+// stepError says, on one line, which step failed, where that leaves the
+// database, and for the failures a deployment can fix (a privilege, a
+// missing library or setting) what the step needed.
+func stepError(ctx context.Context, conn *pgxpool.Conn, s auditsql.Step, current int, err error) error {
+	need := ""
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42501": // insufficient_privilege
+			var role string
+			_ = conn.QueryRow(context.WithoutCancel(ctx), `SELECT current_user`).Scan(&role)
+			need = fmt.Sprintf(": role %q lacks a privilege this step needs; run migrate as the database's owner with CREATEROLE (README, \"Managed PostgreSQL\")", role)
+		case "58P01": // undefined_file: a library the step loads
+			need = ": the server lacks a file this step loads (make install-extension installs the C accelerator)"
+		case "55P03": // lock_not_available
+			need = ": another session holds a lock this step needs; run migrate again when it is done"
+		}
+	}
+	return fmt.Errorf("migrate: step %04d (%s) failed and was rolled back, the database stays at step %04d: %w%s", s.Version, s.Path, current, err, need)
 }
 
 // acceleratorStep is the step that defines audit.use_accelerator.

@@ -8,6 +8,13 @@
 --
 -- These functions run as their owner (SECURITY DEFINER: partition DDL needs
 -- ownership of audit_log) and are granted to audit_maintainer only.
+--
+-- auditdb.maintenance is set with set_config(..., true) in the body and put
+-- back before returning, not with a function-level SET clause: PostgreSQL 15
+-- lets only superusers attach an unregistered (placeholder) setting to a
+-- function, so the SET clause failed on managed services, where the owner
+-- is not one. An error aborts the (sub)transaction, which undoes the
+-- setting too.
 
 CREATE OR REPLACE FUNCTION audit.partition_name(month date)
 RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -17,9 +24,9 @@ CREATE OR REPLACE FUNCTION audit.create_partition(month date)
 RETURNS TABLE (partition_name text, created boolean, rows_moved bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET auditdb.maintenance = 'partition_move'
 AS $$
 DECLARE
+    prev  constant text := current_setting('auditdb.maintenance', true);
     lo    constant date := date_trunc('month', month)::date;
     hi    constant date := (date_trunc('month', month) + interval '1 month')::date;
     name  constant text := audit.partition_name(date_trunc('month', month)::date);
@@ -27,9 +34,11 @@ DECLARE
     hi_ts constant text := to_char(hi, 'YYYY-MM-DD') || ' 00:00:00+00';
     moved bigint := 0;
 BEGIN
+    PERFORM set_config('auditdb.maintenance', 'partition_move', true);
     -- one partition DDL at a time; the key -1 is outside the chain ids
     PERFORM pg_advisory_xact_lock(audit.chain_lock_namespace(), -1);
     IF to_regclass(format('audit.%I', name)) IS NOT NULL THEN
+        PERFORM set_config('auditdb.maintenance', coalesce(prev, ''), true);
         RETURN QUERY SELECT name, false, 0::bigint;
         RETURN;
     END IF;
@@ -57,6 +66,7 @@ BEGIN
                        name, lo_ts, hi_ts);
     END IF;
     PERFORM audit.install_partition_triggers(format('audit.%I', name)::regclass);
+    PERFORM set_config('auditdb.maintenance', coalesce(prev, ''), true);
     RETURN QUERY SELECT name, true, moved;
 END
 $$;

@@ -25,9 +25,9 @@ CREATE OR REPLACE FUNCTION audit.retention_remove(manifest_ids bigint[])
 RETURNS TABLE (partition_name text, dropped boolean, rows_removed bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET auditdb.maintenance = 'retention'
 AS $$
 DECLARE
+    prev      constant text := current_setting('auditdb.maintenance', true);
     part      record;
     n         bigint;
     uncovered boolean;
@@ -38,6 +38,10 @@ BEGIN
     -- the partition DDL lock of audit.create_partition: no partition is
     -- created or moved into while one is being dropped
     PERFORM pg_advisory_xact_lock(audit.chain_lock_namespace(), -1);
+    -- set here and put back at the end rather than with a function-level
+    -- SET, which PostgreSQL 15 allows only superusers for a placeholder
+    -- setting (see step 0005)
+    PERFORM set_config('auditdb.maintenance', 'retention', true);
     FOR part IN
         SELECT c.oid::regclass AS rel, c.relname::text AS name, c.relpartbound IS NOT NULL
                AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT' AS is_default
@@ -81,6 +85,7 @@ BEGIN
         rows_removed := n;
         RETURN NEXT;
     END LOOP;
+    PERFORM set_config('auditdb.maintenance', coalesce(prev, ''), true);
 END
 $$;
 

@@ -1,7 +1,9 @@
 // Package harness gives integration tests a real PostgreSQL and a real Redis.
 //
 // PostgreSQL comes from, in order: AUDIT_TEST_DB_URL (a superuser URL of a
-// server you run); a Docker daemon through dockertest, when one answers; an
+// server you run); a Docker daemon through dockertest, when one answers
+// (and AUDIT_TEST_DOCKER is not 0), running the project's image built from
+// docker/postgres.Dockerfile (never run here: no Docker engine); an
 // ephemeral cluster from the local binaries (initdb + pg_ctl on a free
 // loopback port, as the postgres user when the tests run as root). Redis
 // likewise: AUDIT_TEST_REDIS_URL, dockertest, or a local redis-server.
@@ -33,9 +35,16 @@ import (
 type Postgres struct {
 	// AdminURL connects as a superuser to the maintenance database.
 	AdminURL string
+	// Docker is true when the server is the project's image started
+	// through Docker (its extension is this checkout's).
+	Docker   bool
 	template string
 	stop     func()
 }
+
+// UsesDocker reports whether the test binary's server runs in Docker, built
+// from this checkout's docker/postgres.Dockerfile.
+func UsesDocker() bool { return shared != nil && shared.Docker }
 
 var (
 	shared  *Postgres
@@ -94,8 +103,12 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 		pg.AdminURL = os.Getenv("AUDIT_TEST_DB_URL")
 		pg.stop = func() {}
 	default:
-		if adminURL, stop, ok := dockerPostgres(ctx); ok {
-			pg.AdminURL, pg.stop = adminURL, stop
+		adminURL, stop, ok, err := dockerPostgres(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			pg.AdminURL, pg.stop, pg.Docker = adminURL, stop, true
 			break
 		}
 		srv, err := embeddedpg.Start(ctx, embeddedpg.Config{})
@@ -164,8 +177,10 @@ func (p *Postgres) URL(name string) string {
 // DB is one test's database.
 type DB struct {
 	Name string
-	URL  string // superuser
+	URL  string // superuser, except for NewManagedDB's (its owner)
 	Pool *pgxpool.Pool
+	// superURL connects to this database as a superuser, for cleanup.
+	superURL string
 }
 
 // NewDB clones the migrated template into a database of the test's own.
@@ -194,7 +209,7 @@ func (p *Postgres) newDB(t testing.TB, template string) *DB {
 	if err != nil {
 		t.Fatalf("harness: create database: %v", err)
 	}
-	db := &DB{Name: name, URL: p.URL(name)}
+	db := &DB{Name: name, URL: p.URL(name), superURL: p.URL(name)}
 	db.Pool, err = pgxpool.New(ctx, db.URL)
 	if err != nil {
 		t.Fatalf("harness: connect: %v", err)
@@ -233,7 +248,13 @@ func (db *DB) LoginRole(t testing.TB, group string) *pgxpool.Pool {
 	}
 	t.Cleanup(func() {
 		pool.Close()
-		_, _ = db.Pool.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %s; DROP ROLE %s", pgx.Identifier{role}.Sanitize(), pgx.Identifier{role}.Sanitize()))
+		// as a superuser: a CREATEROLE owner (NewManagedDB) may not
+		// DROP OWNED BY a role it is not a member of
+		bg := context.Background()
+		if conn, err := pgx.Connect(bg, db.superURL); err == nil {
+			_, _ = conn.Exec(bg, fmt.Sprintf("DROP OWNED BY %s; DROP ROLE %s", pgx.Identifier{role}.Sanitize(), pgx.Identifier{role}.Sanitize()))
+			_ = conn.Close(bg)
+		}
 	})
 	return pool
 }
@@ -267,4 +288,63 @@ func (db *DB) UseTrigger(t testing.TB, impl string) {
 	if got != impl {
 		t.Fatalf("harness: insert trigger %q is not available (got %q): run `make install-extension`, which builds the C accelerator", impl, got)
 	}
+}
+
+// NewManagedDB creates an empty database the way managed PostgreSQL services
+// (RDS, Cloud SQL, Azure) hand one out: owned by a login role that has
+// CREATEROLE but is not a superuser, and returns it with Pool and URL
+// connected as that role. The role and database are dropped when the test
+// ends.
+func NewManagedDB(t testing.TB) *DB {
+	t.Helper()
+	return shared.newOwnedDB(t, true)
+}
+
+// NewOwnedDB is NewManagedDB with the owner's CREATEROLE given or not.
+func NewOwnedDB(t testing.TB, createRole bool) *DB {
+	t.Helper()
+	return shared.newOwnedDB(t, createRole)
+}
+
+func (p *Postgres) newOwnedDB(t testing.TB, createRole bool) *DB {
+	t.Helper()
+	ctx := context.Background()
+	n := counter.Add(1)
+	name := fmt.Sprintf("m_%d_%d", os.Getpid(), n)
+	role := fmt.Sprintf("owner_%d_%d", os.Getpid(), n)
+	password := fmt.Sprintf("pw%d%d%d", os.Getpid(), n, time.Now().UnixNano())
+	id, db := pgx.Identifier{role}.Sanitize(), pgx.Identifier{name}.Sanitize()
+	attr := "NOCREATEROLE"
+	if createRole {
+		attr = "CREATEROLE"
+	}
+	if err := p.admin(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN %s NOSUPERUSER NOCREATEDB PASSWORD '%s'", id, attr, password)); err != nil {
+		t.Fatalf("harness: create owner role: %v", err)
+	}
+	if err := p.admin(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING 'UTF8'", db, id)); err != nil {
+		t.Fatalf("harness: create database: %v", err)
+	}
+	u, err := url.Parse(p.URL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, password)
+	out := &DB{Name: name, URL: u.String(), superURL: p.URL(name)}
+	out.Pool, err = pgxpool.New(ctx, out.URL)
+	if err != nil {
+		t.Fatalf("harness: connect as owner: %v", err)
+	}
+	t.Cleanup(func() {
+		out.Pool.Close()
+		bg := context.Background()
+		if err := p.admin(bg, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
+			t.Errorf("harness: drop database: %v", err)
+		}
+		// roles the owner created for the test (login roles) own nothing
+		// outside the dropped database
+		if err := p.admin(bg, "DROP ROLE IF EXISTS "+id); err != nil {
+			t.Errorf("harness: drop owner role: %v", err)
+		}
+	})
+	return out
 }

@@ -214,37 +214,12 @@ func run(ctx context.Context, cfg *config) (err error) {
 	for _, s := range b.markdown() {
 		fmt.Println(s.body)
 		if cfg.out != "" {
-			if err := writeSection(cfg.out, s.heading, s.body); err != nil {
+			if err := benchdoc.WriteSection(cfg.out, s.heading, s.body); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// writeSection puts section after the marker line of path, replacing an earlier
-// section with the same heading (up to the next "## " heading).
-func writeSection(path, heading, section string) error {
-	old, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	doc := string(old)
-	m := strings.Index(doc, benchdoc.Marker)
-	if m < 0 {
-		return fmt.Errorf("%s has no marker line %q", path, benchdoc.Marker)
-	}
-	if i := strings.Index(doc[m:], heading+"\n"); i >= 0 {
-		start := m + i
-		end := len(doc)
-		if j := strings.Index(doc[start+len(heading):], "\n## "); j >= 0 {
-			end = start + len(heading) + j + 1
-		}
-		doc = doc[:start] + section + "\n" + doc[end:]
-	} else {
-		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
-	}
-	return os.WriteFile(path, []byte(doc), 0o644)
 }
 
 // newDB creates and migrates a database with the C trigger and this month's
