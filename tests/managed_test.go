@@ -8,8 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/migrate"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )
@@ -61,11 +62,11 @@ func TestManagedServiceOwner(t *testing.T) {
 	require.Positive(t, rep.Sealed())
 
 	// verify as the owner and as the maintainer, with the key
-	v, err := integrity.Verify(ctx, db.Pool, integrity.Options{Keys: keys.Ring})
+	v, err := verifier.Verify(ctx, db.Pool, verifier.Options{Keys: keys.Ring})
 	require.NoError(t, err)
 	require.True(t, v.Intact(), "findings: %+v", v.Findings)
 	require.EqualValues(t, 2, v.RowsChecked)
-	v, err = integrity.Verify(ctx, maintainer, integrity.Options{Keys: keys.Ring})
+	v, err = verifier.Verify(ctx, maintainer, verifier.Options{Keys: keys.Ring})
 	require.NoError(t, err)
 	require.True(t, v.Intact(), "findings: %+v", v.Findings)
 	checked := 0
