@@ -59,8 +59,34 @@ func TestCommandsRunAsMaintainer(t *testing.T) {
 		{"partitions", "rescue"},
 		{"retention", "run", "--archive-dir", t.TempDir(), "--seal-keys", key},
 		{"verify", "--seal-keys", key},
+		// every run verify recorded was sealed, so the keyed attestation
+		// trusts them (an unsealed one would make it TAMPERED, exit 2)
+		{"report", "attestation", "--seal-keys", key},
 	} {
 		code, out, errOut := run(t, append(base, args...)...)
 		require.Equal(t, 0, code, "%v: %s%s", args, out, errOut)
 	}
+}
+
+// The keyed attestation exits 2 once the worker's role flips a run.
+func TestAttestationExitsTamperedOnEditedRun(t *testing.T) {
+	t.Parallel()
+	db := harness.NewDB(t)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status) SELECT now(), 'a', 'success' FROM generate_series(1, 20) g`)
+	require.NoError(t, err)
+	key, err := integrity.GenerateSealKey("k1")
+	require.NoError(t, err)
+	base := []string{"--database-url", maintainerURL(t, db)}
+	code, _, errOut := run(t, append(base, "verify", "--seal-keys", key)...)
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut := run(t, append(base, "report", "attestation", "--seal-keys", key)...)
+	require.Equal(t, 0, code, out+errOut)
+	_, err = db.Pool.Exec(ctx, `UPDATE audit.verification_runs SET rows_checked = rows_checked + 1`)
+	require.NoError(t, err)
+	code, out, _ = run(t, append(base, "report", "attestation", "--seal-keys", key)...)
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, "forged")
+	code, _, _ = run(t, append(base, "report", "attestation")...)
+	require.Equal(t, 0, code, "without keys a changed count goes unseen")
 }
