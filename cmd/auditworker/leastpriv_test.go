@@ -2,11 +2,18 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
 
 	"github.com/auditdb/auditdb/internal/integrity"
 	"github.com/auditdb/auditdb/tests/harness"
@@ -89,4 +96,72 @@ func TestAttestationExitsTamperedOnEditedRun(t *testing.T) {
 	require.Contains(t, out, "forged")
 	code, _, _ = run(t, append(base, "report", "attestation")...)
 	require.Equal(t, 0, code, "without keys a changed count goes unseen")
+}
+
+// `run` listens on loopback unless told otherwise, and with a token file
+// /metrics wants the token, which never reaches the logs.
+func TestRunListensOnLoopbackWithMetricsToken(t *testing.T) {
+	t.Parallel()
+	var listen cli.Flag
+	for _, f := range runCommand().Flags {
+		if slices.Contains(f.Names(), "listen") {
+			listen = f
+		}
+	}
+	require.Equal(t, "127.0.0.1:9187", listen.(*cli.StringFlag).Value)
+	require.Equal(t, []string{"AUDIT_WORKER_LISTEN"}, listen.(*cli.StringFlag).EnvVars)
+
+	db := harness.NewDB(t)
+	const token = "tok-0123456789abcdef-9f"
+	file := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(file, []byte(token+"\n"), 0o600))
+	code, _, errOut := run(t, "--database-url", db.URL, "run", "--listen", "127.0.0.1:0", "--seal-interval", "0",
+		"--metrics-token", token, "--metrics-token-file", file)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "metrics-token, metrics-token-file: set one, not both")
+	code, _, errOut = run(t, "--database-url", db.URL, "run", "--listen", "127.0.0.1:0", "--seal-interval", "0", "--metrics-token", "short-s3cret")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "metrics-token: must be at least 16 characters")
+	require.NotContains(t, errOut, "short-s3cret")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"auditworker", "--database-url", db.URL, "run", "--listen", "127.0.0.1:0", "--seal-interval", "0",
+			"--verify-interval", "0", "--full-verify-interval", "0", "--partitions-interval", "0", "--metrics-token-file", file}, &out, &out)
+	}()
+	var base string
+	require.Eventually(t, func() bool {
+		m := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`).FindStringSubmatch(out.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	}, 20*time.Second, 50*time.Millisecond)
+	status := func(auth string) int {
+		req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		require.NoError(t, err)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, status(""))
+	require.Equal(t, http.StatusUnauthorized, status("Bearer not-the-token-000"))
+	require.Equal(t, http.StatusOK, status("Bearer "+token))
+	cancel()
+	select {
+	case code = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("run did not stop:\n%s", out.String())
+	}
+	logs := out.String()
+	require.Equal(t, 0, code, logs)
+	require.Contains(t, logs, "metrics_token=true")
+	require.NotContains(t, logs, token)
 }
