@@ -941,9 +941,11 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 		statement = "Verdict " + verdict + ". " + statement
 		switch verdict {
 		case VerdictTampered:
-			statement += fmt.Sprintf(" TAMPERED: %d open findings on %d chains; see Open findings.", openFindings, tampered)
+			if tampered > 0 || openFindings > 0 {
+				statement += fmt.Sprintf(" TAMPERED: %d open findings on %d chains; see Open findings.", openFindings, tampered)
+			}
 			if untrusted > 0 {
-				statement += fmt.Sprintf(" %d verification records cannot be trusted (changed after the verifier wrote them, or unsealed); see that section.", untrusted)
+				statement += fmt.Sprintf(" TAMPERED: %d verification records cannot be trusted (changed after the verifier wrote them, or unsealed); see that section.", untrusted)
 			}
 		case VerdictStale:
 			statement += fmt.Sprintf(" STALE: the newest verification is older than %s.", req.MaxAge)
