@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/migrate"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
@@ -94,4 +96,32 @@ func TestSecurityDefinerFunctionsExecutableOnlyByTheirRoles(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, want, got)
+}
+
+// Runs recorded before step 0019 were never sealed: migrating a database
+// with such runs marks where sealing began, so only later runs must carry
+// a seal.
+func TestRunSealsStartAtTheMigration(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewEmptyDB(t)
+	_, err := migrate.Migrate(ctx, db.Pool, migrate.Options{TargetVersion: 12})
+	require.NoError(t, err)
+	var old int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `INSERT INTO audit.verification_runs (mode, status, finished_at)
+		VALUES ('full', 'intact', now()) RETURNING id`).Scan(&old))
+	_, err = migrate.Migrate(ctx, db.Pool, migrate.Options{})
+	require.NoError(t, err)
+	keys := integrity.Keyring{"k1": make([]byte, 32)}
+	problems, err := integrity.CheckRunSeals(ctx, db.Pool, keys)
+	require.NoError(t, err)
+	require.Empty(t, problems, "the run from before sealing began is not held against the log")
+	var fresh int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `INSERT INTO audit.verification_runs (mode, status, finished_at)
+		VALUES ('full', 'intact', now()) RETURNING id`).Scan(&fresh))
+	problems, err = integrity.CheckRunSeals(ctx, db.Pool, keys)
+	require.NoError(t, err)
+	require.Equal(t, []integrity.RunProblem{{RunID: fresh, Kind: integrity.RunUnsealed,
+		Detail: "no seal: recorded without the seal key, or its seal was removed"}}, problems)
+	require.Greater(t, fresh, old)
 }
