@@ -7,11 +7,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 )
 
 // attestationRunSeals checks the verification records an attestation rests
-// on (integrity.CheckRunSeals): without keys, that each finished run's
+// on (verifier.CheckRunSeals): without keys, that each finished run's
 // status, findings count and chains agree with its recorded findings; with
 // keys, also every run's seal. It returns the section listing the runs
 // that cannot be trusted, a note saying what was checked, and how many.
@@ -23,8 +24,8 @@ func attestationRunSeals(ctx context.Context, tx pgx.Tx, keys map[string][]byte)
 		},
 		Rows: [][]any{},
 	}
-	problems, err := integrity.CheckRunSeals(ctx, tx, integrity.Keyring(keys))
-	if errors.Is(err, integrity.ErrRunSealsNotInstalled) {
+	problems, err := verifier.CheckRunSeals(ctx, tx, integrity.Keyring(keys))
+	if errors.Is(err, verifier.ErrRunSealsNotInstalled) {
 		return section, "Verification runs are not sealed in this database (run auditworker migrate): their records were taken as written.", 0, nil
 	}
 	if err != nil {

@@ -6,7 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 )
 
 // The worker's role may UPDATE audit.verification_runs (it records runs).
@@ -23,7 +24,7 @@ func TestAttestationCatchesEditedVerificationRuns(t *testing.T) {
 	require.NoError(t, err)
 	keys, err := integrity.ParseSealKeys(entry, "")
 	require.NoError(t, err)
-	sealed := integrity.Options{Keys: keys.Ring, SealKeyID: "k1"}
+	sealed := verifier.Options{Keys: keys.Ring, SealKeyID: "k1"}
 
 	attest := func(withKeys bool) (string, [][]any) {
 		t.Helper()
@@ -44,7 +45,7 @@ func TestAttestationCatchesEditedVerificationRuns(t *testing.T) {
 	}
 	_, err = c.InsertBatch(ctx, events)
 	require.NoError(t, err)
-	honest, err := integrity.Verify(ctx, maint, sealed)
+	honest, err := verifier.Verify(ctx, maint, sealed)
 	require.NoError(t, err)
 	require.True(t, honest.Intact())
 	for _, withKeys := range []bool{false, true} {
@@ -57,7 +58,7 @@ func TestAttestationCatchesEditedVerificationRuns(t *testing.T) {
 	_, err = db.Pool.Exec(ctx, `BEGIN; SET LOCAL session_replication_role = replica;
 		UPDATE audit.audit_log SET action = 'edited' WHERE id = (SELECT min(id) FROM audit.audit_log); COMMIT`)
 	require.NoError(t, err)
-	bad, err := integrity.Verify(ctx, maint, sealed)
+	bad, err := verifier.Verify(ctx, maint, sealed)
 	require.NoError(t, err)
 	require.False(t, bad.Intact())
 	v, untrusted := attest(true)
@@ -69,12 +70,12 @@ func TestAttestationCatchesEditedVerificationRuns(t *testing.T) {
 	require.NoError(t, err)
 	v, untrusted = attest(false)
 	require.Equal(t, VerdictTampered, v, "without keys: the run still has its findings")
-	require.Equal(t, [][]any{{bad.RunID, integrity.RunContradicted, "status intact with findings_count 0, but 1 findings recorded"}}, untrusted)
+	require.Equal(t, [][]any{{bad.RunID, verifier.RunContradicted, "status intact with findings_count 0, but 1 findings recorded"}}, untrusted)
 	v, untrusted = attest(true)
 	require.Equal(t, VerdictTampered, v)
 	require.Equal(t, [][]any{
-		{bad.RunID, integrity.RunContradicted, "status intact with findings_count 0, but 1 findings recorded"},
-		{bad.RunID, integrity.RunForged, "the seal does not verify: the record was changed after the verifier wrote it"},
+		{bad.RunID, verifier.RunContradicted, "status intact with findings_count 0, but 1 findings recorded"},
+		{bad.RunID, verifier.RunForged, "the seal does not verify: the record was changed after the verifier wrote it"},
 	}, untrusted)
 
 	// ... or marks it failed, so that the honest older run is the newest
@@ -83,7 +84,7 @@ func TestAttestationCatchesEditedVerificationRuns(t *testing.T) {
 	v, untrusted = attest(false)
 	require.Equal(t, VerdictTampered, v)
 	require.Len(t, untrusted, 1)
-	require.Equal(t, integrity.RunContradicted, untrusted[0][1])
+	require.Equal(t, verifier.RunContradicted, untrusted[0][1])
 	_, err = db.Pool.Exec(ctx, `UPDATE audit.verification_runs SET status = 'tampered', findings_count = 1 WHERE id = $1`, bad.RunID)
 	require.NoError(t, err)
 
@@ -97,7 +98,7 @@ func TestAttestationCatchesEditedVerificationRuns(t *testing.T) {
 	_, err = tx.Exec(ctx, `UPDATE audit.audit_log SET action = $1 WHERE id = (SELECT min(id) FROM audit.audit_log)`, events[0].Action)
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
-	good, err := integrity.Verify(ctx, maint, sealed)
+	good, err := verifier.Verify(ctx, maint, sealed)
 	require.NoError(t, err)
 	require.True(t, good.Intact())
 	v, untrusted = attest(true)
@@ -113,7 +114,7 @@ func TestAttestationCatchesEditedVerificationRuns(t *testing.T) {
 	require.NotContains(t, rep.Statement, "open findings", "no open findings to speak of")
 	v, untrusted = attest(true)
 	require.Equal(t, VerdictTampered, v)
-	require.Equal(t, [][]any{{good.RunID, integrity.RunForged, "the seal does not verify: the record was changed after the verifier wrote it"}}, untrusted)
+	require.Equal(t, [][]any{{good.RunID, verifier.RunForged, "the seal does not verify: the record was changed after the verifier wrote it"}}, untrusted)
 	_, err = maint.Exec(ctx, `UPDATE audit.verification_runs SET finished_at = finished_at - interval '1 day' WHERE id = $1`, good.RunID)
 	require.NoError(t, err)
 	var fake int64
@@ -121,9 +122,9 @@ func TestAttestationCatchesEditedVerificationRuns(t *testing.T) {
 		SELECT 'full', 'intact', now(), array_agg(chain_id::int), 30 FROM audit.chain_heads RETURNING id`).Scan(&fake))
 	v, untrusted = attest(true)
 	require.Equal(t, VerdictTampered, v)
-	require.Equal(t, [][]any{{fake, integrity.RunUnsealed, "no seal: recorded without the seal key, or its seal was removed"}}, untrusted)
+	require.Equal(t, [][]any{{fake, verifier.RunUnsealed, "no seal: recorded without the seal key, or its seal was removed"}}, untrusted)
 	_, err = maint.Exec(ctx, `UPDATE audit.verification_runs SET key_id = 'k1', mac = repeat('0', 64) WHERE id = $1`, fake)
 	require.NoError(t, err)
 	_, untrusted = attest(true)
-	require.Equal(t, [][]any{{fake, integrity.RunForged, "the seal does not verify: the record was changed after the verifier wrote it"}}, untrusted)
+	require.Equal(t, [][]any{{fake, verifier.RunForged, "the seal does not verify: the record was changed after the verifier wrote it"}}, untrusted)
 }

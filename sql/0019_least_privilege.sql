@@ -21,13 +21,3 @@ ALTER TABLE audit.verification_runs ADD COLUMN IF NOT EXISTS mac text;
 INSERT INTO audit.settings (key, value)
 SELECT 'run_seals_from', (coalesce(max(id), 0) + 1)::text FROM audit.verification_runs
 ON CONFLICT (key) DO NOTHING;
-
--- archived_at is mutable (not hashed) and maintenance's: a writer may not
--- set it. INSERT becomes a column grant of every column but archived_at,
--- on the table (INSERT, COPY) and on the public view.
-REVOKE INSERT ON audit.audit_log, public.audit_log FROM audit_writer;
-GRANT INSERT (id, chain_id, chain_seq, "timestamp", recorded_at, action, status, principal_type,
-    organization_id, target_resource_type, event_version, correlation_id, data_classification,
-    retention_policy, processing_latency, ttl, principal_id, target_resource_id, source_ip,
-    outcome_description, details, pii_salt, pii_commitment, hash, hash_algorithm, hash_version)
-    ON audit.audit_log, public.audit_log TO audit_writer;

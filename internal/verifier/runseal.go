@@ -1,43 +1,26 @@
-package integrity
+package verifier
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/auditdb/auditdb/integrity"
 )
 
-// A finished verification run is sealed like a checkpoint: the verifier
-// writes a MAC under the active seal key over the run's result into
-// audit.verification_runs (key_id, mac; step 0019), in the transaction
-// that records the result. audit_maintainer may UPDATE that table (it
-// records runs), so without the seal it could flip a tampered run to
-// intact and every reader of the table (the attestation, integrity_status,
-// alerts) would believe it. With the keys, CheckRunSeals finds that.
-
-// FindingRecord is one row of audit.verification_findings as stored:
-// chain_seq and row_id may be NULL.
-type FindingRecord struct {
-	ChainID  int16
-	ChainSeq *int64
-	RowID    *int64
-	Kind     string
-	Detail   string
-}
+// The database side of sealed verification runs (integrity.RunMAC): Verify
+// seals the run it records (Options.SealKeyID), CheckRunSeals checks the
+// records readers rest on.
 
 // recordOf is the row Verify stores for f (row_id NULL when unknown).
-func recordOf(f Finding) FindingRecord {
+func recordOf(f integrity.Finding) integrity.FindingRecord {
 	seq := f.ChainSeq
-	r := FindingRecord{ChainID: f.ChainID, ChainSeq: &seq, Kind: string(f.Kind), Detail: f.Detail}
+	r := integrity.FindingRecord{ChainID: f.ChainID, ChainSeq: &seq, Kind: string(f.Kind), Detail: f.Detail}
 	if f.RowID != 0 {
 		id := f.RowID
 		r.RowID = &id
@@ -45,80 +28,11 @@ func recordOf(f Finding) FindingRecord {
 	return r
 }
 
-// FindingsDigest returns hex SHA-256 of the run's findings: each as
-// J('auditdb/finding/v1', chain_id, chain_seq, row_id, kind, detail), the
-// encodings sorted bytewise, each followed by '\n' (J escapes newlines, so
-// the lines are unambiguous). No findings: SHA-256 of nothing.
-func FindingsDigest(findings []FindingRecord) string {
-	lines := make([][]byte, len(findings))
-	var e Encoder
-	for i, f := range findings {
-		e.begin(`"auditdb/finding/v1"`)
-		e.int(int64(f.ChainID))
-		optInt(&e, f.ChainSeq)
-		optInt(&e, f.RowID)
-		e.str([]byte(f.Kind))
-		e.str([]byte(f.Detail))
-		lines[i] = bytes.Clone(e.end())
-	}
-	slices.SortFunc(lines, bytes.Compare)
-	h := sha256.New()
-	for _, l := range lines {
-		h.Write(l)
-		h.Write([]byte{'\n'})
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func optInt(e *Encoder, v *int64) {
-	if v == nil {
-		e.null()
-		return
-	}
-	e.int(*v)
-}
-
-// RunSeal is what a verification run's MAC covers.
-type RunSeal struct {
-	ID             int64
-	Mode           string // full or incremental
-	Status         string // intact or tampered
-	StartedAtUS    int64  // started_at, microseconds since 1970-01-01T00:00:00Z
-	FinishedAtUS   int64  // finished_at, likewise
-	Chains         []int32
-	RowsChecked    int64
-	FindingsCount  int
-	FindingsDigest string // FindingsDigest of the run's rows in audit.verification_findings
-}
-
-// RunSealMessage returns 'auditdb/verification-run/v1\n' || id || '\n' ||
-// mode || '\n' || status || '\n' || started_at_us || '\n' ||
-// finished_at_us || '\n' || chains || '\n' || rows_checked || '\n' ||
-// findings_count || '\n' || findings_digest, where chains are the run's
-// chain ids in decimal, comma-separated, in the order stored.
-func RunSealMessage(r RunSeal) []byte {
-	chains := make([]string, len(r.Chains))
-	for i, c := range r.Chains {
-		chains[i] = strconv.Itoa(int(c))
-	}
-	return []byte("auditdb/verification-run/v1\n" + strconv.FormatInt(r.ID, 10) + "\n" + r.Mode + "\n" + r.Status + "\n" +
-		strconv.FormatInt(r.StartedAtUS, 10) + "\n" + strconv.FormatInt(r.FinishedAtUS, 10) + "\n" +
-		strings.Join(chains, ",") + "\n" + strconv.FormatInt(r.RowsChecked, 10) + "\n" +
-		strconv.Itoa(r.FindingsCount) + "\n" + r.FindingsDigest)
-}
-
-// RunMAC returns hex HMAC-SHA-256(key, RunSealMessage(r)).
-func RunMAC(key []byte, r RunSeal) string {
-	m := hmac.New(sha256.New, key)
-	m.Write(RunSealMessage(r))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
 // sealRun writes the MAC of the run just recorded in tx, over what the
 // table now holds for it, so that a reader recomputes exactly that.
-func sealRun(ctx context.Context, tx pgx.Tx, runID int64, rep *Report, keyID string, key []byte) error {
+func sealRun(ctx context.Context, tx pgx.Tx, runID int64, rep *integrity.Report, keyID string, key []byte) error {
 	var (
-		r                 = RunSeal{ID: runID}
+		r                 = integrity.RunSeal{ID: runID}
 		started, finished time.Time
 	)
 	if err := tx.QueryRow(ctx, `SELECT mode, status, started_at, finished_at, chains, rows_checked, findings_count
@@ -127,13 +41,13 @@ func sealRun(ctx context.Context, tx pgx.Tx, runID int64, rep *Report, keyID str
 		return fmt.Errorf("seal run: %w", err)
 	}
 	r.StartedAtUS, r.FinishedAtUS = started.UnixMicro(), finished.UnixMicro()
-	records := make([]FindingRecord, len(rep.Findings))
+	records := make([]integrity.FindingRecord, len(rep.Findings))
 	for i, f := range rep.Findings {
 		records[i] = recordOf(f)
 	}
-	r.FindingsDigest = FindingsDigest(records)
+	r.FindingsDigest = integrity.FindingsDigest(records)
 	if _, err := tx.Exec(ctx, `UPDATE audit.verification_runs SET key_id = $2, mac = $3 WHERE id = $1`,
-		runID, keyID, RunMAC(key, r)); err != nil {
+		runID, keyID, integrity.RunMAC(key, r)); err != nil {
 		return fmt.Errorf("seal run: %w", err)
 	}
 	return nil
@@ -175,7 +89,7 @@ var ErrRunSealsNotInstalled = errors.New("verification runs are not sealed in th
 // consistent (and, with keys, as the verifier wrote them).
 // q is a pool, a connection or a transaction (a report reads everything in
 // one snapshot).
-func CheckRunSeals(ctx context.Context, q Querier, keys Keyring) ([]RunProblem, error) {
+func CheckRunSeals(ctx context.Context, q Querier, keys integrity.Keyring) ([]RunProblem, error) {
 	rows, err := q.Query(ctx, `SELECT (SELECT value::bigint FROM audit.settings WHERE key = 'run_seals_from')`)
 	if err != nil {
 		return nil, fmt.Errorf("check run seals: %w", err)
@@ -220,13 +134,13 @@ func CheckRunSeals(ctx context.Context, q Querier, keys Keyring) ([]RunProblem, 
 	}
 
 	// the findings of every sealed run that has any, by run
-	findings := map[int64][]FindingRecord{}
+	findings := map[int64][]integrity.FindingRecord{}
 	rows, err = q.Query(ctx, `SELECT run_id, chain_id, chain_seq, row_id, kind, detail FROM audit.verification_findings
 		WHERE run_id >= $1`, *sealsFrom)
 	if err != nil {
 		return nil, fmt.Errorf("check run seals: %w", err)
 	}
-	var f FindingRecord
+	var f integrity.FindingRecord
 	_, err = pgx.ForEachRow(rows, []any{&id, &f.ChainID, &f.ChainSeq, &f.RowID, &f.Kind, &f.Detail}, func() error {
 		c := f
 		if f.ChainSeq != nil {
@@ -251,7 +165,7 @@ func CheckRunSeals(ctx context.Context, q Querier, keys Keyring) ([]RunProblem, 
 		return nil, fmt.Errorf("check run seals: %w", err)
 	}
 	var (
-		r                 RunSeal
+		r                 integrity.RunSeal
 		started, finished *time.Time
 		keyID, mac        *string
 	)
@@ -267,8 +181,8 @@ func CheckRunSeals(ctx context.Context, q Querier, keys Keyring) ([]RunProblem, 
 			return nil
 		}
 		r.StartedAtUS, r.FinishedAtUS = started.UnixMicro(), finished.UnixMicro()
-		r.FindingsDigest = FindingsDigest(findings[r.ID])
-		if !hmac.Equal([]byte(RunMAC(keys[*keyID], r)), []byte(*mac)) {
+		r.FindingsDigest = integrity.FindingsDigest(findings[r.ID])
+		if !hmac.Equal([]byte(integrity.RunMAC(keys[*keyID], r)), []byte(*mac)) {
 			problems = append(problems, RunProblem{RunID: r.ID, Kind: RunForged,
 				Detail: "the seal does not verify: the record was changed after the verifier wrote it"})
 		}
