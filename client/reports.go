@@ -140,6 +140,11 @@ type AttestationRequest struct {
 	// MaxAge is how old the newest verification may be before the
 	// attestation calls it stale. Defaults to AttestationMaxAgeDefault.
 	MaxAge time.Duration
+	// Keys, seal key id to key, check the seals of the verification runs
+	// the attestation rests on: a run whose record was changed (a status
+	// flipped to intact) makes the verdict TAMPERED. Defaults to none:
+	// records are only checked against their findings.
+	Keys map[string][]byte
 }
 
 // period is a validated report period and row cap.
@@ -878,13 +883,18 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 			return nil, wrap(err)
 		}
 
+		runSection, runNote, untrusted, err := attestationRunSeals(ctx, tx, req.Keys)
+		if err != nil {
+			return nil, wrap(err)
+		}
+
 		age := time.Duration(0)
 		if hasRun {
 			age = now.Sub(run.finished)
 		}
 		verdict := VerdictIntact
 		switch {
-		case tampered > 0 || openFindings > 0:
+		case tampered > 0 || openFindings > 0 || untrusted > 0:
 			verdict = VerdictTampered
 		case !hasRun:
 			verdict = VerdictUnverified
@@ -921,6 +931,7 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 			ReportField{Key: "chains_behind", Label: "Chains with rows written after their verification", Value: behind},
 			ReportField{Key: "chains_never_verified", Label: "Chains with rows never verified", Value: incomplete},
 			ReportField{Key: "open_findings", Label: "Open findings", Value: openFindings},
+			ReportField{Key: "untrusted_runs", Label: "Verification records that cannot be trusted", Value: untrusted},
 			ReportField{Key: "checkpoints", Label: "Checkpoints", Value: checkpoints},
 			ReportField{Key: "chains_checkpointed", Label: "Chains with a checkpoint", Value: checkpointed},
 			ReportField{Key: "unsealed_rows", Label: "Rows after the newest checkpoints", Value: unsealed},
@@ -930,7 +941,12 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 		statement = "Verdict " + verdict + ". " + statement
 		switch verdict {
 		case VerdictTampered:
-			statement += fmt.Sprintf(" TAMPERED: %d open findings on %d chains; see Open findings.", openFindings, tampered)
+			if tampered > 0 || openFindings > 0 {
+				statement += fmt.Sprintf(" TAMPERED: %d open findings on %d chains; see Open findings.", openFindings, tampered)
+			}
+			if untrusted > 0 {
+				statement += fmt.Sprintf(" TAMPERED: %d verification records cannot be trusted (changed after the verifier wrote them, or unsealed); see that section.", untrusted)
+			}
 		case VerdictStale:
 			statement += fmt.Sprintf(" STALE: the newest verification is older than %s.", req.MaxAge)
 		case VerdictIncomplete:
@@ -942,6 +958,7 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 		}
 		notes = append(notes,
 			"A chain marked behind is verified up to its verified seq; rows after it are covered by the next verification.",
+			runNote,
 			"This attestation reads what the database records about verification. Independent assurance comes from running `auditworker verify` with the seal keys, which recomputes every hash and checks the checkpoint MACs made with keys kept outside the database.",
 		)
 
@@ -978,6 +995,7 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 					},
 					Rows: manifestRows,
 				},
+				runSection,
 			},
 			Notes: notes,
 		}, nil

@@ -690,18 +690,29 @@ func SlowStatements(ctx context.Context, pool *pgxpool.Pool, threshold time.Dura
 // partition's index in one long command, which the optimiser never does.
 var ErrPartitionedIndex = errors.New("refusing REINDEX CONCURRENTLY on a partitioned index: reindex its partitions' indexes one at a time")
 
+// ErrNotOwner is returned by ApplyAction for an action PostgreSQL lets
+// only the relation's owner run (REINDEX; ANALYZE outside schema audit,
+// where audit.analyze_table does not lend the owner's right), when the
+// role is not the owner: the worker's role (audit_maintainer) owns nothing.
+// The action stays a recommendation for `auditworker optimize apply` run
+// as the owner.
+var ErrNotOwner = errors.New("needs the owner of the table: run `auditworker optimize apply` as the owner")
+
 // ApplyAction runs one safe action. The target is looked up in the
 // catalog first: an analyze needs a table, a reindex an index with storage
-// (relkind 'i'), never a partitioned one ('I', ErrPartitionedIndex).
-// REINDEX CONCURRENTLY refuses to run in a transaction block, so it goes
-// out alone, in autocommit.
+// (relkind 'i'), never a partitioned one ('I', ErrPartitionedIndex); an
+// action only the owner may run and the role is not the owner of is
+// refused with ErrNotOwner before anything runs. REINDEX CONCURRENTLY
+// refuses to run in a transaction block, so it goes out alone, in
+// autocommit.
 func ApplyAction(ctx context.Context, pool *pgxpool.Pool, a Action) error {
 	var oid uint32
 	var name, kind string
-	var inAudit bool
-	err := pool.QueryRow(ctx, `SELECT c.oid, format('%I.%I', n.nspname, c.relname), c.relkind::text, n.nspname = 'audit'
+	var inAudit, owner bool
+	err := pool.QueryRow(ctx, `SELECT c.oid, format('%I.%I', n.nspname, c.relname), c.relkind::text, n.nspname = 'audit',
+			pg_has_role(current_user, c.relowner, 'USAGE')
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`, a.Target).
-		Scan(&oid, &name, &kind, &inAudit)
+		Scan(&oid, &name, &kind, &inAudit, &owner)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%s %s: no such relation", a.Kind, a.Target)
 	}
@@ -709,6 +720,8 @@ func ApplyAction(ctx context.Context, pool *pgxpool.Pool, a Action) error {
 		return fmt.Errorf("%s %s: %w", a.Kind, a.Target, err)
 	}
 	switch {
+	case !owner && a.Kind == ActionReindex && kind == "i", !owner && a.Kind == ActionAnalyze && !inAudit:
+		return fmt.Errorf("%s %s: %w", a.Kind, a.Target, ErrNotOwner)
 	case a.Kind == ActionAnalyze && (kind == "r" || kind == "p"):
 		if inAudit {
 			// audit.analyze_table lends the owner's right to the worker

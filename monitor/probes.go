@@ -12,8 +12,8 @@ import (
 // The probes below read the facts of one condition each. Health and
 // EvaluateAlerts both judge by them, so the two cannot disagree about what
 // the database holds; they differ only in thresholds and wording. Each
-// reads only what audit_reader may (the status views and
-// audit.verification_runs), except defaultPartitionRows.
+// reads only what audit_reader may (the status views,
+// audit.verification_runs and, since step 0019, audit.audit_log_default).
 
 // tamperState is what the verification record says about tampering.
 type tamperState struct {
@@ -125,7 +125,8 @@ func partitionsAhead(ctx context.Context, pool *pgxpool.Pool) (partitionsState, 
 }
 
 // defaultPartitionRows counts the rows of the default partition, stopping
-// past limit. It reads audit.audit_log_default, which audit_reader may not.
+// past limit. It reads audit.audit_log_default directly (through the parent
+// it would scan every partition); step 0019 grants that to audit_reader.
 func defaultPartitionRows(ctx context.Context, pool *pgxpool.Pool, limit int64) (int64, error) {
 	var n int64
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM audit.audit_log_default LIMIT $1) d`, limit).Scan(&n); err != nil {

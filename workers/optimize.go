@@ -53,6 +53,10 @@ type AppliedAction struct {
 	monitor.Action
 	// Error is set when the action failed.
 	Error string `json:"error,omitempty"`
+	// Skipped says why the action was not run although it is safe: only
+	// the table's owner may run it (monitor.ErrNotOwner) and this role is
+	// not the owner. Not a failure: the report keeps recommending it.
+	Skipped string `json:"skipped,omitempty"`
 	// Duration is how long it ran; zero in a dry run.
 	Duration time.Duration `json:"duration_ns"`
 }
@@ -92,11 +96,15 @@ func (d *Deps) Optimize(ctx context.Context, cfg monitor.OptimizeConfig, dryRun 
 			start := time.Now()
 			err := monitor.ApplyAction(ctx, d.Pool, a)
 			done := AppliedAction{Action: a, Duration: time.Since(start)}
-			if err != nil {
+			switch {
+			case errors.Is(err, monitor.ErrNotOwner):
+				done.Skipped, done.Duration = monitor.ErrNotOwner.Error(), 0
+				d.logger().InfoContext(ctx, "optimize: action skipped", "action", a.Kind, "target", a.Target, "reason", done.Skipped)
+			case err != nil:
 				done.Error = err.Error()
 				errs = append(errs, err)
 				d.logger().ErrorContext(ctx, "optimize: action failed", "action", a.Kind, "target", a.Target, "error", err)
-			} else {
+			default:
 				d.logger().InfoContext(ctx, "optimize: action done", "action", a.Kind, "target", a.Target, "duration", done.Duration)
 			}
 			res.Applied = append(res.Applied, done)

@@ -68,13 +68,18 @@ type VerifyOptions struct {
 }
 
 // Verify runs and records a verification with the configured keys (MACs
-// unchecked without keys) and raises a critical alert when it finds
+// unchecked without keys; the recorded run sealed with the active key) and
+// raises a critical alert when it finds
 // tampering. The returned error means the run could not be done; tampering
 // is in the report.
 func (d *Deps) Verify(ctx context.Context, opts VerifyOptions) (*integrity.Report, error) {
+	var sealWith string // the run is sealed with the active key
+	if k := d.sealKeys(); k != nil {
+		sealWith = k.Active
+	}
 	rep, err := verifier.Verify(ctx, d.Pool, verifier.Options{
 		Keys: d.keyring(), Incremental: !opts.Full, Progress: opts.Progress, Source: d.Replica,
-		AbandonAfter: opts.AbandonAfter,
+		AbandonAfter: opts.AbandonAfter, SealKeyID: sealWith,
 	})
 	mode := "incremental"
 	if opts.Full {

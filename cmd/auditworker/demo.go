@@ -159,7 +159,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	fmt.Fprintf(w, "%d checkpoints on %d chains (each second the worker seals every chain whose head moved); every chain head is sealed\n", cps, sealedChains)
 
 	step("5. verify: re-compute every commitment, row hash and chain link, and check the checkpoints' MACs")
-	rep, err := verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring})
+	rep, err := verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring, SealKeyID: keys.Active})
 	if err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	}
 	fmt.Fprintf(w, "erased %d events: ids replaced by %s, salts deleted, sealed redaction records written; %d rows still name the patient\n",
 		erased.Rows, erased.Token, left)
-	rep, err = verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring})
+	rep, err = verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring, SealKeyID: keys.Active})
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	fmt.Fprintf(w, "every row of chain %d now hashes correctly: %d row finding(s) of kind row_modified\n", chain, countKind(rep, integrity.RowModified))
 
 	step("9. verify again: the sealed checkpoint no longer matches the chain")
-	rep, err = verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring})
+	rep, err = verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring, SealKeyID: keys.Active})
 	if err != nil {
 		return err
 	}

@@ -156,6 +156,8 @@ func printOptimizeResult(w io.Writer, res *workers.OptimizeResult) {
 			result = "would run"
 		case a.Error != "":
 			result = "FAILED: " + a.Error
+		case a.Skipped != "":
+			result = "skipped: " + a.Skipped
 		}
 		rows[i] = []string{a.SQL, result, a.Duration.Round(time.Millisecond).String()}
 	}

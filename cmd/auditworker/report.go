@@ -92,14 +92,22 @@ func reportCommand() *cli.Command {
 				Flags: append([]cli.Flag{
 					&cli.DurationFlag{Name: "max-age", Value: client.AttestationMaxAgeDefault,
 						Usage: "a verification older than this makes the verdict STALE", EnvVars: []string{"AUDIT_REPORT_MAX_AGE"}},
-				}, reportOutputFlags()...),
+				}, append(reportOutputFlags(), sealKeyFlags()...)...),
 				Action: func(c *cli.Context) error {
 					if c.Duration("max-age") <= 0 {
 						return fmt.Errorf("max-age: must be positive, got %s", c.Duration("max-age"))
 					}
 					var verdict any
 					err := reportAction(c, false, func(cl *client.Client, _, _ time.Time) (*client.Report, error) {
-						rep, err := cl.IntegrityAttestation(c.Context, client.AttestationRequest{MaxAge: c.Duration("max-age")})
+						req := client.AttestationRequest{MaxAge: c.Duration("max-age")}
+						keys, err := optionalSealKeys(c) // with keys, the verification runs' seals are checked
+						if err != nil {
+							return nil, err
+						}
+						if keys != nil {
+							req.Keys = keys.Ring
+						}
+						rep, err := cl.IntegrityAttestation(c.Context, req)
 						if err == nil {
 							for _, f := range rep.Summary {
 								if f.Key == "verdict" {

@@ -31,7 +31,7 @@ func runCommand() *cli.Command {
 		return &cli.DurationFlag{Name: name, Value: def, EnvVars: []string{env}, Usage: what + " (0 disables)"}
 	}
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "listen", Value: ":9187", Usage: "address of /healthz, /readyz and /metrics", EnvVars: []string{"AUDIT_WORKER_LISTEN"}},
+		&cli.StringFlag{Name: "listen", Value: workers.ListenDefault, Usage: "address of /healthz, /readyz and /metrics (loopback by default; :9187 for every interface)", EnvVars: []string{"AUDIT_WORKER_LISTEN"}},
 		interval("seal-interval", "AUDIT_SEAL_INTERVAL", workers.SealIntervalDefault, "how often chains are sealed"),
 		interval("verify-interval", "AUDIT_VERIFY_INTERVAL", workers.VerifyIntervalDefault, "how often an incremental verification runs"),
 		interval("full-verify-interval", "AUDIT_FULL_VERIFY_INTERVAL", workers.FullVerifyIntervalDefault, "how often a full verification runs"),
@@ -59,7 +59,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the worker suite (partitions, seal, verify, retention, erasure, optimize, alerts) with /healthz, /readyz and /metrics, until SIGTERM",
-		Flags: append(append(flags, sealKeyFlags()...), cacheFlags()...),
+		Flags: append(append(append(flags, sealKeyFlags()...), cacheFlags()...), metricsTokenFlags()...),
 		Action: func(c *cli.Context) error {
 			for _, name := range []string{"seal-interval", "verify-interval", "full-verify-interval", "partitions-interval",
 				"retention-interval", "erasure-interval", "optimize-interval", "alerts-interval"} {
@@ -178,18 +178,27 @@ func runSuite(c *cli.Context, deps *workers.Deps, cfg workers.SuiteConfig) error
 	if err != nil {
 		return err
 	}
+	httpCfg, err := httpConfig(c)
+	if err != nil {
+		return err
+	}
+	handler, err := suite.HandlerWith(httpCfg)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: suite.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if err := suite.Start(c.Context); err != nil {
 		_ = srv.Close()
 		return err
 	}
-	logger.Info("auditworker: serving", "url", "http://"+ln.Addr().String(), "health", "/healthz /readyz /metrics")
+	logger.Info("auditworker: serving", "url", "http://"+ln.Addr().String(), "health", "/healthz /readyz /metrics",
+		"metrics_token", httpCfg.MetricsToken != "")
 	stopReload := reloadKeysOnHUP(c, suite, logger)
 	defer stopReload()
 

@@ -39,6 +39,9 @@ func verifyCommand() *cli.Command {
 			opts := verifier.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel"), Incremental: c.Bool("incremental"), Source: replica}
 			if keys != nil {
 				opts.Keys = keys.Ring
+				if _, _, err := keys.ActiveKey(); err == nil {
+					opts.SealKeyID = keys.Active // the recorded run is sealed
+				}
 			}
 			for _, id := range c.IntSlice("chain") {
 				if id < 0 || id > 32767 {

@@ -36,6 +36,12 @@ type Options struct {
 	Parallel int
 	// NoRecord skips writing the run to audit.verification_runs.
 	NoRecord bool
+	// SealKeyID names the key of Keys that seals the recorded run (the
+	// active seal key): a MAC over its result (RunMAC) that CheckRunSeals
+	// checks, so that editing audit.verification_runs cannot make a
+	// tampered log look verified. Defaults to "": the run is recorded
+	// unsealed.
+	SealKeyID string
 	// AbandonAfter, when positive and the run is recorded, first closes as
 	// failed ("abandoned") the runs still "running" that started longer
 	// ago than this: runs whose verifier stopped without a result (a killed
@@ -80,6 +86,9 @@ var ErrIncrementalNeedsKeys = errors.New("verify: an incremental run needs the s
 func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*integrity.Report, error) {
 	if opts.Incremental && len(opts.Keys) == 0 {
 		return nil, ErrIncrementalNeedsKeys
+	}
+	if opts.SealKeyID != "" && opts.Keys[opts.SealKeyID] == nil {
+		return nil, fmt.Errorf("verify: SealKeyID: key %q is not in Keys", opts.SealKeyID)
 	}
 	start := time.Now()
 	mode := "full"
@@ -236,7 +245,7 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*integrity.R
 		return nil, fmt.Errorf("verify: %w", runErr)
 	}
 	if runID != 0 {
-		if err := recordRun(ctx, pool, runID, rep); err != nil {
+		if err := recordRun(ctx, pool, runID, rep, opts.SealKeyID, opts.Keys[opts.SealKeyID]); err != nil {
 			return nil, fmt.Errorf("verify: record run: %w", err)
 		}
 	}
@@ -367,7 +376,7 @@ func incrementalSeed(ctx context.Context, tx pgx.Tx, chainID int16, verified int
 	return &cp, nil
 }
 
-func recordRun(ctx context.Context, pool *pgxpool.Pool, runID int64, rep *integrity.Report) error {
+func recordRun(ctx context.Context, pool *pgxpool.Pool, runID int64, rep *integrity.Report, keyID string, key []byte) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if len(rep.Findings) > 0 {
 			_, err := tx.CopyFrom(ctx, pgx.Identifier{"audit", "verification_findings"},
@@ -391,7 +400,10 @@ func recordRun(ctx context.Context, pool *pgxpool.Pool, runID int64, rep *integr
 		_, err := tx.Exec(ctx, `UPDATE audit.verification_runs
 			SET status = $2, finished_at = now(), rows_checked = $3, findings_count = $4, chain_results = $5
 			WHERE id = $1`, runID, rep.Status, rep.RowsChecked, len(rep.Findings), perChain)
-		return err
+		if err != nil || keyID == "" {
+			return err
+		}
+		return sealRun(ctx, tx, runID, rep, keyID, key)
 	})
 }
 
