@@ -277,7 +277,7 @@ func TestWorkforceActivityReport(t *testing.T) {
 		reportEvent(2, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", "p-2"),
 		reportEvent(3, "fhir.patient.read", StatusFailure, "dr-1", "Patient", "p-1"),
 		reportEvent(4, "fhir.observation.write", StatusSuccess, "dr-1", "Observation", "obs-1"),
-		reportEvent(5, "fhir.patient.read", StatusSuccess, "dr-2", "Patient", "p-3"), // someone else
+		reportEvent(5, "fhir.patient.read", StatusSuccess, "dr-2", "Patient", "p-3"),       // someone else
 		reportEvent(6, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", erasedToken), // a patient erased since
 		reportEvent(7, "fhir.patient.read", StatusSuccess, "dr-1", "", ""),                 // no target: not the empty resource
 	})
