@@ -182,7 +182,8 @@ func ArgsVisible(ctx context.Context, q Querier, s Subject) (args []any, resolve
 }
 
 // nullable is nil for "": "target_resource_type = NULL" matches nothing,
-// where "= ”" would match rows that recorded an empty type.
+// where comparing with an empty string would match rows that recorded an
+// empty type.
 func nullable(s string) any {
 	if s == "" {
 		return nil
