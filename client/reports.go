@@ -630,6 +630,7 @@ func (c *Client) DisclosureReport(ctx context.Context, req DisclosureReportReque
 			params = append(params, ReportField{Key: "actions", Label: "Disclosure actions", Value: strings.Join(req.Actions, ", ")})
 			return &Report{
 				Kind:       "disclosures",
+				MainTitle:  "Disclosures",
 				Title:      "Accounting of disclosures",
 				Subtitle:   "Disclosures of protected health information (HIPAA 45 CFR 164.528) for " + who,
 				Parameters: params,
@@ -1064,6 +1065,8 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 				{Key: "max_age", Label: "Freshness threshold", Value: req.MaxAge.String()},
 			},
 			Statement: statement,
+			Verdict:   verdict,
+			MainTitle: "Hash chains",
 			Columns: []ReportColumn{
 				{Key: "chain_id", Label: "Chain"}, {Key: "head_seq", Label: "Head seq"}, {Key: "head_hash", Label: "Head hash"},
 				{Key: "last_checkpoint_seq", Label: "Checkpoint seq"}, {Key: "last_checkpoint_at", Label: "Checkpoint at (UTC)"},
