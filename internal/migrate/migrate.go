@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,6 +61,19 @@ type Options struct {
 	// server has it and the caller may create C functions (a superuser);
 	// otherwise the PL/pgSQL trigger stays. Defaults to false: PL/pgSQL.
 	Accelerator bool
+
+	// LockTimeout bounds each statement's wait for a lock during a step
+	// (see runStep). Defaults to LockTimeoutDefault (5s).
+	LockTimeout time.Duration
+	// LockRetries is how often a step that hit LockTimeout is tried again.
+	// Defaults to LockRetriesDefault (5); negative means no retry.
+	LockRetries int
+	// LockRetryBackoff is the wait before the first retry, doubling after.
+	// Defaults to LockRetryBackoffDefault (1s).
+	LockRetryBackoff time.Duration
+	// OnLockRetry, when set, is told of each retry (for progress output).
+	// Defaults to nil.
+	OnLockRetry func(step, attempt int, wait time.Duration)
 }
 
 const bookkeeping = `
@@ -77,6 +91,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	locks, err := opts.lockSettings()
+	if err != nil {
+		return nil, err
+	}
 	target := steps[len(steps)-1].Version
 	if opts.TargetVersion > 0 {
 		if opts.TargetVersion > target {
@@ -91,6 +109,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 	}
 	defer conn.Release()
 
+	if err := CheckServerVersion(ctx, conn); err != nil {
+		return nil, err
+	}
 	var isExtension bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'auditdb')`).Scan(&isExtension); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
@@ -159,7 +180,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 		if opts.DryRun {
 			continue
 		}
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		err := runStep(ctx, conn, s.Version, locks, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, bookkeeping); err != nil {
 				return err
 			}
