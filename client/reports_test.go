@@ -365,9 +365,11 @@ func TestIntegrityAttestation(t *testing.T) {
 	require.Equal(t, []any{int16(3), int64(1), int64(1), int64(10), int64(10)}, rep.Sections[1].Rows[0][:5])
 	require.Equal(t, "tampered", rep.Rows[chain][9])
 	require.Contains(t, rep.Integrity, "1 tampered")
-	for _, f := range []ReportFormat{ReportTable, ReportJSON, ReportHTML} {
+	for _, f := range []ReportFormat{ReportTable, ReportJSON} {
 		require.Contains(t, renderReport(t, rep, f), "Verdict TAMPERED", f)
 	}
+	require.Equal(t, VerdictTampered, rep.Verdict)
+	require.Contains(t, renderReport(t, rep, ReportHTML), `<h2 class="badge"><small>Verdict</small>TAMPERED</h2>`, "HTML heads the page with a badge")
 	require.Contains(t, renderReport(t, rep, ReportCSV), ",tampered\n", "CSV holds the chains")
 }
 
