@@ -4,7 +4,7 @@ GO ?= go
 PG_CONFIG ?= pg_config
 EXT_BUILD := build/extension
 
-.PHONY: help demo test test-unit bench bench-worker lint install-extension build clean
+.PHONY: help demo test test-unit bench bench-worker lint install-extension build clean report-screenshots
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ bench-worker: ## worker suite: seal cost at 10k rows/s and unpaced, archive thro
 	$(GO) run ./tests/bench/worker -parts seal -out BENCHMARKS.md
 	$(GO) run ./tests/bench/worker -parts seal -rate 0 -window 30s -out BENCHMARKS.md
 	$(GO) run ./tests/bench/worker -parts archive,verify -archive-max 100000,1000000 -out BENCHMARKS.md
+
+report-screenshots: ## every HTML report from a seeded private PostgreSQL, as PNGs in build/report-screenshots (needs chromium: apt-get install -y chromium)
+	$(GO) run ./tests/reportshots -out build/report-screenshots
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

@@ -222,7 +222,7 @@ func (c *Cache) lookup(ctx context.Context, key Key, lk l1Key, ep epoch, vw view
 		return nil, false, 0, false
 	case hit:
 		c.m.l2.hits.Add(1)
-		c.l1.put(lk, key.org, ep, v, len(b), time.Now())
+		c.l1.put(lk, key.org, ep, v, len(b), time.Now(), key.ttl)
 		return v, true, gen, true
 	default:
 		c.m.l2.misses.Add(1)
@@ -241,7 +241,7 @@ func (c *Cache) fill(ctx context.Context, key Key, lk l1Key, ep epoch, gen uint6
 		c.m.loadErrors.Add(1)
 		return nil, err
 	}
-	c.l1.put(lk, key.org, ep, v, len(b), time.Now())
+	c.l1.put(lk, key.org, ep, v, len(b), time.Now(), key.ttl)
 	// The generation already keeps a value loaded before an invalidation
 	// from being read; skipping the store when this instance has seen one
 	// also keeps it from overwriting a fresh value stored meanwhile.

@@ -141,6 +141,17 @@ func TestTTL(t *testing.T) {
 		require.EqualValues(t, 2, s.Loads.Loads)
 		require.Zero(t, s.L1.Hits+s.L1.Misses, "L1 is off")
 	})
+	t.Run("per key", func(t *testing.T) {
+		t.Parallel()
+		c := newCache(t, cache.Config{KeyPrefix: prefix(t), L1MaxBytes: -1, L2TTL: time.Hour}, rdb)
+		short := k.WithTTL(400 * time.Millisecond)
+		get(t, c, short, src.load("c"))
+		get(t, c, short, src.load("c"))
+		require.EqualValues(t, 1, c.Stats().L2.Hits)
+		time.Sleep(600 * time.Millisecond)
+		get(t, c, short, src.load("c"))
+		require.EqualValues(t, 2, c.Stats().Loads.Loads, "the key's TTL, not L2TTL, bounded the value's life in Redis")
+	})
 }
 
 func TestL1ByteBound(t *testing.T) {

@@ -6,14 +6,27 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Key names one cached value: the organization it belongs to and a
 // fingerprint of the query. It holds only hashes of both (see the package
 // documentation); build it with NewKey or QueryKey.
 type Key struct {
-	org string // hex of the first 16 bytes of SHA-256 of the organization
-	id  string // hex SHA-256 of organization and fingerprint
+	org string        // hex of the first 16 bytes of SHA-256 of the organization
+	id  string        // hex SHA-256 of organization and fingerprint
+	ttl time.Duration // 0: the configured L1TTL and L2TTL
+}
+
+// WithTTL returns k with its own lifetime: a value stored under it lives d
+// in Redis (instead of L2TTL) and the smaller of d and L1TTL in L1 (L1TTL
+// also bounds how stale another instance's L1 can be). Zero or negative d
+// means the configured TTLs. The TTL is not part of the key's identity: a
+// value stored under another TTL is found, and kept for the TTL it was
+// stored with.
+func (k Key) WithTTL(d time.Duration) Key {
+	k.ttl = max(d, 0)
+	return k
 }
 
 // NewKey returns the key of fingerprint (any bytes that identify the query

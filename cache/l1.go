@@ -99,7 +99,8 @@ func (c *l1) epochOf(org string) epoch {
 // put stores value, which encodes to encodedLen bytes (its size for the
 // bound), unless org was invalidated (or L1 flushed) since ep was taken,
 // which would mean value may predate the invalidation.
-func (c *l1) put(key l1Key, org string, ep epoch, value any, encodedLen int, now time.Time) {
+// ttl, when positive and below the L1 TTL, shortens the entry's life.
+func (c *l1) put(key l1Key, org string, ep epoch, value any, encodedLen int, now time.Time, ttl time.Duration) {
 	if !c.enabled() {
 		return
 	}
@@ -119,7 +120,11 @@ func (c *l1) put(key l1Key, org string, ep epoch, value any, encodedLen int, now
 		c.remove(c.lru.Back())
 		c.evictions++
 	}
-	el := c.lru.PushFront(&l1Entry{key: key, org: org, value: value, expires: now.Add(c.ttl), size: size})
+	life := c.ttl
+	if ttl > 0 && ttl < life {
+		life = ttl
+	}
+	el := c.lru.PushFront(&l1Entry{key: key, org: org, value: value, expires: now.Add(life), size: size})
 	c.items[key] = el
 	set := c.byOrg[org]
 	if set == nil {

@@ -149,6 +149,10 @@ func (c *Cache) l2Store(ctx context.Context, k Key, gen uint64, value []byte) er
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.L2Timeout)
 	defer cancel()
 	b, compressed := c.encode(gen, value)
+	ttl := c.cfg.L2TTL
+	if k.ttl > 0 {
+		ttl = k.ttl
+	}
 	// A value stored under a generation that was replaced meanwhile can
 	// never be read, but it would sit in Redis until L2TTL, and
 	// PurgeOrganization promises that an erased organization's values are
@@ -162,11 +166,11 @@ func (c *Cache) l2Store(ctx context.Context, k Key, gen uint64, value []byte) er
 	var genCmd *redis.StringCmd
 	if single, ok := c.rdb.(*redis.Client); ok {
 		pipe := single.Pipeline()
-		setCmd = pipe.Set(ctx, c.valueKey(k), b, c.cfg.L2TTL)
+		setCmd = pipe.Set(ctx, c.valueKey(k), b, ttl)
 		genCmd = pipe.Get(ctx, c.genKey(k.org))
 		_, _ = pipe.Exec(ctx) // each command carries its error
 	} else {
-		setCmd = c.rdb.Set(ctx, c.valueKey(k), b, c.cfg.L2TTL)
+		setCmd = c.rdb.Set(ctx, c.valueKey(k), b, ttl)
 		if setCmd.Err() == nil {
 			genCmd = c.rdb.Get(ctx, c.genKey(k.org))
 		}

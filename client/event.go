@@ -58,52 +58,52 @@ type Event struct {
 	// Timestamp is when the action happened (the trigger adds recorded_at,
 	// when it was written). Required; stored with microsecond precision
 	// (finer digits are dropped) and read back in UTC.
-	Timestamp time.Time
+	Timestamp time.Time `json:"timestamp"`
 	// Action names what was done, e.g. "fhir.patient.read". Required, at
 	// most 255 characters.
-	Action string
+	Action string `json:"action"`
 	// Status is the outcome. Required.
-	Status Status
+	Status Status `json:"status"`
 
 	// PrincipalID identifies who acted. At most 255 characters.
-	PrincipalID string
+	PrincipalID string `json:"principal_id"`
 	// PrincipalType is the kind of principal, e.g. "practitioner". At most
 	// 255 characters.
-	PrincipalType string
+	PrincipalType string `json:"principal_type"`
 	// OrganizationID is the tenant. At most 255 characters.
-	OrganizationID string
+	OrganizationID string `json:"organization_id"`
 	// TargetResourceType is the kind of resource acted on, e.g. "Patient".
 	// At most 255 characters.
-	TargetResourceType string
+	TargetResourceType string `json:"target_resource_type"`
 	// TargetResourceID identifies the resource acted on. At most 255
 	// characters.
-	TargetResourceID string
+	TargetResourceID string `json:"target_resource_id"`
 	// SourceIP is where the request came from; the zero Addr means NULL. An
 	// IPv6 zone, which inet cannot hold, is dropped.
-	SourceIP netip.Addr
+	SourceIP netip.Addr `json:"source_ip"`
 	// OutcomeDescription says what happened in words. At most 10,000
 	// characters.
-	OutcomeDescription string
+	OutcomeDescription string `json:"outcome_description"`
 	// Details holds anything else, as a JSON object; nil means NULL. It must
 	// encode with encoding/json, and the database's text form of it may be
 	// at most 65,536 bytes. Read back, numbers are json.Number.
-	Details map[string]any
+	Details map[string]any `json:"details"`
 
 	// DataClassification defaults to INTERNAL.
-	DataClassification DataClassification
+	DataClassification DataClassification `json:"data_classification"`
 	// RetentionPolicy names a row of audit.retention_policies; at most 50
 	// characters. Defaults to "standard".
-	RetentionPolicy string
+	RetentionPolicy string `json:"retention_policy"`
 	// EventVersion is the version of the event's shape; at most 20
 	// characters. Defaults to "1.0".
-	EventVersion string
+	EventVersion string `json:"event_version"`
 	// CorrelationID ties related events together. At most 255 characters.
-	CorrelationID string
+	CorrelationID string `json:"correlation_id"`
 	// ProcessingLatency is how long the action took, in milliseconds; nil
 	// means NULL. Must not be negative.
-	ProcessingLatency *int32
+	ProcessingLatency *int32 `json:"processing_latency"`
 	// TTL is a free-form retention hint. At most 255 characters.
-	TTL string
+	TTL string `json:"ttl"`
 }
 
 // ValidationError is an event that the database would refuse. Its message

@@ -201,6 +201,37 @@ type ExportSummary struct {
 	ByMonth map[string]int64 `json:"by_month"`
 	First   *time.Time       `json:"first,omitempty"`
 	Last    *time.Time       `json:"last,omitempty"`
+	// Unsealed counts the events whose inclusion proof no checkpoint
+	// covers yet (proof_status "not yet sealed"): see ProofNotYetSealed.
+	Unsealed int64 `json:"unsealed_proofs"`
+}
+
+// The proof_status of an exported event.
+const (
+	// ProofSealed: the proof ends at a checkpoint, whose MAC a holder of
+	// the seal key checks (VerifyInclusionProof with keys).
+	ProofSealed = "sealed"
+	// ProofNotYetSealed: no checkpoint covers the event yet (it was written
+	// within a seal interval of the export); the proof ends at the chain
+	// head, which nobody has sealed, so it shows the event is in the chain
+	// but not that the chain was not rewritten. See UnsealedNote.
+	ProofNotYetSealed = "not yet sealed"
+)
+
+// UnsealedNote is what an export says when some proofs are not yet sealed,
+// and what to do about it.
+const UnsealedNote = "not yet sealed: %d of the events were written after the newest checkpoint of their chain, so their inclusion proofs end at the chain head " +
+	"and carry no sealed checkpoint. Wait for the worker's next seal (every 10 s by default) or run `auditworker seal`, then export again for proofs that all end at a checkpoint."
+
+// ExportedEvent is one element of a JSON export's "events": the subject's
+// role in the event (principal, target, principal_and_target), the event
+// and its inclusion proof, and whether a checkpoint covers the proof
+// (ProofSealed or ProofNotYetSealed).
+type ExportedEvent struct {
+	Role        string          `json:"role"`
+	Event       StoredEvent     `json:"event"`
+	ProofStatus string          `json:"proof_status"`
+	Proof       *InclusionProof `json:"inclusion_proof"`
 }
 
 // exportPage bounds the events read per query; the export streams page by
@@ -252,7 +283,7 @@ func exportSubject(ctx context.Context, tx pgx.Tx, sub Subject, format ExportFor
 		cw = csv.NewWriter(w)
 		if err := cw.Write([]string{"id", "timestamp", "action", "status", "role", "principal_id", "principal_type",
 			"organization_id", "target_resource_type", "target_resource_id", "source_ip", "outcome_description",
-			"details", "data_classification", "chain_id", "chain_seq", "hash", "inclusion_proof"}); err != nil {
+			"details", "data_classification", "chain_id", "chain_seq", "hash", "proof_status", "inclusion_proof"}); err != nil {
 			return nil, err
 		}
 	}
@@ -289,13 +320,14 @@ func exportSubject(ctx context.Context, tx pgx.Tx, sub Subject, format ExportFor
 				sum.AsTarget++
 			}
 			sum.count(e)
+			status := ProofSealed
+			if proof.Checkpoint == nil {
+				status = ProofNotYetSealed
+				sum.Unsealed++
+			}
 			switch format {
 			case ExportJSON:
-				b, err := json.Marshal(struct {
-					Role  string          `json:"role"`
-					Event StoredEvent     `json:"event"`
-					Proof *InclusionProof `json:"inclusion_proof"`
-				}{role, e, proof})
+				b, err := json.Marshal(ExportedEvent{Role: role, Event: e, ProofStatus: status, Proof: proof})
 				if err != nil {
 					return nil, err
 				}
@@ -323,7 +355,7 @@ func exportSubject(ctx context.Context, tx pgx.Tx, sub Subject, format ExportFor
 				if err := cw.Write(csvSafe([]string{strconv.FormatInt(e.ID, 10), e.Timestamp.Format(time.RFC3339Nano), e.Action,
 					string(e.Status), role, e.PrincipalID, e.PrincipalType, e.OrganizationID, e.TargetResourceType,
 					e.TargetResourceID, ip, e.OutcomeDescription, d, string(e.DataClassification),
-					strconv.Itoa(int(e.ChainID)), strconv.FormatInt(e.ChainSeq, 10), e.Hash, string(p)})); err != nil {
+					strconv.Itoa(int(e.ChainID)), strconv.FormatInt(e.ChainSeq, 10), e.Hash, status, string(p)})); err != nil {
 					return nil, err
 				}
 			}
@@ -340,7 +372,15 @@ func exportSubject(ctx context.Context, tx pgx.Tx, sub Subject, format ExportFor
 		if err != nil {
 			return nil, err
 		}
-		if _, err := fmt.Fprintf(w, "],\"summary\":%s}\n", b); err != nil {
+		notes := []string{}
+		if sum.Unsealed > 0 {
+			notes = append(notes, fmt.Sprintf(UnsealedNote, sum.Unsealed))
+		}
+		nb, err := json.Marshal(notes)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := fmt.Fprintf(w, "],\"summary\":%s,\"notes\":%s}\n", b, nb); err != nil {
 			return nil, err
 		}
 	case ExportCSV:

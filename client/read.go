@@ -21,17 +21,19 @@ const (
 )
 
 // StoredEvent is an event as stored, with what the database assigned.
+// Its JSON form (GDPR exports) uses the columns' snake_case names, Event's
+// fields inlined: see the README's "JSON and CSV shapes".
 type StoredEvent struct {
 	Event
 	// ID is the row's id.
-	ID int64
+	ID int64 `json:"id"`
 	// ChainID and ChainSeq place the row in its hash chain.
-	ChainID  int16
-	ChainSeq int64
+	ChainID  int16 `json:"chain_id"`
+	ChainSeq int64 `json:"chain_seq"`
 	// RecordedAt is when the row was written (the server's clock).
-	RecordedAt time.Time
+	RecordedAt time.Time `json:"recorded_at"`
 	// Hash is the row's chain hash, hex SHA-256.
-	Hash string
+	Hash string `json:"hash"`
 }
 
 // Cursor is a position in Search's order (newest first): the timestamp and

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/auditdb/auditdb/internal/report"
+	"github.com/auditdb/auditdb/internal/subject"
 )
 
 // Report is a compliance report made by AccessReport, DisclosureReport,
@@ -68,10 +69,31 @@ const (
 // action must match exactly.
 var DisclosureActionsDefault = []string{"*.disclose", "*.disclosure", "*.export", "*.share", "*.release", "ehr.chart.print"}
 
-// ErrReportTooLarge is returned (wrapped) when a report would hold more
-// rows than its MaxRows. Reports do not truncate silently: narrow the
-// period or raise MaxRows (up to ReportMaxRowsLimit).
+// ErrReportTooLarge is returned (wrapped, in a *ReportTooLargeError) when a
+// report would hold more rows than its MaxRows. Reports do not truncate
+// silently: narrow the period or raise MaxRows (up to ReportMaxRowsLimit).
 var ErrReportTooLarge = errors.New("client: report too large")
+
+// ReportTooLargeError is the error of a report that would hold more rows
+// than its MaxRows. Its message names the Go field (MaxRows); a command
+// line names its own flag from MaxRows and Limit instead.
+type ReportTooLargeError struct {
+	// What names the report, e.g. "activity report".
+	What string
+	// MaxRows is the cap that was passed; Limit the highest cap allowed.
+	MaxRows int
+}
+
+// Limit is ReportMaxRowsLimit, the highest MaxRows a request may give.
+func (e *ReportTooLargeError) Limit() int { return ReportMaxRowsLimit }
+
+func (e *ReportTooLargeError) Error() string {
+	return fmt.Sprintf("%s: %s: more than %d rows in the period: narrow the period or raise MaxRows (at most %d)",
+		ErrReportTooLarge, e.What, e.MaxRows, ReportMaxRowsLimit)
+}
+
+// Unwrap makes errors.Is(err, ErrReportTooLarge) hold.
+func (e *ReportTooLargeError) Unwrap() error { return ErrReportTooLarge }
 
 // reportBatch is how many rows one keyset query reads: each statement stays
 // short, and a report never asks PostgreSQL for an unbounded result.
@@ -262,7 +284,9 @@ func pageEvents(ctx context.Context, tx pgx.Tx, what, cols string, where func(b 
 			b.add(`"timestamp" >= ` + ts + ` AND ("timestamp", id) > (` + ts + `, ` + id + `)`)
 		}
 		limit := min(reportBatch, maxRows+1-len(out)) // one more than maxRows tells the cap was passed
-		sql := `SELECT id, "timestamp", ` + cols + ` FROM audit.audit_log` + b.clause() +
+		// built here: the conditions and their parameter numbers vary by
+		// report and page, so this statement cannot live in a .sql file
+		sql := `SELECT id, "timestamp", ` + cols + ` FROM audit.audit_log l` + b.clause() +
 			` ORDER BY "timestamp", id LIMIT ` + b.arg(limit)
 		rows, err := tx.Query(ctx, sql, b.args...)
 		if err != nil {
@@ -283,8 +307,7 @@ func pageEvents(ctx context.Context, tx pgx.Tx, what, cols string, where func(b 
 			return nil, fmt.Errorf("client: %s: %w", what, err)
 		}
 		if len(out) > maxRows {
-			return nil, fmt.Errorf("%w: %s: more than %d rows in the period: narrow the period or raise MaxRows (at most %d)",
-				ErrReportTooLarge, what, maxRows, ReportMaxRowsLimit)
+			return nil, &ReportTooLargeError{What: what, MaxRows: maxRows}
 		}
 		if inPage < limit {
 			return out, nil
@@ -302,9 +325,12 @@ type eventReport struct {
 	maxRows   int
 	back      func(to time.Time) time.Time // From's default
 	cols      string
-	where     func(b *whereBuilder) // conditions besides the period
-	scan      func(pgx.Rows) (row []any, ts time.Time, id int64, err error)
-	build     func(p period, rows [][]any) *Report
+	// prepare, when set, runs first in the report's snapshot (resolving a
+	// subject's pseudonyms, say), before where is called.
+	prepare func(ctx context.Context, tx pgx.Tx) error
+	where   func(b *whereBuilder) // conditions besides the period
+	scan    func(pgx.Rows) (row []any, ts time.Time, id int64, err error)
+	build   func(p period, rows [][]any) *Report
 }
 
 func (c *Client) eventReport(ctx context.Context, r eventReport) (*Report, error) {
@@ -315,6 +341,11 @@ func (c *Client) eventReport(ctx context.Context, r eventReport) (*Report, error
 		p, err := resolve(r.req, now, r.from, r.to, r.maxRows, r.back)
 		if err != nil {
 			return nil, err
+		}
+		if r.prepare != nil {
+			if err := r.prepare(ctx, tx); err != nil {
+				return nil, fmt.Errorf("client: %s: %w", r.what, err)
+			}
 		}
 		rows, err := pageEvents(ctx, tx, r.what, r.cols, func(b *whereBuilder) {
 			r.where(b)
@@ -330,6 +361,46 @@ func (c *Client) eventReport(ctx context.Context, r eventReport) (*Report, error
 
 // lastPeriod is the default period of access and activity reports.
 func lastPeriod(to time.Time) time.Time { return to.Add(-ReportPeriodDefault) }
+
+// subjectCondition adds internal/subject's condition (the one GDPR export
+// and erasure use) with its arguments from subject.ArgsVisible, numbered
+// after the parameters b already has.
+func (b *whereBuilder) subjectCondition(args []any) {
+	b.add(subject.WhereAt(len(b.args) + 1))
+	b.args = append(b.args, args...)
+}
+
+// subjectReport resolves sub's ids in the report's snapshot for where's
+// subjectCondition: the principal's write-time pseudonyms when the role may
+// read them (resolved is then true).
+type subjectReport struct {
+	sub      subject.Subject
+	args     []any
+	resolved bool
+}
+
+func (s *subjectReport) prepare(ctx context.Context, tx pgx.Tx) (err error) {
+	s.args, s.resolved, err = subject.ArgsVisible(ctx, tx, s.sub)
+	return err
+}
+
+func (s *subjectReport) where(b *whereBuilder) { b.subjectCondition(s.args) }
+
+// pseudonyms is how many write-time pseudonyms s resolved (the principal's
+// own id not counted).
+func (s *subjectReport) pseudonyms() int {
+	ids, _ := s.args[0].([]string)
+	return max(0, len(ids)-1)
+}
+
+// erasedNote explains how reports count erased subjects.
+const erasedNote = "Ids that GDPR erasure replaced by a token (erased_ and 32 hex digits) are counted as events of erased subjects, never as individuals: one subject may hold several tokens, and nobody can tell whose they were."
+
+// pseudonymsHiddenNote is the note of a report made by a role that may not
+// resolve write-time pseudonyms.
+const pseudonymsHiddenNote = "INCOMPLETE FOR PSEUDONYMISED ORGANIZATIONS: the role that made this report may not resolve write-time pseudonyms " +
+	"(audit.pseudonyms; the audit_privacy_officer and audit_maintainer roles may), so events that organizations with write-time " +
+	"pseudonymisation recorded under this principal's pseudonyms (psn_...) are not included. Have the privacy officer make the report for a complete one."
 
 // tally counts events per key with the first and last timestamp, for the
 // "by principal" and "by patient" sections; rows come oldest first.
@@ -394,13 +465,12 @@ func (c *Client) AccessReport(ctx context.Context, req AccessReportRequest) (*Re
 	if err := checkRequired(name, "TargetResourceID", req.TargetResourceID); err != nil {
 		return nil, err
 	}
+	target := &subjectReport{sub: subject.Subject{ResourceType: req.TargetResourceType, ResourceID: req.TargetResourceID}}
 	return c.eventReport(ctx, eventReport{
 		what: "access report", req: name, from: req.From, to: req.To, maxRows: req.MaxRows, back: lastPeriod,
-		cols: `principal_id, principal_type, action, status, outcome_description, host(source_ip), correlation_id`,
-		where: func(b *whereBuilder) {
-			b.add(`target_resource_type = ` + b.arg(req.TargetResourceType))
-			b.add(`target_resource_id = ` + b.arg(req.TargetResourceID))
-		},
+		cols:    `principal_id, principal_type, action, status, outcome_description, host(source_ip), correlation_id`,
+		prepare: target.prepare,
+		where:   target.where,
 		scan: func(r pgx.Rows) ([]any, time.Time, int64, error) {
 			var (
 				id                                         int64
@@ -416,9 +486,14 @@ func (c *Client) AccessReport(ctx context.Context, req AccessReportRequest) (*Re
 			var (
 				per      tally
 				statuses = map[string]int{}
+				erased   int
 			)
 			for _, row := range rows {
 				statuses[row[5].(string)]++
+				if p, ok := row[2].(string); ok && subject.IsToken(p) {
+					erased++
+					continue
+				}
 				e := per.add(fmt.Sprint(row[2], "\x00", row[3]), row[0].(time.Time), row[2], row[3])
 				if row[5] == string(StatusFailure) {
 					e.failures++
@@ -451,6 +526,7 @@ func (c *Client) AccessReport(ctx context.Context, req AccessReportRequest) (*Re
 					{Key: "success", Label: "Succeeded", Value: statuses[string(StatusSuccess)]},
 					{Key: "failure", Label: "Failed", Value: statuses[string(StatusFailure)]},
 					{Key: "attempt", Label: "Attempts (outcome not recorded)", Value: statuses[string(StatusAttempt)]},
+					{Key: "erased_principal_events", Label: "Events by erased principals (not counted as principals)", Value: erased},
 				},
 				Sections: []ReportSection{{
 					Title: "Events by principal",
@@ -464,6 +540,7 @@ func (c *Client) AccessReport(ctx context.Context, req AccessReportRequest) (*Re
 				Notes: []string{
 					"Events are those whose target resource is the one named, with timestamps in [From, To), oldest first, read from one database snapshot.",
 					"Status is the outcome the application recorded: success, failure, or attempt (started, outcome not recorded).",
+					"Events by principal leaves out events whose principal was erased. " + erasedNote,
 				},
 			}
 		},
@@ -525,9 +602,14 @@ func (c *Client) DisclosureReport(ctx context.Context, req DisclosureReportReque
 				per                              tally
 				recipients                       = map[string]bool{}
 				withoutRecipient, withoutPurpose int
+				erased                           int
 			)
 			for _, row := range rows {
-				per.add(fmt.Sprint(row[2]), row[0].(time.Time), row[2])
+				if id, ok := row[2].(string); ok && subject.IsToken(id) {
+					erased++
+				} else {
+					per.add(fmt.Sprint(row[2]), row[0].(time.Time), row[2])
+				}
 				if r, ok := row[5].(string); ok && r != "" {
 					recipients[r] = true
 				} else {
@@ -553,6 +635,7 @@ func (c *Client) DisclosureReport(ctx context.Context, req DisclosureReportReque
 			params = append(params, ReportField{Key: "actions", Label: "Disclosure actions", Value: strings.Join(req.Actions, ", ")})
 			return &Report{
 				Kind:       "disclosures",
+				MainTitle:  "Disclosures",
 				Title:      "Accounting of disclosures",
 				Subtitle:   "Disclosures of protected health information (HIPAA 45 CFR 164.528) for " + who,
 				Parameters: params,
@@ -569,6 +652,7 @@ func (c *Client) DisclosureReport(ctx context.Context, req DisclosureReportReque
 					{Key: "recipients", Label: "Distinct recipients", Value: len(recipients)},
 					{Key: "without_recipient", Label: "Without a recorded recipient", Value: withoutRecipient},
 					{Key: "without_purpose", Label: "Without a recorded purpose", Value: withoutPurpose},
+					{Key: "erased_individual_events", Label: "Disclosures about erased individuals (not counted as individuals)", Value: erased},
 				},
 				Sections: []ReportSection{{
 					Title: "Disclosures by individual",
@@ -583,6 +667,7 @@ func (c *Client) DisclosureReport(ctx context.Context, req DisclosureReportReque
 					"Recipient and purpose are the event details' \"recipient\" and \"purpose\"; 164.528(b)(2) asks for both, so disclosures without them are counted.",
 					fmt.Sprintf("The default period is the %d years before the end of the period, as 164.528(a) allows an individual to ask for.", DisclosureLookbackYears),
 					"Disclosures exempt from accounting (treatment, payment, health care operations, to the individual) are not distinguished: record them under other actions.",
+					"Disclosures by individual leaves out individuals who were erased. " + erasedNote,
 				},
 			}
 		},
@@ -626,20 +711,23 @@ func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReport
 	if err := checkRequired(name, "PrincipalID", req.PrincipalID); err != nil {
 		return nil, err
 	}
+	who := &subjectReport{sub: subject.Subject{PrincipalID: req.PrincipalID}}
 	return c.eventReport(ctx, eventReport{
 		what: "activity report", req: name, from: req.From, to: req.To, maxRows: req.MaxRows, back: lastPeriod,
-		cols:  `action, status, target_resource_type, target_resource_id, data_classification, outcome_description, host(source_ip)`,
-		where: func(b *whereBuilder) { b.add(`principal_id = ` + b.arg(req.PrincipalID)) },
+		cols:    `principal_id, action, status, target_resource_type, target_resource_id, data_classification, outcome_description, host(source_ip)`,
+		prepare: who.prepare,
+		where:   who.where,
 		scan: func(r pgx.Rows) ([]any, time.Time, int64, error) {
 			var (
 				id                      int64
 				ts                      time.Time
+				principal               string
 				action, status, class   string
 				rtype, rid, outcome, ip *string
 			)
-			err := r.Scan(&id, &ts, &action, &status, &rtype, &rid, &class, &outcome, &ip)
+			err := r.Scan(&id, &ts, &principal, &action, &status, &rtype, &rid, &class, &outcome, &ip)
 			ts = ts.UTC()
-			return []any{ts, id, action, status, str(rtype), str(rid), class, str(outcome), str(ip)}, ts, id, err
+			return []any{ts, id, principal, action, status, str(rtype), str(rid), class, str(outcome), str(ip)}, ts, id, err
 		},
 		build: func(p period, rows [][]any) *Report {
 			type byAction struct {
@@ -651,24 +739,33 @@ func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReport
 				patients      tally
 				resources     = map[string]bool{}
 				phi, failures int
+				erased        int
+				pseudonymised int
 			)
 			for _, row := range rows {
-				ts, action := row[0].(time.Time), row[2].(string)
+				ts, action := row[0].(time.Time), row[3].(string)
+				if row[2] != req.PrincipalID {
+					pseudonymised++
+				}
 				ba := actions[action]
 				if ba == nil {
 					ba = &byAction{patients: map[string]bool{}}
 					actions[action] = ba
 				}
 				ba.events++
-				if row[3] == string(StatusFailure) {
+				if row[4] == string(StatusFailure) {
 					ba.failures++
 					failures++
 				}
-				if row[6] == string(ClassificationPHI) {
+				if row[7] == string(ClassificationPHI) {
 					phi++
 				}
-				rtype, _ := row[4].(string)
-				rid, isID := row[5].(string)
+				rtype, _ := row[5].(string)
+				rid, isID := row[6].(string)
+				if isID && subject.IsToken(rid) {
+					erased++
+					isID = false
+				}
 				if isID {
 					resources[rtype+"\x00"+rid] = true
 					if rtype == "Patient" {
@@ -693,9 +790,12 @@ func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReport
 				Subtitle: "Every audit event by " + req.PrincipalID,
 				Parameters: append([]ReportField{
 					{Key: "principal_id", Label: "Workforce member", Value: req.PrincipalID},
+					{Key: "pseudonyms_resolved", Label: "Write-time pseudonyms resolved", Value: who.resolved},
+					{Key: "pseudonyms", Label: "Pseudonyms of the member", Value: who.pseudonyms()},
 				}, periodFields(p)...),
 				Columns: []ReportColumn{
 					{Key: "timestamp", Label: "Time (UTC)"}, {Key: "event_id", Label: "Event"},
+					{Key: "principal_id", Label: "Recorded as"},
 					{Key: "action", Label: "Action"}, {Key: "status", Label: "Status"},
 					{Key: "target_resource_type", Label: "Resource type"}, {Key: "target_resource_id", Label: "Resource"},
 					{Key: "data_classification", Label: "Classification"}, {Key: "outcome_description", Label: "Outcome"},
@@ -708,6 +808,8 @@ func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReport
 					{Key: "patients", Label: "Distinct patients", Value: len(patients.order)},
 					{Key: "resources", Label: "Distinct resources", Value: len(resources)},
 					{Key: "failures", Label: "Failed", Value: failures},
+					{Key: "pseudonymised_events", Label: "Events recorded under a pseudonym", Value: pseudonymised},
+					{Key: "erased_patient_events", Label: "Events on erased resources (not counted as patients or resources)", Value: erased},
 				},
 				Sections: []ReportSection{{
 					Title: "Events by action",
@@ -724,13 +826,23 @@ func (c *Client) WorkforceActivityReport(ctx context.Context, req ActivityReport
 					},
 					Rows: perPatient,
 				}},
-				Notes: []string{
-					"Events are those whose principal_id is the workforce member, with timestamps in [From, To), oldest first, read from one database snapshot.",
-					"A patient is a target resource of type Patient; events on other resources count as resources only.",
-				},
+				Notes: activityNotes(who.resolved),
 			}
 		},
 	})
+}
+
+func activityNotes(resolved bool) []string {
+	notes := []string{
+		"Events are those whose principal_id is the workforce member or one of their write-time pseudonyms (Recorded as shows which), " +
+			"selected by the same condition as a GDPR export of the member, with timestamps in [From, To), oldest first, read from one database snapshot.",
+		"A patient is a target resource of type Patient; events on other resources count as resources only.",
+		erasedNote,
+	}
+	if !resolved {
+		notes = append([]string{pseudonymsHiddenNote}, notes...)
+	}
+	return notes
 }
 
 // Attestation verdicts, the "verdict" of an attestation's summary.
@@ -970,6 +1082,8 @@ func (c *Client) IntegrityAttestation(ctx context.Context, req AttestationReques
 				{Key: "max_age", Label: "Freshness threshold", Value: req.MaxAge.String()},
 			},
 			Statement: statement,
+			Verdict:   verdict,
+			MainTitle: "Hash chains",
 			Columns: []ReportColumn{
 				{Key: "chain_id", Label: "Chain"}, {Key: "head_seq", Label: "Head seq"}, {Key: "head_hash", Label: "Head hash"},
 				{Key: "last_checkpoint_seq", Label: "Checkpoint seq"}, {Key: "last_checkpoint_at", Label: "Checkpoint at (UTC)"},

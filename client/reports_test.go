@@ -20,6 +20,9 @@ import (
 
 const script = `<script>alert(1)</script>`
 
+// erasedToken is an id as GDPR erasure leaves it.
+const erasedToken = "erased_0123456789abcdef0123456789abcdef"
+
 // reportEvent is a minimal event at baseTime plus offset seconds.
 func reportEvent(offset int, action string, status Status, principal, rtype, rid string) Event {
 	return Event{
@@ -90,7 +93,7 @@ func TestAccessReport(t *testing.T) {
 	require.Equal(t, []any{"10.0.0.2", nil, nil, nil}, column(rep, "source_ip"))
 	require.Equal(t, []any{"req-1", nil, nil, nil}, column(rep, "correlation_id"))
 	require.Equal(t, baseTime.Add(time.Second), rep.Rows[0][0])
-	require.Equal(t, map[string]any{"events": 4, "principals": 3, "success": 2, "failure": 1, "attempt": 1}, summary(rep))
+	require.Equal(t, map[string]any{"events": 4, "principals": 3, "success": 2, "failure": 1, "attempt": 1, "erased_principal_events": 0}, summary(rep))
 	require.Equal(t, [][]any{
 		{"dr-1", "practitioner", 2, 0, baseTime.Add(time.Second), baseTime.Add(2 * time.Second)},
 		{evil.PrincipalID, "practitioner", 1, 1, baseTime.Add(3 * time.Second), baseTime.Add(3 * time.Second)},
@@ -111,7 +114,8 @@ func TestAccessReport(t *testing.T) {
 
 	recs, err := csv.NewReader(strings.NewReader(renderReport(t, rep, ReportCSV))).ReadAll()
 	require.NoError(t, err)
-	require.Len(t, recs, 5)
+	require.Len(t, recs, 7, "header, 4 rows, generated_at and integrity")
+	require.Equal(t, []string{"# integrity", rep.Integrity, "", "", "", "", "", "", ""}, recs[6])
 	require.Equal(t, "principal_id", recs[0][2])
 	require.Equal(t, "'"+evil.PrincipalID, recs[3][2], "formula defused")
 	require.Equal(t, script, recs[3][6])
@@ -217,14 +221,15 @@ func TestDisclosureReport(t *testing.T) {
 	require.Equal(t, []any{nil, "Acme Insurance", "=HYPERLINK(\"x\")", nil}, column(rep, "recipient"))
 	require.Equal(t, []any{nil, "payment", nil, nil}, column(rep, "purpose"))
 	require.Equal(t, []any{"dr-1", "dr-1", "dr-2", "dr-1"}, column(rep, "principal_id"))
-	require.Equal(t, map[string]any{"disclosures": 4, "individuals": 3, "recipients": 2, "without_recipient": 2, "without_purpose": 3}, summary(rep))
+	require.Equal(t, map[string]any{"disclosures": 4, "individuals": 3, "recipients": 2, "without_recipient": 2, "without_purpose": 3,
+		"erased_individual_events": 0}, summary(rep))
 	require.Equal(t, [][]any{
 		{"patient-a", 2, baseTime.Add(time.Second), baseTime.Add(3 * time.Second)},
 		{"patient-b", 1, baseTime.Add(2 * time.Second), baseTime.Add(2 * time.Second)},
 		{"patient-c", 1, oldest.Timestamp, oldest.Timestamp},
 	}, rep.Sections[0].Rows)
 	require.Equal(t, to.AddDate(-6, 0, 0), rep.Parameters[1].Value, "six years back from To")
-	require.Len(t, rep.Notes, 4, "no archive note without manifests")
+	require.Len(t, rep.Notes, 5, "no archive note without manifests")
 
 	recs, err := csv.NewReader(strings.NewReader(renderReport(t, rep, ReportCSV))).ReadAll()
 	require.NoError(t, err)
@@ -272,20 +277,24 @@ func TestWorkforceActivityReport(t *testing.T) {
 		reportEvent(2, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", "p-2"),
 		reportEvent(3, "fhir.patient.read", StatusFailure, "dr-1", "Patient", "p-1"),
 		reportEvent(4, "fhir.observation.write", StatusSuccess, "dr-1", "Observation", "obs-1"),
-		reportEvent(5, "fhir.patient.read", StatusSuccess, "dr-2", "Patient", "p-3"), // someone else
+		reportEvent(5, "fhir.patient.read", StatusSuccess, "dr-2", "Patient", "p-3"),       // someone else
+		reportEvent(6, "fhir.patient.read", StatusSuccess, "dr-1", "Patient", erasedToken), // a patient erased since
+		reportEvent(7, "fhir.patient.read", StatusSuccess, "dr-1", "", ""),                 // no target: not the empty resource
 	})
 	require.NoError(t, err)
 
 	rep, err := c.WorkforceActivityReport(ctx, ActivityReportRequest{PrincipalID: "dr-1", From: baseTime, To: baseTime.Add(time.Minute)})
 	require.NoError(t, err)
 	require.Equal(t, "activity", rep.Kind)
-	require.Equal(t, []any{"auth.login", "fhir.patient.read", "fhir.patient.read", "fhir.patient.read", "fhir.observation.write"}, column(rep, "action"))
-	require.Equal(t, []any{nil, "p-1", "p-2", "p-1", "obs-1"}, column(rep, "target_resource_id"))
-	require.Equal(t, map[string]any{"events": 5, "phi_events": 4, "patients": 2, "resources": 3, "failures": 1}, summary(rep))
+	require.Equal(t, []any{"auth.login", "fhir.patient.read", "fhir.patient.read", "fhir.patient.read", "fhir.observation.write",
+		"fhir.patient.read", "fhir.patient.read"}, column(rep, "action"))
+	require.Equal(t, []any{nil, "p-1", "p-2", "p-1", "obs-1", erasedToken, nil}, column(rep, "target_resource_id"))
+	require.Equal(t, map[string]any{"events": 7, "phi_events": 6, "patients": 2, "resources": 3, "failures": 1,
+		"pseudonymised_events": 0, "erased_patient_events": 1}, summary(rep))
 	require.Equal(t, [][]any{
 		{"auth.login", 1, 0, 0},
 		{"fhir.observation.write", 1, 0, 0},
-		{"fhir.patient.read", 3, 2, 1},
+		{"fhir.patient.read", 5, 2, 1},
 	}, rep.Sections[0].Rows)
 	require.Equal(t, [][]any{
 		{"p-1", 2, baseTime.Add(time.Second), baseTime.Add(3 * time.Second)},
@@ -356,9 +365,11 @@ func TestIntegrityAttestation(t *testing.T) {
 	require.Equal(t, []any{int16(3), int64(1), int64(1), int64(10), int64(10)}, rep.Sections[1].Rows[0][:5])
 	require.Equal(t, "tampered", rep.Rows[chain][9])
 	require.Contains(t, rep.Integrity, "1 tampered")
-	for _, f := range []ReportFormat{ReportTable, ReportJSON, ReportHTML} {
+	for _, f := range []ReportFormat{ReportTable, ReportJSON} {
 		require.Contains(t, renderReport(t, rep, f), "Verdict TAMPERED", f)
 	}
+	require.Equal(t, VerdictTampered, rep.Verdict)
+	require.Contains(t, renderReport(t, rep, ReportHTML), `<h2 class="badge"><small>Verdict</small>TAMPERED</h2>`, "HTML heads the page with a badge")
 	require.Contains(t, renderReport(t, rep, ReportCSV), ",tampered\n", "CSV holds the chains")
 }
 

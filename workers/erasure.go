@@ -284,7 +284,7 @@ func eraseBatch(ctx context.Context, conn *pgxpool.Conn, id int64, args []any, s
 			outcome_description = NULL, details = NULL, pii_salt = NULL
 		WHERE (id, "timestamp") IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
 		RETURNING id, chain_id, chain_seq, audit.remaining_pii(principal_id, target_resource_id, source_ip, outcome_description, details)`,
-		rowIDs, times, args[0], sub.ResourceType, sub.ResourceID, token)
+		rowIDs, times, args[0], args[1], args[2], token)
 	if err != nil {
 		return 0, err
 	}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,7 +62,15 @@ func alertsCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					a, err := monitor.NewAlertStore(pool, monitor.AlertStoreOptions{}).Acknowledge(c.Context, id, c.String("by"))
+					store := monitor.NewAlertStore(pool, monitor.AlertStoreOptions{})
+					if strings.TrimSpace(c.String("by")) == "" {
+						// a missing alert is the first thing to say; then the flag
+						if _, err := store.Get(c.Context, id); err != nil {
+							return err
+						}
+						return errors.New("by: required: pass --by NAME before the alert ID, or set AUDIT_ALERT_ACK_BY (USER, the fallback, is not set)")
+					}
+					a, err := store.Acknowledge(c.Context, id, c.String("by"))
 					if err != nil {
 						return err
 					}
@@ -129,8 +139,11 @@ func cliAlertStore(c *cli.Context, pool *pgxpool.Pool) (*monitor.AlertStore, err
 	if len(urls) == 0 {
 		return monitor.NewAlertStore(pool, monitor.AlertStoreOptions{}), nil
 	}
-	if err := (monitor.AlertConfig{WebhookURLs: urls}).WithDefaults().Validate(); err != nil {
-		return nil, err
+	for i, u := range urls {
+		// the flag's words for monitor.AlertConfig.WebhookURLs' rule
+		if err := (monitor.AlertConfig{WebhookURLs: []string{u}}).WithDefaults().Validate(); err != nil {
+			return nil, fmt.Errorf("webhook-url: value %d: must be an absolute http or https URL", i+1)
+		}
 	}
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: migrate.RiverSchema})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -60,7 +61,7 @@ func TestAlertsListAckResolve(t *testing.T) {
 		{[]string{"alerts", "resolve"}, "resolve: give one alert ID"},
 		{[]string{"alerts", "ack", id, "--by=alice"}, "ack: put --by before the alert ID: flags after an argument are not read"},
 		{[]string{"alerts", "list", "--status", "closed"}, "must be open, acknowledged, resolved, active or all"},
-		{[]string{"alerts", "resolve", "--webhook-url", "ftp://hooks/s3cret", id}, "WebhookURLs[0]: must be an absolute http or https URL"},
+		{[]string{"alerts", "resolve", "--webhook-url", "ftp://hooks/s3cret", id}, "webhook-url: value 1: must be an absolute http or https URL"},
 	} {
 		code, _, errOut := run(t, append([]string{"--database-url", db.URL}, tc.args...)...)
 		require.Equal(t, 1, code, tc.args)
@@ -90,4 +91,22 @@ func TestAlertsEvaluate(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_river.river_job
 		WHERE kind = 'auditdb_alert_webhook' AND args->>'event' = 'opened' AND args::text NOT LIKE '%s3cret%'`).Scan(&jobs))
 	require.Equal(t, 1, jobs)
+}
+
+// With $USER unset and no --by, ack of a missing alert says the alert is
+// missing; of an existing one, names the flag to set.
+func TestAlertAckWithoutUser(t *testing.T) {
+	t.Setenv("USER", "")
+	t.Setenv("AUDIT_ALERT_ACK_BY", "")
+	db := harness.NewDB(t)
+	code, _, errOut := run(t, "--database-url", db.URL, "alerts", "ack", "99")
+	require.Equal(t, 1, code)
+	require.Equal(t, "auditworker: alert 99: no such alert\n", errOut)
+
+	var id int64
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `INSERT INTO audit.alerts (kind, severity, message, fingerprint)
+		VALUES ('seal_lag', 'warning', 'm', 'f') RETURNING id`).Scan(&id))
+	code, _, errOut = run(t, "--database-url", db.URL, "alerts", "ack", strconv.FormatInt(id, 10))
+	require.Equal(t, 1, code)
+	require.Equal(t, "auditworker: by: required: pass --by NAME before the alert ID, or set AUDIT_ALERT_ACK_BY (USER, the fallback, is not set)\n", errOut)
 }

@@ -156,6 +156,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			complianceCommand(),
 			optimizeCommand(),
 			alertsCommand(),
+			doctorCommand(),
+			backupCommand(),
+			restoreCommand(),
 			{
 				Name:   "extension-script",
 				Usage:  "print the CREATE EXTENSION script built from sql/ (used by make install-extension)",

@@ -69,6 +69,10 @@ func gdprCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
+					if sum.Unsealed > 0 {
+						// on stderr: stdout may be the export itself
+						fmt.Fprintf(c.App.ErrWriter, "warning: "+client.UnsealedNote+"\n", sum.Unsealed)
+					}
 					if f == nil {
 						return nil // the export itself is the output
 					}

@@ -16,20 +16,34 @@ func migrateCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "migrate",
 		Usage: "install or upgrade auditdb's schema (idempotent; each step in its own transaction)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Usage: "list the steps that would run, change nothing", EnvVars: []string{"AUDIT_MIGRATE_DRY_RUN"}},
-			&cli.IntFlag{Name: "target", Usage: "stop after this step number (default: newest)", EnvVars: []string{"AUDIT_MIGRATE_TARGET"}},
+			&cli.IntFlag{Name: "target", Usage: "stop after this step number (0: the newest)", EnvVars: []string{"AUDIT_MIGRATE_TARGET"}},
 			&cli.BoolFlag{Name: "accelerator", Value: true, Usage: "use the C insert trigger where the server has it (superuser only; otherwise PL/pgSQL)", EnvVars: []string{"AUDIT_ACCELERATOR"}},
 			&cli.IntFlag{Name: "months-ahead", Value: migrate.MonthsAheadDefault, Usage: "create monthly partitions from this month through this many months ahead (the worker keeps them)", EnvVars: []string{"AUDIT_PARTITIONS_AHEAD"}},
 			jsonFlag(),
-		},
-		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
+		}, migrateSafetyFlags()...),
+		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) (err error) {
 			if n := c.Int("months-ahead"); n < 0 || n > 120 {
 				return fmt.Errorf("months-ahead: must be between 0 and 120")
 			}
-			res, err := migrate.Migrate(c.Context, pool, migrate.Options{DryRun: c.Bool("dry-run"), TargetVersion: c.Int("target"), Accelerator: c.Bool("accelerator"), MonthsAhead: monthsAhead(c.Int("months-ahead"))})
+			opts := migrate.Options{DryRun: c.Bool("dry-run"), TargetVersion: c.Int("target"), Accelerator: c.Bool("accelerator"), MonthsAhead: monthsAhead(c.Int("months-ahead"))}
+			if err := migrateLockOptions(c, &opts); err != nil {
+				return err
+			}
+			if err := verifyBeforeMigrate(c, pool); err != nil {
+				return err
+			}
+			res, err := migrate.Migrate(c.Context, pool, opts)
 			if err != nil {
 				return err
+			}
+			if !res.DryRun {
+				defer func() {
+					if err == nil {
+						err = verifyAfterMigrate(c, pool)
+					}
+				}()
 			}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, res)

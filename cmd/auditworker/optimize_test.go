@@ -38,6 +38,14 @@ func TestOptimizeReportAndApply(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.True(t, rep.UnusedChecked)
 	require.NotEmpty(t, rep.Findings)
+	require.NotContains(t, out, "archive_manifests_chain", "auditdb's own indexes are no duplicates (step 0013)")
+	var dups int
+	for _, f := range rep.Findings {
+		if f.Kind == "duplicate_index" {
+			dups++
+		}
+	}
+	require.Equal(t, 1, dups, "only the scratch table's")
 
 	// The parent audit_log was never analysed: apply's one safe action.
 	conn, err := db.Pool.Acquire(ctx)

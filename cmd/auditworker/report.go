@@ -191,8 +191,11 @@ func reportAction(c *cli.Context, period bool, build func(cl *client.Client, fro
 	defer cl.Close()
 	rep, err := build(cl, from, to)
 	if err != nil {
-		if errors.Is(err, client.ErrReportTooLarge) {
-			return fmt.Errorf("%w; or raise --max-rows", err)
+		var tooLarge *client.ReportTooLargeError
+		if errors.As(err, &tooLarge) {
+			// the client's message names its Go field; say it in flags
+			return fmt.Errorf("max-rows: the %s would hold more than %d rows: narrow --from/--to or raise --max-rows (at most %d)",
+				tooLarge.What, tooLarge.MaxRows, tooLarge.Limit())
 		}
 		return err
 	}

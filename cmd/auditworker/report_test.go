@@ -66,14 +66,17 @@ func TestReportCommands(t *testing.T) {
 	require.Len(t, rep.Rows, 3)
 	require.Equal(t, []any{"dr-1", "=1+2", "dr-1"}, []any{rep.Rows[0]["principal_id"], rep.Rows[1]["principal_id"], rep.Rows[2]["principal_id"]})
 	require.Equal(t, script, rep.Rows[1]["outcome_description"])
-	require.Equal(t, map[string]any{"events": 3.0, "principals": 2.0, "success": 2.0, "failure": 1.0, "attempt": 0.0}, rep.Summary)
+	require.Equal(t, map[string]any{"events": 3.0, "principals": 2.0, "success": 2.0, "failure": 1.0, "attempt": 0.0,
+		"erased_principal_events": 0.0}, rep.Summary)
 
 	code, out, _ = run(t, append(access, "--format", "csv")...)
 	require.Equal(t, 0, code)
 	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
 	require.NoError(t, err)
-	require.Len(t, recs, 4)
+	require.Len(t, recs, 6, "header, 3 rows, generated_at and integrity")
 	require.Equal(t, "'=1+2", recs[2][2], "formula defused")
+	require.Equal(t, "# integrity", recs[5][0])
+	require.Contains(t, recs[5][1], "16 chains: ")
 
 	code, out, _ = run(t, access...)
 	require.Equal(t, 0, code)
@@ -123,8 +126,8 @@ func TestReportCommands(t *testing.T) {
 
 	code, _, errOut = run(t, append(access, "--max-rows", "2")...)
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "client: report too large: access report: more than 2 rows in the period")
-	require.Contains(t, errOut, "or raise --max-rows")
+	require.Equal(t, "auditworker: max-rows: the access report would hold more than 2 rows: narrow --from/--to or raise --max-rows (at most 1000000)\n", errOut)
+	require.NotContains(t, errOut, "MaxRows", "the command line names its flag, not the Go field")
 }
 
 func TestReportAttestationExitCodes(t *testing.T) {

@@ -21,7 +21,7 @@ func verifyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "incremental", Usage: "start each chain from its last verified checkpoint instead of its first row", EnvVars: []string{"AUDIT_VERIFY_INCREMENTAL"}},
 			&cli.IntSliceFlag{Name: "chain", Usage: "verify only this chain id (repeatable)", EnvVars: []string{"AUDIT_VERIFY_CHAINS"}},
 			&cli.BoolFlag{Name: "no-record", Usage: "do not record the run in audit.verification_runs", EnvVars: []string{"AUDIT_VERIFY_NO_RECORD"}},
-			&cli.IntFlag{Name: "parallel", Usage: "chains read at once (default: CPUs)", EnvVars: []string{"AUDIT_VERIFY_PARALLEL"}},
+			&cli.IntFlag{Name: "parallel", Usage: "chains read at once (0: one per CPU)", EnvVars: []string{"AUDIT_VERIFY_PARALLEL"}},
 			replicaFlag(),
 		}, sealKeyFlags()...),
 		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {

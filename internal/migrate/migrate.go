@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -71,6 +72,19 @@ type Options struct {
 	// creates the current month's only. Defaults to MonthsAheadDefault (3),
 	// the worker's.
 	MonthsAhead int
+
+	// LockTimeout bounds each statement's wait for a lock during a step
+	// (see runStep). Defaults to LockTimeoutDefault (5s).
+	LockTimeout time.Duration
+	// LockRetries is how often a step that hit LockTimeout is tried again.
+	// Defaults to LockRetriesDefault (5); negative means no retry.
+	LockRetries int
+	// LockRetryBackoff is the wait before the first retry, doubling after.
+	// Defaults to LockRetryBackoffDefault (1s).
+	LockRetryBackoff time.Duration
+	// OnLockRetry, when set, is told of each retry (for progress output).
+	// Defaults to nil.
+	OnLockRetry func(step, attempt int, wait time.Duration)
 }
 
 // MonthsAheadDefault is how many months of partitions ahead of the current
@@ -92,6 +106,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	locks, err := opts.lockSettings()
+	if err != nil {
+		return nil, err
+	}
 	target := steps[len(steps)-1].Version
 	if opts.TargetVersion > 0 {
 		if opts.TargetVersion > target {
@@ -106,6 +124,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 	}
 	defer conn.Release()
 
+	if err := CheckServerVersion(ctx, conn); err != nil {
+		return nil, err
+	}
 	var isExtension bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'auditdb')`).Scan(&isExtension); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
@@ -182,7 +203,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, er
 		if opts.DryRun {
 			continue
 		}
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		err := runStep(ctx, conn, s.Version, locks, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, bookkeeping); err != nil {
 				return err
 			}

@@ -9,8 +9,14 @@ import (
 )
 
 // writeCSV writes the main table of r as CSV: a header of column keys, then
-// one record per row. Summary, sections and notes are not in the CSV (it
-// holds one table); the JSON and HTML formats carry them.
+// one record per row, then two trailer records, as every format ends with
+// the integrity status: ["# generated_at", time] and ["# integrity",
+// status line], padded with empty fields to the table's width so that
+// every record has the same number of fields. A first field starting with
+// "#" marks them (CSVTrailerGeneratedAt, CSVTrailerIntegrity); no data row
+// can start so, since the first column of every report is a time or a
+// number. Summary, sections and notes are not in the CSV (it holds one
+// table); the JSON and HTML formats carry them.
 //
 // A text value whose first character other than white space is = + - @,
 // or their full-width forms, or that starts with a tab or carriage return,
@@ -40,8 +46,30 @@ func (r *Report) writeCSV(w io.Writer) error {
 			return err
 		}
 	}
+	for _, t := range [][2]string{{CSVTrailerGeneratedAt, FormatTime(r.GeneratedAt)}, {CSVTrailerIntegrity, r.Integrity}} {
+		if err := cw.Write(trailer(t[0], t[1], len(r.Columns))); err != nil {
+			return err
+		}
+	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// The first fields of the CSV trailer records.
+const (
+	CSVTrailerGeneratedAt = "# generated_at"
+	CSVTrailerIntegrity   = "# integrity"
+)
+
+// trailer is a trailer record of width fields (two at least; one-column
+// tables get "name: value" in one field).
+func trailer(name, value string, width int) []string {
+	if width < 2 {
+		return []string{name + ": " + value}
+	}
+	rec := make([]string, width)
+	rec[0], rec[1] = name, value
+	return rec
 }
 
 // DefuseFormula prefixes s with an apostrophe when a spreadsheet could read

@@ -13,6 +13,7 @@ type jsonReport struct {
 	Subtitle    string           `json:"subtitle,omitempty"`
 	GeneratedAt string           `json:"generated_at"`
 	Statement   string           `json:"statement,omitempty"`
+	Verdict     string           `json:"verdict,omitempty"`
 	Parameters  map[string]any   `json:"parameters"`
 	Columns     []jsonColumn     `json:"columns"`
 	Rows        []map[string]any `json:"rows"`
@@ -51,7 +52,7 @@ func (r *Report) writeJSON(w io.Writer) error {
 
 func (r *Report) jsonShape() jsonReport {
 	out := jsonReport{
-		Kind: r.Kind, Title: r.Title, Subtitle: r.Subtitle, GeneratedAt: FormatTime(r.GeneratedAt), Statement: r.Statement,
+		Kind: r.Kind, Title: r.Title, Subtitle: r.Subtitle, GeneratedAt: FormatTime(r.GeneratedAt), Statement: r.Statement, Verdict: r.Verdict,
 		Parameters: jsonFields(r.Parameters), Columns: jsonColumns(r.Columns), Rows: jsonRows(r.Columns, r.Rows),
 		Summary: jsonFields(r.Summary), Sections: make([]jsonSection, len(r.Sections)),
 		Notes: r.Notes, Integrity: r.Integrity,

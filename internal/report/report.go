@@ -65,6 +65,12 @@ type Report struct {
 	// Statement is the report's conclusion, shown before the tables (the
 	// attestation's verdict); empty for reports that list facts only.
 	Statement string
+	// Verdict is the report's one-word conclusion (INTACT, TAMPERED, ...),
+	// which HTML shows as a badge heading the page and JSON as "verdict";
+	// empty for reports that list facts only.
+	Verdict string
+	// MainTitle heads the main table in HTML. Defaults to "Events".
+	MainTitle string
 	// Columns and Rows are the main table; each row has one value per column.
 	Columns []Column
 	Rows    [][]any

@@ -77,7 +77,15 @@ func TestCSVDefusesFormulas(t *testing.T) {
 		{"2026-03-04T05:06:07.890000Z", "'=HYPERLINK(\"http://evil\")", "-3", ""},
 		{"2026-03-04T05:06:08.890000Z", "dr-1", "7", "line1\nline2\x1b[31m"},
 		{"2026-03-04T05:06:09.890000Z", "'@SUM(A1)", "2", "'-2+3"},
-	}, recs)
+		{"# generated_at", "2026-03-04T05:06:07.890000Z", "", ""},
+		{"# integrity", "16 chains intact", "", ""},
+	}, recs, "the table, then the integrity status, as every format ends")
+
+	// a one-column table keeps one field per record
+	one := &Report{Kind: "x", Columns: []Column{{Key: "n", Label: "N"}}, Rows: [][]any{{1}}, Integrity: "ok"}
+	recs, err = csv.NewReader(strings.NewReader(render(t, one, FormatCSV))).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []string{"# integrity: ok"}, recs[len(recs)-1])
 	for _, s := range []string{"+1", "\tx", "\rx", "-x", "=1", "@x", "  =1", "\n=1", "＝1", "＠x"} {
 		require.Equal(t, "'"+s, DefuseFormula(s), s)
 	}
@@ -144,4 +152,44 @@ func TestEmptyReport(t *testing.T) {
 	require.Equal(t, []any{}, got["rows"])
 	require.Contains(t, render(t, r, FormatTable), "(none)")
 	require.Contains(t, render(t, r, FormatHTML), "None.")
+}
+
+// An auditor's page: headers never break inside a word, hashes show
+// shortened with the full value in the title and in a printed appendix,
+// a verdict heads the page as a badge, and there is a print stylesheet.
+func TestHTMLForPrint(t *testing.T) {
+	t.Parallel()
+	hash := strings.Repeat("0123456789abcdef", 4)
+	r := sample()
+	r.Verdict = "TAMPERED"
+	r.Columns = append(r.Columns, Column{Key: "hash", Label: "Head hash"})
+	for i := range r.Rows {
+		r.Rows[i] = append(r.Rows[i], hash)
+	}
+	r.Summary = append(r.Summary, Field{Key: "mac", Label: "MAC", Value: strings.ToUpper(hash)},
+		Field{Key: "psn", Label: "Pseudonym", Value: "psn_" + hash[:32]}, Field{Key: "short", Label: "Short hex", Value: hash[:31]})
+	out := render(t, r, FormatHTML)
+
+	require.NotContains(t, out, "overflow-wrap: anywhere", "nothing may break anywhere, headers least of all")
+	require.Regexp(t, `th \{[^}]*word-break: keep-all`, out)
+	require.Contains(t, out, `<span class="hash" title="`+hash+`">`+hash[:HashShownChars]+`…<sup>1</sup></span>`)
+	require.Equal(t, 3, strings.Count(out, `title="`+hash+`"`), "three rows, each with the full value on hover")
+	require.Equal(t, 3, strings.Count(out, `…<sup>1</sup>`), "one appendix entry for one value")
+	require.Contains(t, out, "<h2>Full values</h2>")
+	require.Contains(t, out, `<td class="mono">`+hash+`</td>`, "the appendix prints it in full")
+	require.Contains(t, out, "Events, Time 2026-03-04T05:06:07.890000Z: Head hash", "the appendix says where the value was first")
+	require.Contains(t, out, "Summary: MAC")
+	require.Contains(t, out, `<span class="hash" title="psn_`+hash[:32]+`">psn_01234567…<sup>3</sup></span>`)
+	require.Contains(t, out, "<dd>"+hash[:31]+"</dd>", "shorter than a digest: shown whole")
+	require.Contains(t, out, `<section class="verdict bad"`)
+	require.Contains(t, out, `<h2 class="badge"><small>Verdict</small>TAMPERED</h2>`)
+	require.Contains(t, out, `<th class="num">N</th>`, "number columns are right-aligned")
+	require.Contains(t, out, "@media print")
+	require.Contains(t, out, "size: A4 landscape")
+
+	// without hashes or a verdict there is no appendix and no badge
+	out = render(t, sample(), FormatHTML)
+	require.NotContains(t, out, "Full values")
+	require.NotContains(t, out, `class="verdict`)
+	require.Contains(t, out, `<p class="statement">`)
 }

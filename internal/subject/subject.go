@@ -12,9 +12,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	auditsql "github.com/auditdb/auditdb/sql"
 )
 
 // Subject is a data subject. Values are personal data: never log them.
@@ -43,10 +47,43 @@ func (s Subject) Validate() error {
 
 // Where is the condition on audit.audit_log (aliased l) selecting the
 // subject's rows, given $1 the principal ids (text[]: the id and its
-// pseudonyms; empty when none), $2 the resource type and $3 the resource id.
+// pseudonyms; empty when none), $2 the resource type and $3 the resource id
+// (NULL when the subject has none, so that no row matches that half).
 // Both halves use an index: (principal_id, timestamp) and
 // (target_resource_type, target_resource_id, timestamp).
 const Where = `(l.principal_id = ANY($1) OR (l.target_resource_type = $2 AND l.target_resource_id = $3))`
+
+// WhereAt is Where with its parameters numbered from $n instead of $1, for
+// statements that have parameters of their own before the subject's (the
+// reports build theirs as they go). It is the same condition, renumbered.
+func WhereAt(n int) string {
+	if n == 1 {
+		return Where
+	}
+	p := func(i int) string { return "$" + strconv.Itoa(n+i) }
+	return strings.NewReplacer("$1", p(0), "$2", p(1), "$3", p(2)).Replace(Where)
+}
+
+// TokenPrefix starts every erasure token (see Token): an id that starts
+// with it is an erased subject, not an individual.
+const TokenPrefix = "erased_"
+
+// IsToken reports whether id is an erasure token ("erased_" and 32 hex
+// digits): reports count such ids apart, never as individuals, since one
+// erased subject may hold several (one per seal key) and nobody can tell
+// whose they were.
+func IsToken(id string) bool {
+	hexPart, ok := strings.CutPrefix(id, TokenPrefix)
+	if !ok || len(hexPart) != 32 {
+		return false
+	}
+	for _, r := range hexPart {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // holdCovers is the condition that active legal hold h covers row l: a hold
 // on a subject (an id as principal or as target resource), on one resource
@@ -92,19 +129,66 @@ func CheckGDPR(ctx context.Context, q Querier) error {
 	return nil
 }
 
+// ErrPseudonymsHidden is returned (wrapped) by Args when the role may not
+// resolve write-time pseudonyms.
+var ErrPseudonymsHidden = errors.New("subject: resolving write-time pseudonyms needs the audit_maintainer or audit_privacy_officer role")
+
+var (
+	queryPseudonymsResolvable = auditsql.MustQuery("SubjectPseudonymsResolvable")
+	queryPrincipalIDs         = auditsql.MustQuery("SubjectPrincipalIDs")
+)
+
 // Args returns Where's arguments for s: the principal's ids with their
 // write-time pseudonyms (audit.subject_principal_ids, callable by the
-// worker and the privacy officer only), the resource type and id.
+// worker and the privacy officer only), the resource type and id. A role
+// that may not resolve pseudonyms gets ErrPseudonymsHidden: erasure and
+// export must reach every row of the subject or none.
 func Args(ctx context.Context, q Querier, s Subject) ([]any, error) {
-	var ids []string
-	if err := q.QueryRow(ctx, `SELECT audit.subject_principal_ids($1)`, s.PrincipalID).Scan(&ids); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
-			return nil, errors.New("subject: resolving write-time pseudonyms needs the audit_maintainer or audit_privacy_officer role")
-		}
-		return nil, fmt.Errorf("subject: %w", err)
+	args, resolved, err := ArgsVisible(ctx, q, s)
+	if err != nil {
+		return nil, err
 	}
-	return []any{ids, s.ResourceType, s.ResourceID}, nil
+	if !resolved {
+		return nil, ErrPseudonymsHidden
+	}
+	return args, nil
+}
+
+// ArgsVisible is Args for reports: a role that may not resolve write-time
+// pseudonyms gets the principal's own id only, with resolved false, so
+// that the report can say what it leaves out. It asks for the privilege
+// first rather than failing the call, so a transaction it runs in stays
+// usable.
+func ArgsVisible(ctx context.Context, q Querier, s Subject) (args []any, resolved bool, err error) {
+	ids := []string{}
+	resolved = true
+	if s.PrincipalID != "" {
+		if err := q.QueryRow(ctx, queryPseudonymsResolvable).Scan(&resolved); err != nil {
+			return nil, false, fmt.Errorf("subject: %w", err)
+		}
+		if resolved {
+			if err := q.QueryRow(ctx, queryPrincipalIDs, s.PrincipalID).Scan(&ids); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+					return nil, false, ErrPseudonymsHidden
+				}
+				return nil, false, fmt.Errorf("subject: %w", err)
+			}
+		} else {
+			ids = []string{s.PrincipalID}
+		}
+	}
+	return []any{ids, nullable(s.ResourceType), nullable(s.ResourceID)}, resolved, nil
+}
+
+// nullable is nil for "": "target_resource_type = NULL" matches nothing,
+// where comparing with an empty string would match rows that recorded an
+// empty type.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // Holds describes the active legal holds that cover the subject of args
@@ -138,5 +222,5 @@ func (s Subject) Token(sealKey []byte) string {
 	k.Write([]byte("auditdb/erasure-token-key/v1"))
 	m := hmac.New(sha256.New, k.Sum(nil))
 	m.Write([]byte(s.PrincipalID + "\x00" + s.ResourceType + "\x00" + s.ResourceID))
-	return "erased_" + hex.EncodeToString(m.Sum(nil)[:16])
+	return TokenPrefix + hex.EncodeToString(m.Sum(nil)[:16])
 }
