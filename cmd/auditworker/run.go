@@ -42,7 +42,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "archive-dir", Usage: "absolute directory retention archives go to; retention runs only when it is set (it removes rows once archived)", EnvVars: []string{"AUDIT_ARCHIVE_DIR"}},
 		interval("erasure-interval", "AUDIT_ERASURE_INTERVAL", workers.ErasureIntervalDefault, "how often open GDPR erasure requests are carried out (needs the seal key)"),
 		interval("optimize-interval", "AUDIT_OPTIMIZE_INTERVAL", workers.OptimizeIntervalDefault, "how often indexes and tables are analysed (and with --optimize-apply the safe actions run)"),
-		&cli.BoolFlag{Name: "optimize-apply", Usage: "let the optimize job run ANALYZE and REINDEX INDEX CONCURRENTLY (default: it only reports)", EnvVars: []string{"AUDIT_OPTIMIZE_APPLY"}},
+		&cli.BoolFlag{Name: "optimize-apply", Usage: "let the optimize job run ANALYZE and REINDEX INDEX CONCURRENTLY; without it the job only reports", EnvVars: []string{"AUDIT_OPTIMIZE_APPLY"}},
 		interval("alerts-interval", "AUDIT_ALERTS_INTERVAL", workers.AlertsIntervalDefault, "how often alert conditions are evaluated (thresholds and webhooks: AUDIT_ALERT_*)"),
 		&cli.IntFlag{Name: "months-ahead", Value: workers.MonthsAheadDefault, Usage: "months of partitions kept ahead", EnvVars: []string{"AUDIT_PARTITIONS_AHEAD"}},
 		&cli.DurationFlag{Name: "max-seal-lag", Value: workers.MaxSealLagDefault, Usage: "largest seal lag /readyz accepts", EnvVars: []string{"AUDIT_MAX_SEAL_LAG"}},
