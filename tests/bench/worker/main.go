@@ -598,27 +598,14 @@ type archiveResult struct {
 	leftInLog int64
 }
 
-// The steps of a retention run, in order, as timed here: planning ends when
-// the sink is asked for the archive object; the others end at the StepHook
-// of their name.
+// The steps of a retention run, in order, as timed here: each ends at the
+// StepHook of its name.
 var archiveSteps = []struct{ name, hook, what string }{
-	{"plan", "", "choose the due chain ranges (per archive)"},
+	{"plan", "planned", "choose the due chain ranges (per archive) and their retention end"},
 	{"write", "archive_written", "read the rows in one snapshot, check hashes and links, gzip JSON lines, fsync"},
 	{"re-verify", "archive_verified", "re-read the file and verify it from its bytes"},
 	{"seal", "manifests_sealed", "insert one sealed manifest per chain range, one transaction"},
 	{"remove", "removed", "audit.retention_remove: delete the rows (or drop the partition)"},
-}
-
-// timedSink marks the end of planning: the run asks for the object first
-// thing when it writes.
-type timedSink struct {
-	workers.ArchiveSink
-	created func()
-}
-
-func (s timedSink) Create(ctx context.Context, name string) (workers.ArchiveObject, error) {
-	s.created()
-	return s.ArchiveSink.Create(ctx, name)
 }
 
 func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, error) {
@@ -656,10 +643,6 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 		return nil, err
 	}
 	dir := filepath.Join(b.tmp, fmt.Sprintf("archive-%d", b.dbSeq))
-	local, err := workers.NewLocalDirSink(dir)
-	if err != nil {
-		return nil, err
-	}
 	last := time.Now()
 	mark := func(step string) {
 		now := time.Now()
@@ -668,7 +651,7 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 	}
 	cfg := &workers.RetentionConfig{
 		MaxRowsPerArchive: maxRows,
-		Sink:              timedSink{ArchiveSink: local, created: func() { mark("plan") }},
+		ArchiveDir:        dir,
 		StepHook: func(step string) {
 			for _, s := range archiveSteps {
 				if s.hook == step {
@@ -690,12 +673,8 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 	if res.res.RowsArchived != res.rows || res.res.RowsRemoved != res.rows {
 		return nil, fmt.Errorf("archived %d and removed %d rows, %d were due", res.res.RowsArchived, res.res.RowsRemoved, res.rows)
 	}
-	names, err := local.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, name := range names {
-		fi, err := os.Stat(filepath.Join(dir, name))
+	for _, a := range res.res.Archives {
+		fi, err := os.Stat(filepath.Join(dir, a.Name))
 		if err != nil {
 			return nil, err
 		}
