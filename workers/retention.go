@@ -143,7 +143,6 @@ func (c *RetentionConfig) Validate() error {
 	return nil
 }
 
-
 func (c *RetentionConfig) step(name string) {
 	if c.StepHook != nil {
 		c.StepHook(name)
