@@ -241,15 +241,24 @@ func (s *S3) SetEnv() {
 func (s *S3) NewBucket(t testing.TB, lock bool) string {
 	t.Helper()
 	name := fmt.Sprintf("t-%d-%d", os.Getpid(), s3buckets.Add(1))
+	if err := s.CreateBucket(context.Background(), name, lock); err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	t.Cleanup(func() { s.emptyBucket(name) })
+	return name
+}
+
+// CreateBucket creates bucket name, with Object Lock (and so versioning)
+// enabled when lock is true.
+func (s *S3) CreateBucket(ctx context.Context, name string, lock bool) error {
 	in := &s3.CreateBucketInput{Bucket: aws.String(name)}
 	if lock {
 		in.ObjectLockEnabledForBucket = aws.Bool(true)
 	}
-	if _, err := s.client.CreateBucket(context.Background(), in); err != nil {
-		t.Fatalf("harness: create bucket: %v", err)
+	if _, err := s.client.CreateBucket(ctx, in); err != nil {
+		return fmt.Errorf("create bucket %s: %w", name, err)
 	}
-	t.Cleanup(func() { s.emptyBucket(name) })
-	return name
+	return nil
 }
 
 // emptyBucket deletes what it can: locked versions stay until their date.
