@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"runtime"
@@ -234,6 +235,26 @@ func TestS3Errors(t *testing.T) {
 		require.NotContains(t, err.Error(), cfg.AccessKeyID)
 		require.NotContains(t, strings.TrimSpace(err.Error()), "\n", "one line")
 		t.Log(err)
+	})
+	t.Run("NoPermission", func(t *testing.T) {
+		t.Parallel()
+		// a real account of the server without any grant on the bucket
+		access, secret, err := s3srv.NewUser(ctx)
+		if errors.Is(err, harness.ErrNoUserAdmin) {
+			t.Skip(err.Error())
+		}
+		require.NoError(t, err)
+		bucket := s3srv.NewBucket(t, false)
+		cfg := s3srv.Config(bucket, "p")
+		cfg.AccessKeyID, cfg.SecretAccessKey = access, secret
+		_, err = NewS3(ctx, cfg)
+		require.ErrorContains(t, err, "bucket "+bucket+": access denied (needs s3:ListBucket)")
+		require.NotContains(t, err.Error(), secret)
+		// the root account opens it; the user cannot read what root wrote
+		root, err := NewS3(ctx, s3srv.Config(bucket, "p"))
+		require.NoError(t, err)
+		_, err = root.Put(ctx, "k", strings.NewReader("x"), PutOptions{})
+		require.NoError(t, err)
 	})
 	t.Run("BadConfig", func(t *testing.T) {
 		t.Parallel()

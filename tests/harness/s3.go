@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -32,6 +33,7 @@ type S3 struct {
 	Region, AccessKeyID, SecretAccessKey string
 
 	client *s3.Client
+	bin    string // versitygw, when the harness started it
 	stop   func()
 }
 
@@ -121,7 +123,7 @@ func startVersitygw(ctx context.Context) (*S3, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, sub := range []string{"data", "versions", "meta"} {
+	for _, sub := range []string{"data", "versions", "iam"} {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -137,10 +139,11 @@ func startVersitygw(ctx context.Context) (*S3, error) {
 		Region:          objstore.RegionDefault,
 		AccessKeyID:     "auditdbtest",
 		SecretAccessKey: "auditdbtestsecret",
+		bin:             bin,
 	}
 	cmd := exec.Command(bin,
 		"--access", s.AccessKeyID, "--secret", s.SecretAccessKey, "--region", s.Region,
-		"--port", addr, "--quiet",
+		"--port", addr, "--quiet", "--iam-dir", filepath.Join(dir, "iam"),
 		"posix",
 		"--versioning-dir", filepath.Join(dir, "versions"),
 		filepath.Join(dir, "data"))
@@ -201,6 +204,27 @@ func (s *S3) waitReady(ctx context.Context, timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// NewUser creates an account of role "user" on a server the harness
+// started: it owns no bucket and may use none of the root account's, so
+// tests see the server's own AccessDenied. On a server of yours
+// (AUDIT_TEST_S3_URL) it returns ErrNoUserAdmin.
+func (s *S3) NewUser(ctx context.Context) (accessKeyID, secretAccessKey string, err error) {
+	if s.bin == "" {
+		return "", "", ErrNoUserAdmin
+	}
+	n := s3buckets.Add(1)
+	accessKeyID, secretAccessKey = fmt.Sprintf("user%d", n), fmt.Sprintf("usersecret%d", n)
+	out, err := exec.CommandContext(ctx, s.bin, "admin", "--access", s.AccessKeyID, "--secret", s.SecretAccessKey,
+		"--endpoint-url", s.Endpoint, "create-user", "--access", accessKeyID, "--secret", secretAccessKey, "--role", "user").CombinedOutput()
+	if err != nil {
+		return "", "", fmt.Errorf("versitygw admin create-user: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return accessKeyID, secretAccessKey, nil
+}
+
+// ErrNoUserAdmin: NewUser needs the versitygw the harness starts.
+var ErrNoUserAdmin = errors.New("harness: creating S3 users needs the harness's own versitygw (AUDIT_TEST_S3_URL is set)")
 
 // Stop stops what StartS3 started and removes its files.
 func (s *S3) Stop() { s.stop() }

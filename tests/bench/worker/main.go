@@ -84,6 +84,7 @@ type config struct {
 	rounds      int
 	archiveRows int
 	sinkRounds  int
+	trigger     string
 	archiveMax  []int
 	verifySizes []int
 	incrRows    int
@@ -98,6 +99,7 @@ func main() {
 	var cfg config
 	flag.StringVar(&cfg.out, "out", "BENCHMARKS.md", "Markdown file to put the section into (empty: stdout only)")
 	parts := flag.String("parts", "seal,archive,verify", "parts to run, comma-separated: seal, archive, verify, sinks")
+	flag.StringVar(&cfg.trigger, "trigger", "c", "insert trigger of the loads: c (the accelerator, installed by make install-extension) or plpgsql")
 	flag.IntVar(&cfg.sinkRounds, "sink-rounds", 1, "sinks: rounds of (directory, S3) runs, alternating the order")
 	flag.IntVar(&cfg.rate, "rate", 10000, "seal: target insert rate, rows/s; 0 inserts back to back (the highest rate the server sustains)")
 	flag.IntVar(&cfg.writers, "writers", 8, "seal: concurrent writer connections")
@@ -123,7 +125,7 @@ func main() {
 		cfg.verifySizes, err = ints(*sizes)
 	}
 	if err != nil || cfg.rate < 0 || cfg.writers < 1 || cfg.batch < 1 || cfg.window < time.Second || cfg.rounds < 1 ||
-		cfg.archiveRows < 100 || cfg.incrRows < 16 || cfg.incrRuns < 1 || !slices.IsSorted(cfg.verifySizes) {
+		cfg.archiveRows < 100 || (cfg.trigger != "c" && cfg.trigger != "plpgsql") || cfg.sinkRounds < 1 || cfg.incrRows < 16 || cfg.incrRuns < 1 || !slices.IsSorted(cfg.verifySizes) {
 		fmt.Fprintln(os.Stderr, "worker bench: bad flags:", err)
 		os.Exit(2)
 	}
@@ -297,14 +299,14 @@ func (b *bench) newDB(ctx context.Context, prefix string) (*pgxpool.Pool, error)
 	if err != nil {
 		return nil, err
 	}
-	res, err := migrate.Migrate(ctx, pool, migrate.Options{Accelerator: true})
+	res, err := migrate.Migrate(ctx, pool, migrate.Options{Accelerator: b.cfg.trigger == "c"})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	if res.Trigger != "c" {
+	if res.Trigger != b.cfg.trigger {
 		pool.Close()
-		return nil, fmt.Errorf("insert trigger is %q, want the C accelerator (make install-extension)", res.Trigger)
+		return nil, fmt.Errorf("insert trigger is %q, want %q (the C accelerator: make install-extension)", res.Trigger, b.cfg.trigger)
 	}
 	if _, err := pool.Exec(ctx, `SELECT audit.ensure_partitions(3)`); err != nil {
 		pool.Close()
@@ -894,8 +896,8 @@ func (b *bench) preamble(w io.Writer, heading, part string) {
 	fmt.Fprintf(w, "%s\n\nMeasured %s UTC with\n\n    %s\n\n", heading, c.startedAt.Format("2006-01-02 15:04"), c.commandLine)
 	fmt.Fprintf(w, "(`tests/bench/worker/main.go`, part %s; not written by `make bench`). Machine: %d CPUs (%s), %s, %s; load average %s at the start of the run, %s at the end. ",
 		part, runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.MemTotal(), runtime.Version(), c.loadAtStart, benchdoc.LoadAvg())
-	fmt.Fprintf(w, "A private PostgreSQL %s started for the run by internal/embeddedpg, durable (fsync and synchronous_commit on), with tests/bench's settings (shared_buffers 2GB, max_wal_size 8GB, checkpoint_timeout 30min); a database of its own migrated by internal/migrate with the C insert trigger (`migrate.Options{Accelerator: true}`), 16 chains; one fresh 32-byte seal key.\n\n",
-		strings.Fields(b.pgVersion)[1])
+	fmt.Fprintf(w, "A private PostgreSQL %s started for the run by internal/embeddedpg, durable (fsync and synchronous_commit on), with tests/bench's settings (shared_buffers 2GB, max_wal_size 8GB, checkpoint_timeout 30min); a database of its own migrated by internal/migrate with the %s insert trigger, 16 chains; one fresh 32-byte seal key.\n\n",
+		strings.Fields(b.pgVersion)[1], map[string]string{"c": "C", "plpgsql": "PL/pgSQL"}[c.trigger])
 }
 
 func (b *bench) sealMarkdown(w io.Writer) {
@@ -1020,8 +1022,8 @@ func peakRSS() (int64, error) {
 }
 
 func (b *bench) sinksMarkdown(w io.Writer) {
-	fmt.Fprintf(w, "The archive part's load (%s PUBLIC rows 200 days old under 'minimal', 16 chains, one current row per chain), a fresh database for each run, then one `Deps.RunRetention` with MaxRowsPerArchive %s: into a directory (`ArchiveSink` a temporary folder: temp file, fsync, link, read back) and into `s3://bucket/archive` on a private versitygw %s (posix backend on the same disk, loopback HTTP, a bucket with Object Lock, `ArchiveRetain` 1h so every archive is stored COMPLIANCE-locked: multipart upload of 8 MiB parts with per-part SHA-256 checksums, If-None-Match, then the object read back and hashed, then re-read again by the retention step that verifies it). Both in the same run, %d round(s), the order alternating. Peak RSS is the benchmark process's VmHWM (it runs the worker code; PostgreSQL and versitygw are processes of their own), reset through /proc/self/clear_refs after a GC before each `RunRetention`. Afterwards a full `Deps.Verify` must find the log intact (it does).\n\n",
-		benchdoc.Thousands(int64(b.cfg.archiveRows)), benchdoc.Thousands(int64(b.cfg.archiveMax[0])), strings.TrimPrefix(harness.VersitygwInstall, "github.com/versity/versitygw/cmd/"), b.cfg.sinkRounds)
+	fmt.Fprintf(w, "The archive part's load (%s PUBLIC rows 200 days old under 'minimal', 16 chains, one current row per chain), a fresh database for each run, then one `Deps.RunRetention` with MaxRowsPerArchive %s: into a directory (`ArchiveSink` a temporary folder: temp file, fsync, link, read back) and into `s3://bucket/archive` on a private versitygw (%s; posix backend on the same disk, loopback HTTP, a bucket with Object Lock, `ArchiveRetain` 1h so every archive is stored COMPLIANCE-locked: multipart upload of 8 MiB parts with per-part SHA-256 checksums, If-None-Match, then the object read back and hashed, then re-read again by the retention step that verifies it). Both in the same run, %d round(s), the order alternating. Peak RSS is the benchmark process's VmHWM (it runs the worker code; PostgreSQL and versitygw are processes of their own), reset through /proc/self/clear_refs after a GC before each `RunRetention`. Afterwards a full `Deps.Verify` must find the log intact (it does).\n\n",
+		benchdoc.Thousands(int64(b.cfg.archiveRows)), benchdoc.Thousands(int64(b.cfg.archiveMax[0])), harness.VersitygwInstall, b.cfg.sinkRounds)
 	fmt.Fprintln(w, "| run | sink | rows archived and removed | archives | total | rows/s | S3 / directory | peak RSS | bytes/row |")
 	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 	for i, a := range b.sinks {
@@ -1036,6 +1038,17 @@ func (b *bench) sinksMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "| %d | %s | %s | %d | %s | %s | %s | %.0f MiB | %.1f |\n", i/2+1, a.sink, benchdoc.Thousands(a.res.RowsArchived), len(a.res.Archives),
 			benchdoc.Secs(a.total), benchdoc.ThousandsF(rate, 0), ratio, float64(a.peakRSS)/(1<<20), float64(a.bytes)/float64(a.res.RowsArchived))
 	}
+	// over all rounds: the order alternates, so what one position in a
+	// round costs (the first run of a round has been slower here) cancels
+	rows, secs, peak := map[string]int64{}, map[string]float64{}, map[string]int64{}
+	for _, a := range b.sinks {
+		rows[a.sink] += a.res.RowsArchived
+		secs[a.sink] += a.total.Seconds()
+		peak[a.sink] = max(peak[a.sink], a.peakRSS)
+	}
+	dirRate, s3Rate := float64(rows["dir"])/secs["dir"], float64(rows["s3"])/secs["s3"]
+	fmt.Fprintf(w, "\n**All rounds:** directory %s rows/s, S3 %s rows/s: S3 at **%.0f%%** of the directory's throughput (target: at least 80%%); peak RSS %.0f MiB into the directory, **%.0f MiB into S3**.\n",
+		benchdoc.ThousandsF(dirRate, 0), benchdoc.ThousandsF(s3Rate, 0), 100*s3Rate/dirRate, float64(peak["dir"])/(1<<20), float64(peak["s3"])/(1<<20))
 	fmt.Fprintln(w, "\nPer step (summed over the run's archives):")
 	fmt.Fprintln(w)
 	fmt.Fprint(w, "| step |")
