@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -128,13 +127,12 @@ func (e *ValidationError) Unwrap() error { return e.err }
 
 func invalid(field, rule string) *ValidationError { return &ValidationError{Field: field, Rule: rule} }
 
-// The timestamps that reach the server intact: PostgreSQL's timestamptz
-// starts at 4714-11-24 BC, and pgx encodes a time through its Unix
-// microseconds as an int64, which overflows (silently, into another time)
-// after 294247-01-10, some 30 years before PostgreSQL's own end.
+// The accepted timestamps: the insert trigger's range, 1900-01-01 to
+// 9999-12-31 UTC (four-digit years, so every row has a monthly partition).
+// It lies well inside what PostgreSQL and pgx can carry.
 var (
-	minTimestamp = time.Date(-4713, time.November, 24, 0, 0, 0, 0, time.UTC)
-	maxTimestamp = time.UnixMicro(math.MaxInt64).UTC()
+	minTimestamp = time.Date(1900, time.January, 1, 0, 0, 0, 0, time.UTC)
+	maxTimestamp = time.Date(10000, time.January, 1, 0, 0, 0, 0, time.UTC).Add(-time.Microsecond)
 )
 
 func inRange(t time.Time) bool {
@@ -146,9 +144,8 @@ func inRange(t time.Time) bool {
 // (audit.reject_invalid_event), and so are the messages; lengths count
 // characters, as PostgreSQL's length() does. A few rules come first that the
 // database enforces before the trigger runs, when it decodes the values; the
-// client words those itself: a timestamp outside PostgreSQL's range, text
-// that is not UTF-8 or holds NUL characters, details that cannot be encoded
-// as JSON or hold NUL characters.
+// client words those itself: text that is not UTF-8 or holds NUL characters,
+// details that cannot be encoded as JSON or hold NUL characters.
 func (e Event) Validate() error {
 	_, err := e.row()
 	return err
@@ -166,10 +163,8 @@ var columns = []string{
 func (e Event) row() ([]any, error) {
 	e = e.withDefaults()
 
-	// What the server refuses while decoding the parameters, before the
-	// trigger sees the row.
 	if !e.Timestamp.IsZero() && !inRange(e.Timestamp) {
-		return nil, invalid("timestamp", "out of range")
+		return nil, invalid("timestamp", "must be from 1900-01-01 to 9999-12-31 (UTC)")
 	}
 	// in the order of columns, which is the order the server decodes them
 	for _, t := range []struct{ col, val string }{

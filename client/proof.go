@@ -10,7 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 )
 
 // InclusionProofVersion is the format of InclusionProof.
@@ -90,8 +91,8 @@ func (c *Client) InclusionProof(ctx context.Context, id int64) (*InclusionProof,
 
 func buildProof(ctx context.Context, tx pgx.Tx, id int64) (*InclusionProof, error) {
 	p := &InclusionProof{Version: InclusionProofVersion}
-	var scan integrity.ArchiveRowScanner
-	err := tx.QueryRow(ctx, `SELECT `+integrity.ArchiveRowColumns+` FROM audit.audit_log WHERE id = $1`, id).Scan(scan.Targets()...)
+	var scan verifier.ArchiveRowScanner
+	err := tx.QueryRow(ctx, `SELECT `+verifier.ArchiveRowColumns+` FROM audit.audit_log WHERE id = $1`, id).Scan(scan.Targets()...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w (id %d)", ErrNotFound, id)
 	}
@@ -222,14 +223,15 @@ func VerifyInclusionProof(p *InclusionProof, keys map[string][]byte) (ProofResul
 			return fail("the checkpoint is not where the proof ends")
 		}
 		res.Sealed = true
-		if key, ok := keys[cp.KeyID]; ok {
-			mac := integrity.CheckpointMAC(key, r.ChainID, cp.ChainSeq, cp.Hash, cp.SealedAt.UnixMicro())
-			if !hmac.Equal([]byte(mac), []byte(cp.MAC)) {
+		if len(keys) > 0 {
+			seal := integrity.Checkpoint{ChainID: r.ChainID, Seq: cp.ChainSeq, Hash: cp.Hash, SealedAt: cp.SealedAt, KeyID: cp.KeyID, MAC: cp.MAC}
+			switch seal.CheckSeal(keys) {
+			case integrity.SealUnknownKey:
+				return fail("checkpoint names key id %s, which is not in the keyring", cp.KeyID)
+			case integrity.SealWrongMAC:
 				return fail("checkpoint MAC does not verify under key %s", cp.KeyID)
 			}
 			res.MACChecked = true
-		} else if len(keys) > 0 {
-			return fail("checkpoint names key id %s, which is not in the keyring", cp.KeyID)
 		}
 	}
 	return res, nil

@@ -15,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 )
 
 const script = `<script>alert(1)</script>`
@@ -318,7 +318,7 @@ func TestIntegrityAttestation(t *testing.T) {
 	_, v = verdict(AttestationRequest{})
 	require.Equal(t, VerdictUnverified, v)
 
-	run, err := integrity.Verify(ctx, db.Pool, integrity.Options{})
+	run, err := verifier.Verify(ctx, db.Pool, verifier.Options{})
 	require.NoError(t, err)
 	require.True(t, run.Intact())
 	rep, v = verdict(AttestationRequest{})
@@ -338,7 +338,7 @@ func TestIntegrityAttestation(t *testing.T) {
 	_, err = db.Pool.Exec(ctx, `BEGIN; SET LOCAL session_replication_role = replica;
 		UPDATE audit.audit_log SET outcome_description = 'changed' WHERE id = 7; COMMIT`)
 	require.NoError(t, err)
-	run, err = integrity.Verify(ctx, db.Pool, integrity.Options{})
+	run, err = verifier.Verify(ctx, db.Pool, verifier.Options{})
 	require.NoError(t, err)
 	require.False(t, run.Intact())
 	var chain int16

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
@@ -60,7 +60,7 @@ func TestInsertReceipt(t *testing.T) {
 	_, err = c.Insert(ctx, Event{Timestamp: baseTime, Status: StatusSuccess})
 	require.EqualError(t, err, "audit_log.action: is required")
 
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{})
 	require.NoError(t, err)
 	require.True(t, rep.Intact(), "findings: %+v", rep.Findings)
 	require.EqualValues(t, 2, rep.RowsChecked)
@@ -86,7 +86,7 @@ func TestInsertBatch(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(DISTINCT chain_id) FROM audit.audit_log`).Scan(&chains))
 	require.Equal(t, 1, chains, "one COPY, one transaction, one chain")
 
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{})
 	require.NoError(t, err)
 	require.True(t, rep.Intact(), "findings: %+v", rep.Findings)
 	require.EqualValues(t, len(events), rep.RowsChecked)
@@ -182,7 +182,7 @@ func TestWithTxCommitsOrRollsBack(t *testing.T) {
 	n, err = c.Count(ctx, Query{})
 	require.NoError(t, err)
 	require.EqualValues(t, 3, n, "rolled back")
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{})
 	require.NoError(t, err)
 	require.True(t, rep.Intact(), "rolled-back work leaves no trace in the chains: %+v", rep.Findings)
 
@@ -297,7 +297,7 @@ func TestWithTxRetriesRealSerializationConflict(t *testing.T) {
 	last := []int64{seen[0][len(seen[0])-1], seen[1][len(seen[1])-1]}
 	require.ElementsMatch(t, []int64{0, 1}, last)
 
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{})
 	require.NoError(t, err)
 	require.True(t, rep.Intact(), "findings: %+v", rep.Findings)
 }
@@ -331,7 +331,7 @@ func TestWriterRole(t *testing.T) {
 	require.True(t, errors.As(err, &pgErr), "got %v", err)
 	require.Equal(t, "42501", pgErr.Code) // insufficient_privilege
 
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{})
 	require.NoError(t, err)
 	require.True(t, rep.Intact(), "findings: %+v", rep.Findings)
 	require.EqualValues(t, 4, rep.RowsChecked)

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
@@ -83,7 +83,7 @@ func TestHealthVerification(t *testing.T) {
 	insertEvents(t, db.Pool, 10)
 	m := newMonitor(t, Config{})
 
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{})
 	require.NoError(t, err)
 	v := component(t, m.Health(ctx, db.Pool, nil), ComponentVerification)
 	require.Equal(t, StatusHealthy, v.Status, v.Detail)

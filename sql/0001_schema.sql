@@ -22,9 +22,15 @@ INSERT INTO audit.settings (key, value) VALUES
     ('integrity_spec_version', '1')
 ON CONFLICT (key) DO NOTHING;
 
+-- Row ids come from this sequence, through the insert trigger only: a client
+-- cannot choose one (not with OVERRIDING SYSTEM VALUE, not with COPY), and
+-- no role but the owner may call nextval/setval on it, so the ids the trigger
+-- has handed out in a session (currval) are a fact a writer cannot forge.
+CREATE SEQUENCE IF NOT EXISTS audit.audit_log_id_seq AS bigint;
+
 CREATE TABLE IF NOT EXISTS audit.audit_log (
     -- core
-    id                   bigint GENERATED ALWAYS AS IDENTITY,
+    id                   bigint NOT NULL,  -- set by the insert trigger from audit.audit_log_id_seq
     chain_id             smallint NOT NULL,
     chain_seq            bigint NOT NULL,
     "timestamp"          timestamptz NOT NULL,
@@ -57,6 +63,8 @@ CREATE TABLE IF NOT EXISTS audit.audit_log (
     PRIMARY KEY (id, "timestamp")
 ) PARTITION BY RANGE ("timestamp");
 
+ALTER SEQUENCE audit.audit_log_id_seq OWNED BY audit.audit_log.id;
+
 COMMENT ON TABLE audit.audit_log IS
     'Append-only audit events, partitioned by month on "timestamp". Integrity columns are set by trigger audit_log_integrity (INTEGRITY.md v1).';
 
@@ -80,6 +88,19 @@ CREATE TABLE IF NOT EXISTS audit.chain_heads (
     head_seq   bigint NOT NULL DEFAULT 0 CHECK (head_seq >= 0),
     head_hash  bytea NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
+) WITH (fillfactor = 20);
+
+-- One row per chain: which transaction writes into it now. A transaction
+-- takes a chain by locking and updating its row here (audit.chain_acquire):
+-- only the owner may lock or read these rows, so no other role can hold a
+-- chain, block the writers or learn a transaction's secret. xact is the
+-- holding top-level transaction; secret, 32 random bytes drawn for it,
+-- keys the transaction's chain state (INSERT trigger) and derives its salts.
+-- Both are rolled back with the transaction or savepoint that took the chain.
+CREATE TABLE IF NOT EXISTS audit.chain_holders (
+    chain_id smallint PRIMARY KEY,
+    xact     xid8,
+    secret   bytea CHECK (octet_length(secret) = 32)
 ) WITH (fillfactor = 20);
 
 -- HMAC checkpoints written by the worker; the key never enters the database.

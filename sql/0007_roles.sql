@@ -49,3 +49,14 @@ REVOKE EXECUTE ON FUNCTION audit.create_partition(date), audit.ensure_partitions
     audit.rescue_default_partition(), audit.install_partition_triggers(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.create_partition(date), audit.ensure_partitions(integer),
     audit.rescue_default_partition() TO audit_maintainer;
+
+-- The chain machinery (step 3) runs as the owner and is executable by no one
+-- else: the trigger functions fire without an EXECUTE grant, and a writer
+-- must be able neither to call them nor to attach them to a table of its own.
+-- audit.chain_holders and the id sequence have no grants at all.
+REVOKE EXECUTE ON FUNCTION audit.chain_acquire(), audit.chain_true_head(smallint),
+    audit.chain_state_verified(), audit.audit_log_before_insert(),
+    audit.audit_log_flush_chain_head() FROM PUBLIC;
+REVOKE ALL ON SEQUENCE audit.audit_log_id_seq FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION audit.chain_holders_scrub() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.chain_holders_scrub() TO audit_maintainer;

@@ -20,7 +20,8 @@ import (
 
 	"github.com/auditdb/auditdb/cache"
 	"github.com/auditdb/auditdb/client"
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/monitor"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
@@ -111,7 +112,7 @@ func (b *gdprBundle) seal(t *testing.T) {
 
 func (b *gdprBundle) verifyWithKeys(t *testing.T) *integrity.Report {
 	t.Helper()
-	return verify(t, b.db.Pool, integrity.Options{Keys: b.keys.Ring, NoRecord: true})
+	return verify(t, b.db.Pool, verifier.Options{Keys: b.keys.Ring, NoRecord: true})
 }
 
 // occurrences counts rows of every audit table whose text holds s.

@@ -9,7 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
@@ -33,9 +34,9 @@ func insertN(t *testing.T, pool *pgxpool.Pool, n int) {
 	require.NoError(t, err)
 }
 
-func verify(t *testing.T, pool *pgxpool.Pool, opts integrity.Options) *integrity.Report {
+func verify(t *testing.T, pool *pgxpool.Pool, opts verifier.Options) *integrity.Report {
 	t.Helper()
-	rep, err := integrity.Verify(context.Background(), pool, opts)
+	rep, err := verifier.Verify(context.Background(), pool, opts)
 	require.NoError(t, err)
 	return rep
 }
@@ -43,7 +44,7 @@ func verify(t *testing.T, pool *pgxpool.Pool, opts integrity.Options) *integrity
 // requireIntact verifies with Go and with the SQL recomputation.
 func requireIntact(t *testing.T, pool *pgxpool.Pool) *integrity.Report {
 	t.Helper()
-	rep := verify(t, pool, integrity.Options{})
+	rep := verify(t, pool, verifier.Options{})
 	require.True(t, rep.Intact(), "findings: %+v", rep.Findings)
 	var bad int
 	require.NoError(t, pool.QueryRow(context.Background(),

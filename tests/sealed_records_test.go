@@ -8,7 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
@@ -40,16 +41,16 @@ func TestArchiveManifestSeal(t *testing.T) {
 	}
 
 	insertManifest(good)
-	rep := verify(t, db.Pool, integrity.Options{Keys: keys.Ring, NoRecord: true})
+	rep := verify(t, db.Pool, verifier.Options{Keys: keys.Ring, NoRecord: true})
 	require.True(t, rep.Intact(), "%+v", rep.Findings)
 
 	insertManifest(integrity.ManifestMAC([]byte("not the key, not the key, not it"), chain, 1, 50, endHash, 50, digest))
-	rep = verify(t, db.Pool, integrity.Options{Keys: keys.Ring, NoRecord: true})
+	rep = verify(t, db.Pool, verifier.Options{Keys: keys.Ring, NoRecord: true})
 	require.ElementsMatch(t, []integrity.Kind{integrity.CheckpointForged, integrity.ChainGap}, []integrity.Kind{rep.Findings[0].Kind, rep.Findings[1].Kind})
 	require.Len(t, rep.Findings, 2)
 
 	// without keys the seal cannot be checked and the manifest is trusted
-	rep = verify(t, db.Pool, integrity.Options{NoRecord: true})
+	rep = verify(t, db.Pool, verifier.Options{NoRecord: true})
 	require.True(t, rep.Intact())
 }
 
@@ -82,6 +83,6 @@ func TestChainArchivedToItsEnd(t *testing.T) {
 	_, err = db.Pool.Exec(ctx, `BEGIN; SET LOCAL auditdb.maintenance = 'retention'; DELETE FROM audit.audit_log; COMMIT`)
 	require.NoError(t, err)
 
-	rep := verify(t, db.Pool, integrity.Options{Keys: keys.Ring, NoRecord: true})
+	rep := verify(t, db.Pool, verifier.Options{Keys: keys.Ring, NoRecord: true})
 	require.True(t, rep.Intact(), "%+v", rep.Findings)
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )
@@ -36,7 +37,7 @@ func TestVerifyFromStandby(t *testing.T) {
 
 	insertN(t, r.PrimaryPool, 300)
 	replayed(300)
-	rep := verify(t, r.PrimaryPool, integrity.Options{Source: standby})
+	rep := verify(t, r.PrimaryPool, verifier.Options{Source: standby})
 	require.True(t, rep.Intact(), "findings: %+v", rep.Findings)
 	require.EqualValues(t, 300, rep.RowsChecked)
 	var recorded int64
@@ -49,7 +50,7 @@ func TestVerifyFromStandby(t *testing.T) {
 	_, err = standby.Exec(ctx, `SELECT pg_wal_replay_pause()`)
 	require.NoError(t, err)
 	insertN(t, r.PrimaryPool, 50)
-	rep = verify(t, r.PrimaryPool, integrity.Options{Source: standby, NoRecord: true})
+	rep = verify(t, r.PrimaryPool, verifier.Options{Source: standby, NoRecord: true})
 	require.True(t, rep.Intact(), "findings: %+v", rep.Findings)
 	require.EqualValues(t, 300, rep.RowsChecked)
 	_, err = standby.Exec(ctx, `SELECT pg_wal_replay_resume()`)
@@ -73,18 +74,18 @@ func TestVerifyFromStandby(t *testing.T) {
 		var status string
 		return standby.QueryRow(ctx, `SELECT status FROM audit.audit_log WHERE id = $1`, victim.id).Scan(&status) == nil && status == "failure"
 	}, 30*time.Second, 20*time.Millisecond)
-	rep = verify(t, r.PrimaryPool, integrity.Options{Source: standby, NoRecord: true})
+	rep = verify(t, r.PrimaryPool, verifier.Options{Source: standby, NoRecord: true})
 	require.Len(t, rep.Findings, 1)
 	f := rep.Findings[0]
 	require.Equal(t, integrity.Finding{ChainID: victim.chain, ChainSeq: victim.seq, RowID: victim.id, Kind: integrity.RowModified},
 		integrity.Finding{ChainID: f.ChainID, ChainSeq: f.ChainSeq, RowID: f.RowID, Kind: f.Kind})
 
 	// a source that is not a standby of this database is refused
-	_, err = integrity.Verify(ctx, r.PrimaryPool, integrity.Options{Source: r.PrimaryPool})
-	require.ErrorIs(t, err, integrity.ErrNotStandby)
+	_, err = verifier.Verify(ctx, r.PrimaryPool, verifier.Options{Source: r.PrimaryPool})
+	require.ErrorIs(t, err, verifier.ErrNotStandby)
 	require.ErrorContains(t, err, "not in recovery")
 	other := harness.NewDB(t) // the shared server: another cluster
-	_, err = integrity.Verify(ctx, other.Pool, integrity.Options{Source: standby})
-	require.ErrorIs(t, err, integrity.ErrNotStandby)
+	_, err = verifier.Verify(ctx, other.Pool, verifier.Options{Source: standby})
+	require.ErrorIs(t, err, verifier.ErrNotStandby)
 	require.ErrorContains(t, err, "another cluster")
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
@@ -61,9 +62,9 @@ func TestTamperingIsFound(t *testing.T) {
 		{"trigger disabled and a row inserted with a made-up hash", func(t *testing.T, tx pgx.Tx, _, _ chainPos) []integrity.Finding {
 			var id, seq int64
 			var chain int16
-			require.NoError(t, tx.QueryRow(context.Background(), `INSERT INTO audit.audit_log ("timestamp", recorded_at,
+			require.NoError(t, tx.QueryRow(context.Background(), `INSERT INTO audit.audit_log (id, "timestamp", recorded_at,
 				action, status, chain_id, chain_seq, pii_salt, pii_commitment, hash)
-				SELECT now(), now(), 'made.up', 'success', chain_id, head_seq + 1, '\x00112233445566778899aabbccddeeff',
+				SELECT nextval('audit.audit_log_id_seq'), now(), now(), 'made.up', 'success', chain_id, head_seq + 1, '\x00112233445566778899aabbccddeeff',
 				       sha256('x'), repeat('ab', 32)
 				FROM audit.chain_heads WHERE head_seq > 0 ORDER BY chain_id LIMIT 1
 				RETURNING id, chain_id, chain_seq`).Scan(&id, &chain, &seq))
@@ -71,9 +72,9 @@ func TestTamperingIsFound(t *testing.T) {
 		}},
 		{"rows inserted in a chain that does not exist", func(t *testing.T, tx pgx.Tx, _, _ chainPos) []integrity.Finding {
 			var id int64
-			require.NoError(t, tx.QueryRow(context.Background(), `INSERT INTO audit.audit_log ("timestamp", recorded_at,
+			require.NoError(t, tx.QueryRow(context.Background(), `INSERT INTO audit.audit_log (id, "timestamp", recorded_at,
 				action, status, chain_id, chain_seq, pii_salt, pii_commitment, hash)
-				VALUES (now(), now(), 'made.up', 'success', 77, 1, NULL, sha256('x'), repeat('ab', 32))
+				VALUES (nextval('audit.audit_log_id_seq'), now(), now(), 'made.up', 'success', 77, 1, NULL, sha256('x'), repeat('ab', 32))
 				RETURNING id`).Scan(&id))
 			return []integrity.Finding{{ChainID: 77, ChainSeq: 1, RowID: id, Kind: integrity.RowModified}}
 		}},
@@ -108,7 +109,7 @@ func TestTamperingIsFound(t *testing.T) {
 			})
 			require.NoError(t, err)
 
-			rep := verify(t, db.Pool, integrity.Options{})
+			rep := verify(t, db.Pool, verifier.Options{})
 			require.Equal(t, "tampered", rep.Status)
 			got := make([]integrity.Finding, len(rep.Findings))
 			for i, f := range rep.Findings {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 )
 
 // Deps is what every job needs. One Deps is shared by all workers of a
@@ -16,7 +16,7 @@ type Deps struct {
 	// Pool is the audit database. Required.
 	Pool *pgxpool.Pool
 	// Replica, when set, is a streaming standby of Pool's database that
-	// verification reads the log from (integrity.Options.Source), sparing
+	// verification reads the log from (the verifier's Options.Source), sparing
 	// the primary a full read of the log; runs are still recorded on Pool.
 	// Defaults to nil: everything on Pool.
 	Replica *pgxpool.Pool

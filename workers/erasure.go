@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/subject"
 )
 
@@ -205,6 +205,9 @@ func (d *Deps) Erase(ctx context.Context, id int64, progress func(done, total in
 		return nil, fmt.Errorf("erasure %d: %w", id, err)
 	}
 	res.Status, res.Rows = "done", done
+	if _, err := conn.Exec(ctx, `SELECT audit.chain_holders_scrub()`); err != nil {
+		return nil, fmt.Errorf("erasure %d: scrub chain secrets: %w", id, err)
+	}
 	// The old row versions, and their index entries, hold the values until
 	// vacuum removes them. VACUUM needs the table's owner; without that the
 	// next autovacuum does it.

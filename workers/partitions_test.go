@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )
@@ -40,7 +40,7 @@ func TestMaintainPartitions(t *testing.T) {
 	var after []string
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT array_agg(hash ORDER BY id) FROM audit.audit_log`).Scan(&after))
 	require.Equal(t, before, after)
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{NoRecord: true})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{NoRecord: true})
 	require.NoError(t, err)
 	require.True(t, rep.Intact())
 

@@ -14,7 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 )
 
 // Retention archives audit rows whose retention ran out, seals a manifest
@@ -370,7 +371,7 @@ func (d *Deps) checkArchive(ctx context.Context, sink *archiveSink, name, digest
 
 // archiveRowQuery reads the rows of one chain range with every column, in
 // the forms the archive keeps (see integrity.ArchiveRow).
-const archiveRowQuery = `SELECT ` + integrity.ArchiveRowColumns + `
+const archiveRowQuery = `SELECT ` + verifier.ArchiveRowColumns + `
 FROM audit.audit_log WHERE chain_id = $1 AND chain_seq BETWEEN $2 AND $3 ORDER BY chain_seq, id`
 
 // archive runs steps 2 to 4 for one plan: write, re-read and verify, seal.
@@ -504,7 +505,7 @@ func (d *Deps) writeArchive(ctx context.Context, cfg *RetentionConfig, w io.Writ
 			if err != nil {
 				return fmt.Errorf("retention: chain %d: %w", rg.ChainID, err)
 			}
-			var scan integrity.ArchiveRowScanner
+			var scan verifier.ArchiveRowScanner
 			_, err = pgx.ForEachRow(rows, scan.Targets(), func() error {
 				if err := aw.WriteRow(scan.Row()); err != nil {
 					return err

@@ -11,8 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/subject"
+	"github.com/auditdb/auditdb/internal/verifier"
 )
 
 // The plan of a retention run: which rows are due, and per chain the range
@@ -164,7 +165,7 @@ func (d *Deps) plan(ctx context.Context, maxRows int64) (*RetentionPlan, error) 
 	}
 	names, classes, cutoffs := policyArrays(p.Policies)
 
-	mans, err := integrity.LoadArchiveManifests(ctx, q, "")
+	mans, err := verifier.LoadArchiveManifests(ctx, q, "")
 	if err != nil {
 		return nil, err
 	}
@@ -366,6 +367,6 @@ func policyArrays(ps []RetentionPolicy) (names, classes []string, cutoffs []time
 
 // pendingManifests returns manifests whose rows are still in audit_log.
 func pendingManifests(ctx context.Context, q subject.Querier) ([]integrity.ArchiveManifest, error) {
-	return integrity.LoadArchiveManifests(ctx, q, `WHERE EXISTS (SELECT 1 FROM audit.audit_log l
+	return verifier.LoadArchiveManifests(ctx, q, `WHERE EXISTS (SELECT 1 FROM audit.audit_log l
 		WHERE l.chain_id = m.chain_id AND l.chain_seq BETWEEN m.first_seq AND m.last_seq)`)
 }

@@ -15,7 +15,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
@@ -66,7 +67,7 @@ func count(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int64 {
 
 func requireIntact(t testing.TB, pool *pgxpool.Pool, keys *integrity.SealKeys) {
 	t.Helper()
-	rep, err := integrity.Verify(context.Background(), pool, integrity.Options{Keys: keys.Ring, NoRecord: true})
+	rep, err := verifier.Verify(context.Background(), pool, verifier.Options{Keys: keys.Ring, NoRecord: true})
 	require.NoError(t, err)
 	require.True(t, rep.Intact(), "verification findings: %+v", rep.Findings)
 }
@@ -89,7 +90,7 @@ func requireArchivesAccountFor(t testing.TB, pool *pgxpool.Pool, keys *integrity
 		rep, err := integrity.VerifyArchive(f, nil)
 		f.Close()
 		require.NoError(t, err)
-		require.NoError(t, integrity.CheckArchiveManifests(ctx, pool, rep, keys.Ring))
+		require.NoError(t, verifier.CheckArchiveManifests(ctx, pool, rep, keys.Ring))
 		require.True(t, rep.Intact(), "%s: %+v", uri, rep.Findings)
 		require.True(t, rep.MACsChecked)
 		archived += rep.Rows
@@ -195,7 +196,7 @@ func TestRetentionArchivesDuePrefixOfEachChain(t *testing.T) {
 	require.EqualValues(t, inserted-50, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log`))
 	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM audit.partitions() WHERE partition_name = $1`, dropped[0]))
 	requireIntact(t, db.Pool, keys)
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{Keys: keys.Ring, NoRecord: true, Chains: []int16{chain}})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{Keys: keys.Ring, NoRecord: true, Chains: []int16{chain}})
 	require.NoError(t, err)
 	require.Equal(t, 2, rep.Chains[0].Checkpoints, "the checkpoints at the manifest's end and after it are compared")
 	requireArchivesAccountFor(t, db.Pool, keys, dir, inserted)
@@ -208,7 +209,7 @@ func TestRetentionArchivesDuePrefixOfEachChain(t *testing.T) {
 	// A forged manifest is caught by the verifier, so it cannot hide rows.
 	_, err = db.Pool.Exec(ctx, `UPDATE audit.archive_manifests SET row_count = row_count + 1`)
 	require.NoError(t, err)
-	rep, err = integrity.Verify(ctx, db.Pool, integrity.Options{Keys: keys.Ring, NoRecord: true})
+	rep, err = verifier.Verify(ctx, db.Pool, verifier.Options{Keys: keys.Ring, NoRecord: true})
 	require.NoError(t, err)
 	require.False(t, rep.Intact())
 }

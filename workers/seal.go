@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/monitor"
 )
 
@@ -122,6 +122,11 @@ func (d *Deps) Seal(ctx context.Context, opts SealOptions) (*SealReport, error) 
 		return nil, err
 	}
 	rep := &SealReport{KeyID: keyID, Chains: []SealedChain{}}
+	// Finished transactions' chain secrets go (see audit.chain_holders_scrub):
+	// they could recompute salts that an erasure deleted.
+	if _, err := d.Pool.Exec(ctx, `SELECT audit.chain_holders_scrub()`); err != nil {
+		return nil, fmt.Errorf("seal: scrub chain secrets: %w", err)
+	}
 	rows, err := d.Pool.Query(ctx, headQuery, keyID)
 	if err != nil {
 		return nil, fmt.Errorf("seal: read heads: %w", err)

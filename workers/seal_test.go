@@ -7,7 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )
@@ -82,7 +83,7 @@ func TestSealedAttacksAreCaught(t *testing.T) {
 
 			_, err = db.Pool.Exec(ctx, "BEGIN; SET LOCAL session_replication_role = replica;"+tc.attack(c)+"COMMIT;")
 			require.NoError(t, err)
-			got, err := integrity.Verify(ctx, db.Pool, integrity.Options{Keys: k.Ring})
+			got, err := verifier.Verify(ctx, db.Pool, verifier.Options{Keys: k.Ring})
 			require.NoError(t, err)
 			require.Equal(t, tc.want(c), kinds(got))
 		})
@@ -133,7 +134,7 @@ func TestSealIdempotentAndRotation(t *testing.T) {
 	require.Equal(t, 4+len(busyChains(t, db)), checked, "old and new checkpoints checked")
 
 	newOnly := &integrity.SealKeys{Active: "k2", Ring: integrity.Keyring{"k2": both.Ring["k2"]}}
-	vr, err = integrity.Verify(ctx, db.Pool, integrity.Options{Keys: newOnly.Ring, NoRecord: true})
+	vr, err = verifier.Verify(ctx, db.Pool, verifier.Options{Keys: newOnly.Ring, NoRecord: true})
 	require.NoError(t, err)
 	require.Len(t, vr.Findings, 4, "the retired key's checkpoints need the retired key")
 	for _, f := range vr.Findings {

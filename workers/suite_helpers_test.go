@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )

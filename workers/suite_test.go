@@ -17,8 +17,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
 	"github.com/auditdb/auditdb/internal/migrate"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )
@@ -147,7 +147,7 @@ func TestReplicasRunEachPeriodicJobOnce(t *testing.T) {
 	require.Equal(t, sealRuns, sealTimed)
 	require.GreaterOrEqual(t, verifyRuns, 1.0)
 
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{Keys: k.Ring, NoRecord: true})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{Keys: k.Ring, NoRecord: true})
 	require.NoError(t, err)
 	require.True(t, rep.Intact(), kinds(rep))
 }

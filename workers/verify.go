@@ -11,7 +11,8 @@ import (
 
 	"github.com/riverqueue/river"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/monitor"
 )
 
@@ -60,9 +61,9 @@ func (w *VerifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) err
 type VerifyOptions struct {
 	// Full reads every row instead of starting from verified checkpoints.
 	Full bool
-	// AbandonAfter is passed to integrity.Options.AbandonAfter.
+	// AbandonAfter is passed to verifier.Options.AbandonAfter.
 	AbandonAfter time.Duration
-	// Progress is passed to integrity.Options.Progress.
+	// Progress is passed to verifier.Options.Progress.
 	Progress func(done, total int64)
 }
 
@@ -71,7 +72,7 @@ type VerifyOptions struct {
 // tampering. The returned error means the run could not be done; tampering
 // is in the report.
 func (d *Deps) Verify(ctx context.Context, opts VerifyOptions) (*integrity.Report, error) {
-	rep, err := integrity.Verify(ctx, d.Pool, integrity.Options{
+	rep, err := verifier.Verify(ctx, d.Pool, verifier.Options{
 		Keys: d.keyring(), Incremental: !opts.Full, Progress: opts.Progress, Source: d.Replica,
 		AbandonAfter: opts.AbandonAfter,
 	})

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/monitor"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"

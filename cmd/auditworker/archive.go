@@ -9,8 +9,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/objstore"
+	"github.com/auditdb/auditdb/internal/verifier"
 )
 
 func archiveCommand() *cli.Command {
@@ -83,7 +84,7 @@ func archiveVerify(c *cli.Context) error {
 		if keys != nil {
 			ring = keys.Ring
 		}
-		if err := integrity.CheckArchiveManifests(c.Context, pool, rep, ring); err != nil {
+		if err := verifier.CheckArchiveManifests(c.Context, pool, rep, ring); err != nil {
 			return err
 		}
 	}

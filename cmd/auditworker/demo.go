@@ -16,7 +16,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/auditdb/auditdb/client"
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/workers"
 )
 
@@ -149,7 +150,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	fmt.Fprintf(w, "%d checkpoints on %d chains (each second the worker seals every chain whose head moved); every chain head is sealed\n", cps, sealedChains)
 
 	step("5. verify: re-compute every commitment, row hash and chain link, and check the checkpoints' MACs")
-	rep, err := integrity.Verify(ctx, e.pool, integrity.Options{Keys: keys.Ring})
+	rep, err := verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring})
 	if err != nil {
 		return err
 	}
@@ -189,7 +190,7 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	}
 	fmt.Fprintf(w, "erased %d events: ids replaced by %s, salts deleted, sealed redaction records written; %d rows still name the patient\n",
 		erased.Rows, erased.Token, left)
-	rep, err = integrity.Verify(ctx, e.pool, integrity.Options{Keys: keys.Ring})
+	rep, err = verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring})
 	if err != nil {
 		return err
 	}
@@ -226,14 +227,14 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 		return fmt.Errorf("tamper: %w", err)
 	}
 	fmt.Fprintf(w, "UPDATE audit.audit_log SET status = 'success' WHERE id = %d  -- chain %d, seq %d; then every later hash of the chain and its head rewritten\n", id, chain, seq)
-	rep, err = integrity.Verify(ctx, e.pool, integrity.Options{NoRecord: true, Chains: []int16{chain}})
+	rep, err = verifier.Verify(ctx, e.pool, verifier.Options{NoRecord: true, Chains: []int16{chain}})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "every row of chain %d now hashes correctly: %d row finding(s) of kind row_modified\n", chain, countKind(rep, integrity.RowModified))
 
 	step("9. verify again: the sealed checkpoint no longer matches the chain")
-	rep, err = integrity.Verify(ctx, e.pool, integrity.Options{Keys: keys.Ring})
+	rep, err = verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring})
 	if err != nil {
 		return err
 	}

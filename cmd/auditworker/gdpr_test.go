@@ -11,7 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditdb/auditdb/client"
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/tests/harness"
 )
 
@@ -68,7 +69,7 @@ func TestGDPRCommands(t *testing.T) {
 
 	ring, err := integrity.ParseSealKeys(key, "")
 	require.NoError(t, err)
-	rep, err := integrity.Verify(ctx, db.Pool, integrity.Options{Keys: ring.Ring, NoRecord: true})
+	rep, err := verifier.Verify(ctx, db.Pool, verifier.Options{Keys: ring.Ring, NoRecord: true})
 	require.NoError(t, err)
 	require.True(t, rep.Intact(), "%+v", rep.Findings)
 

@@ -16,7 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/urfave/cli/v2"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 	"github.com/auditdb/auditdb/monitor"
 	"github.com/auditdb/auditdb/workers"
 )
@@ -141,7 +142,7 @@ func runCommand() *cli.Command {
 			}
 			if replica != nil {
 				defer replica.Close()
-				if err := integrity.CheckStandby(c.Context, pool, replica); err != nil {
+				if err := verifier.CheckStandby(c.Context, pool, replica); err != nil {
 					return fmt.Errorf("replica-url: %w", err)
 				}
 			}

@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/embeddedpg"
-	"github.com/auditdb/auditdb/internal/integrity"
 	"github.com/auditdb/auditdb/internal/migrate"
 	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
@@ -134,7 +134,9 @@ func TestWorkerKilledInTheMiddleOfASeal(t *testing.T) {
 	var running int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+migrate.RiverSchema+`.river_job
 		WHERE kind = 'auditdb_seal' AND state = 'running'`).Scan(&running))
-	require.Equal(t, 1, running, "the killed seal job was in progress")
+	// (two when a seal outlasted the 1 s interval under load, so that the
+	// next period's job started beside it: both were killed)
+	require.GreaterOrEqual(t, running, 1, "the killed seal job was in progress")
 	// The killed process still holds River's leadership lease, which
 	// expires on its own after about 15 s; expire it now to keep the test
 	// short (River's own tests cover the expiry).

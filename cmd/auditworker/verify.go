@@ -8,7 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
-	"github.com/auditdb/auditdb/internal/integrity"
+	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/verifier"
 )
 
 func verifyCommand() *cli.Command {
@@ -35,7 +36,7 @@ func verifyCommand() *cli.Command {
 			if replica != nil {
 				defer replica.Close()
 			}
-			opts := integrity.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel"), Incremental: c.Bool("incremental"), Source: replica}
+			opts := verifier.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel"), Incremental: c.Bool("incremental"), Source: replica}
 			if keys != nil {
 				opts.Keys = keys.Ring
 			}
@@ -65,12 +66,12 @@ func verifyCommand() *cli.Command {
 }
 
 // runVerify runs the verifier with a progress bar on a terminal.
-func runVerify(c *cli.Context, pool *pgxpool.Pool, opts integrity.Options) (*integrity.Report, error) {
+func runVerify(c *cli.Context, pool *pgxpool.Pool, opts verifier.Options) (*integrity.Report, error) {
 	if isTerminal(c.App.ErrWriter) {
 		start := time.Now()
 		opts.Progress = func(done, total int64) { progressBar(c.App.ErrWriter, "verify", "rows", done, total, start) }
 	}
-	rep, err := integrity.Verify(c.Context, pool, opts)
+	rep, err := verifier.Verify(c.Context, pool, opts)
 	if opts.Progress != nil {
 		fmt.Fprintln(c.App.ErrWriter)
 	}

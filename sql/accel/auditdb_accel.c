@@ -4,11 +4,19 @@
  * An optional accelerator for servers that can load C code (not managed
  * PostgreSQL services). It does exactly what audit.audit_log_before_insert()
  * does in PL/pgSQL, byte for byte, at a fraction of the cost per row:
- * validation with the same messages, the chain state in the same
- * transaction-local setting (auditdb.chain_state), chain acquisition through
- * the same audit.chain_acquire(), the same salt derivation, encoding and
- * hashes. audit.use_accelerator(true) switches the trigger to it; the
- * PL/pgSQL function stays installed and is the reference.
+ * validation with the same messages, chain acquisition through the same
+ * audit.chain_acquire(), the same salt derivation, encoding and hashes.
+ * audit.use_accelerator(true) switches the trigger to it; the PL/pgSQL
+ * function stays installed and is the reference.
+ *
+ * The one difference is where the transaction's chain state lives: here in
+ * backend memory, which no SQL can touch, saved at every subtransaction start
+ * and restored when it aborts (so rolled-back savepoints leave no trace), and
+ * forgotten at commit or abort. The PL/pgSQL trigger keeps it in a tagged
+ * setting instead. When that setting is non-empty (the PL/pgSQL trigger ran
+ * in this transaction, or a client wrote it), the state in memory may be
+ * stale: it is then taken afresh from audit.chain_acquire(), which finds the
+ * chain the transaction holds and its newest row, and the setting cleared.
  *
  * J(...) is built as json_build_array(...)::text would: "[" elements ", "
  * "]", strings escaped as escape_json does, jsonb through its own text
@@ -22,6 +30,7 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "utils/builtins.h"
 #include "fmgr.h"
@@ -37,6 +46,7 @@
 #include "utils/inet.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -51,8 +61,9 @@
 PG_MODULE_MAGIC;
 
 PG_FUNCTION_INFO_V1(audit_log_before_insert_c);
-PG_FUNCTION_INFO_V1(chain_acquire_c);
 PG_FUNCTION_INFO_V1(audit_log_flush_chain_head_c);
+
+void		_PG_init(void);
 
 /* microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01 */
 #define UNIX_EPOCH_OFFSET_US INT64CONST(946684800000000)
@@ -63,7 +74,8 @@ enum
 	C_PRINCIPAL_TYPE, C_ORGANIZATION_ID, C_TARGET_RESOURCE_TYPE, C_EVENT_VERSION,
 	C_CORRELATION_ID, C_DATA_CLASSIFICATION, C_RETENTION_POLICY, C_PROCESSING_LATENCY,
 	C_TTL, C_PRINCIPAL_ID, C_TARGET_RESOURCE_ID, C_SOURCE_IP, C_OUTCOME_DESCRIPTION,
-	C_DETAILS, C_PII_SALT, C_PII_COMMITMENT, C_HASH, N_COLS
+	C_DETAILS, C_PII_SALT, C_PII_COMMITMENT, C_HASH, C_HASH_ALGORITHM, C_HASH_VERSION,
+	C_ARCHIVED_AT, N_COLS
 };
 
 static const char *const col_names[N_COLS] = {
@@ -71,7 +83,8 @@ static const char *const col_names[N_COLS] = {
 	"principal_type", "organization_id", "target_resource_type", "event_version",
 	"correlation_id", "data_classification", "retention_policy", "processing_latency",
 	"ttl", "principal_id", "target_resource_id", "source_ip", "outcome_description",
-	"details", "pii_salt", "pii_commitment", "hash"
+	"details", "pii_salt", "pii_commitment", "hash", "hash_algorithm", "hash_version",
+	"archived_at"
 };
 
 /* Column numbers of one relation, cached in the trigger's fn_extra. */
@@ -83,13 +96,101 @@ typedef struct ColMap
 
 static Oid	chain_acquire_oid = InvalidOid;
 static Oid	id_sequence_oid = InvalidOid;
-
-/* the advisory lock namespace of the chains: audit.chain_lock_namespace() */
-#define CHAIN_LOCK_NAMESPACE 1635083380
-
-static int	chain_count = 0;
-static SPIPlanPtr read_head_plan = NULL;
 static SPIPlanPtr flush_plan = NULL;
+
+/*
+ * The accepted range of "timestamp", [1900-01-01, 10000-01-01) UTC, in
+ * PostgreSQL's microseconds since 2000-01-01: audit.reject_invalid_event's.
+ */
+#define TS_MIN INT64CONST(-3155673600000000)
+#define TS_END INT64CONST(252455616000000000)
+
+/* The transaction's chain position, in backend memory (see the top). */
+typedef struct ChainState
+{
+	bool		valid;
+	FullTransactionId xact;		/* the top-level transaction it belongs to */
+	int16		chain;
+	int64		seq;
+	uint8		hash[32];
+	uint8		secret[32];
+} ChainState;
+
+static ChainState chain_state;
+
+/* Saved at each subtransaction start, restored if it aborts. */
+typedef struct SavedState
+{
+	SubTransactionId subid;
+	ChainState	state;
+} SavedState;
+
+static SavedState *saved = NULL;
+static int	saved_len = 0;
+static int	saved_cap = 0;
+
+static void
+chain_state_subxact(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	switch (event)
+	{
+		case SUBXACT_EVENT_START_SUB:
+			if (saved_len == saved_cap)
+			{
+				saved_cap = saved_cap == 0 ? 8 : saved_cap * 2;
+				saved = saved == NULL
+					? MemoryContextAlloc(TopMemoryContext, saved_cap * sizeof(SavedState))
+					: repalloc(saved, saved_cap * sizeof(SavedState));
+			}
+			saved[saved_len].subid = mySubid;
+			saved[saved_len].state = chain_state;
+			saved_len++;
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+		case SUBXACT_EVENT_ABORT_SUB:
+			/* subtransactions end innermost first; pop down to this one */
+			while (saved_len > 0)
+			{
+				SavedState *top = &saved[--saved_len];
+
+				if (top->subid == mySubid)
+				{
+					if (event == SUBXACT_EVENT_ABORT_SUB)
+						chain_state = top->state;
+					break;
+				}
+			}
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+chain_state_xact(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			chain_state.valid = false;
+			saved_len = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+_PG_init(void)
+{
+	RegisterXactCallback(chain_state_xact, NULL);
+	RegisterSubXactCallback(chain_state_subxact, NULL);
+}
 
 static void
 sha256_parts(const uint8 *a, size_t alen, const uint8 *b, size_t blen, uint8 *out)
@@ -107,7 +208,7 @@ hex_decode_fixed(const char *hex, uint8 *out, int nbytes)
 {
 	if (strlen(hex) != (size_t) nbytes * 2 ||
 		hex_decode(hex, nbytes * 2, (char *) out) != (uint64) nbytes)
-		elog(ERROR, "auditdb: malformed auditdb.chain_state");
+		elog(ERROR, "auditdb: malformed chain state");
 }
 
 /* Lowercase hex of n bytes into out, NUL-terminated (PostgreSQL's hex_encode). */
@@ -115,23 +216,6 @@ static void
 hex_encode_into(const uint8 *in, int n, char *out)
 {
 	out[hex_encode((const char *) in, n, out)] = '\0';
-}
-
-/*
- * Splits a copy of auditdb.chain_state, "chain/seq/head/seed", into its four
- * fields.
- */
-static void
-parse_state(const char *st, char *f[4])
-{
-	f[0] = pstrdup(st);
-	for (int i = 1; i < 4; i++)
-	{
-		f[i] = strchr(f[i - 1], '/');
-		if (f[i] == NULL)
-			elog(ERROR, "auditdb: malformed auditdb.chain_state");
-		*f[i]++ = '\0';
-	}
 }
 
 static void
@@ -162,7 +246,8 @@ validate(Datum *v, bool *n)
 {
 	char	   *details_text = NULL;
 
-	static const int required[] = {C_TIMESTAMP, C_ACTION, C_STATUS, C_DATA_CLASSIFICATION, C_RETENTION_POLICY};
+	/* data_classification, retention_policy, event_version: defaults first */
+	static const int required[] = {C_TIMESTAMP, C_ACTION, C_STATUS};
 	static const struct
 	{
 		int			col;
@@ -180,6 +265,8 @@ validate(Datum *v, bool *n)
 
 	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(v[C_TIMESTAMP])))
 		reject("timestamp", ERRCODE_CHECK_VIOLATION, "must be a finite time, not infinity");
+	if (DatumGetTimestampTz(v[C_TIMESTAMP]) < TS_MIN || DatumGetTimestampTz(v[C_TIMESTAMP]) >= TS_END)
+		reject("timestamp", ERRCODE_DATETIME_FIELD_OVERFLOW, "must be from 1900-01-01 to 9999-12-31 (UTC)");
 	s = TextDatumGetCString(v[C_STATUS]);
 	if (strcmp(s, "attempt") != 0 && strcmp(s, "success") != 0 && strcmp(s, "failure") != 0)
 		reject("status", ERRCODE_CHECK_VIOLATION, "must be one of attempt, success, failure");
@@ -233,6 +320,8 @@ validate(Datum *v, bool *n)
 	}
 	if (!n[C_PROCESSING_LATENCY] && DatumGetInt32(v[C_PROCESSING_LATENCY]) < 0)
 		reject("processing_latency", ERRCODE_CHECK_VIOLATION, "must not be negative");
+	if (!n[C_ARCHIVED_AT])
+		reject("archived_at", ERRCODE_INSUFFICIENT_PRIVILEGE, "is set by maintenance only, not on insert");
 	return details_text;
 }
 
@@ -346,6 +435,42 @@ colmap_for(FunctionCallInfo fcinfo, Relation rel)
 	return m;
 }
 
+/*
+ * Loads chain_state from audit.chain_acquire() (SECURITY DEFINER, called
+ * directly: no EXECUTE grant is needed and none is given), which returns
+ * "chain/seq/head/secret" for the chain this transaction holds or takes, and
+ * clears auditdb.chain_state (see the top of the file).
+ */
+static void
+chain_state_acquire(void)
+{
+	char	   *st;
+	char	   *f[4];
+
+	if (!OidIsValid(chain_acquire_oid))
+		chain_acquire_oid = LookupFuncName(list_make2(makeString("audit"), makeString("chain_acquire")),
+										   0, NULL, false);
+	st = TextDatumGetCString(OidFunctionCall0(chain_acquire_oid));
+	f[0] = st;
+	for (int i = 1; i < 4; i++)
+	{
+		f[i] = strchr(f[i - 1], '/');
+		if (f[i] == NULL)
+			elog(ERROR, "auditdb: audit.chain_acquire() returned a malformed state");
+		*f[i]++ = '\0';
+	}
+	chain_state.valid = false;
+	chain_state.chain = (int16) pg_strtoint32(f[0]);
+	chain_state.seq = pg_strtoint64(f[1]);
+	hex_decode_fixed(f[2], chain_state.hash, 32);
+	hex_decode_fixed(f[3], chain_state.secret, 32);
+	chain_state.xact = GetTopFullTransactionId();
+	chain_state.valid = true;
+	(void) set_config_option("auditdb.chain_state", "",
+							 superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
 Datum
 audit_log_before_insert_c(PG_FUNCTION_ARGS)
 {
@@ -357,7 +482,6 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 	Datum	   *all_v;
 	bool	   *all_n;
 	const char *st;
-	char	   *f[4];
 	char	   *details_text;
 	int16		chain;
 	int64		seq;
@@ -368,9 +492,9 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 	StringInfoData b;
 	char		hash_hex[65];
 	bytea	   *salt_b, *commitment_b;
-	int			cols[7];
-	Datum		newvals[7];
-	bool		newnulls[7] = {false, false, false, false, false, false, false};
+	int			cols[12];
+	Datum		newvals[12];
+	bool		newnulls[12] = {false};
 	HeapTuple	result;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
@@ -388,28 +512,33 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 		n[i] = all_n[m->attnum[i] - 1];
 	}
 
+	/* an explicit NULL takes the column's default, as in PL/pgSQL */
+	if (n[C_EVENT_VERSION])
+		v[C_EVENT_VERSION] = CStringGetTextDatum("1.0"), n[C_EVENT_VERSION] = false;
+	if (n[C_DATA_CLASSIFICATION])
+		v[C_DATA_CLASSIFICATION] = CStringGetTextDatum("INTERNAL"), n[C_DATA_CLASSIFICATION] = false;
+	if (n[C_RETENTION_POLICY])
+		v[C_RETENTION_POLICY] = CStringGetTextDatum("standard"), n[C_RETENTION_POLICY] = false;
+
 	details_text = validate(v, n);
 
 	st = GetConfigOption("auditdb.chain_state", true, false);
-	if (st == NULL || st[0] == '\0')
-	{
-		if (!OidIsValid(chain_acquire_oid))
-			chain_acquire_oid = LookupFuncName(list_make2(makeString("audit"), makeString("chain_acquire_c")),
-											   0, NULL, false);
-		st = TextDatumGetCString(OidFunctionCall0(chain_acquire_oid));
-	}
-	parse_state(st, f);
-	chain = (int16) pg_strtoint32(f[0]);
-	seq = pg_strtoint64(f[1]) + 1;
-	hex_decode_fixed(f[2], prev, 32);
-	hex_decode_fixed(f[3], seed, 32);
+	if (!chain_state.valid ||
+		!FullTransactionIdEquals(chain_state.xact, GetTopFullTransactionId()) ||
+		(st != NULL && st[0] != '\0'))
+		chain_state_acquire();
+	if (chain_state.seq == PG_INT64_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("auditdb: chain %d is full", chain_state.chain)));
+	chain = chain_state.chain;
+	seq = chain_state.seq + 1;
+	memcpy(prev, chain_state.hash, 32);
+	memcpy(seed, chain_state.secret, 32);
 
-	if (n[C_ID])
-	{
-		if (!OidIsValid(id_sequence_oid))
-			id_sequence_oid = get_relname_relid("audit_log_id_seq", get_namespace_oid("audit", false));
-		v[C_ID] = Int64GetDatum(nextval_internal(id_sequence_oid, false));
-	}
+	if (!OidIsValid(id_sequence_oid))
+		id_sequence_oid = get_relname_relid("audit_log_id_seq", get_namespace_oid("audit", false));
+	v[C_ID] = Int64GetDatum(nextval_internal(id_sequence_oid, false));
 	recorded_at = GetCurrentTimestamp();
 
 	/* salt = SHA-256(seed || int8send(chain_seq))[0:16] */
@@ -492,127 +621,46 @@ audit_log_before_insert_c(PG_FUNCTION_ARGS)
 	newvals[5] = PointerGetDatum(commitment_b);
 	cols[6] = m->attnum[C_HASH];
 	newvals[6] = CStringGetTextDatum(hash_hex);
-	result = heap_modify_tuple_by_cols(td->tg_trigtuple, desc, 7, cols, newvals, newnulls);
+	cols[7] = m->attnum[C_EVENT_VERSION];
+	newvals[7] = v[C_EVENT_VERSION];
+	cols[8] = m->attnum[C_DATA_CLASSIFICATION];
+	newvals[8] = v[C_DATA_CLASSIFICATION];
+	cols[9] = m->attnum[C_RETENTION_POLICY];
+	newvals[9] = v[C_RETENTION_POLICY];
+	cols[10] = m->attnum[C_HASH_ALGORITHM];
+	newvals[10] = CStringGetTextDatum("SHA-256");
+	cols[11] = m->attnum[C_HASH_VERSION];
+	newvals[11] = Int16GetDatum(1);
+	result = heap_modify_tuple_by_cols(td->tg_trigtuple, desc, 12, cols, newvals, newnulls);
 
-	resetStringInfo(&b);
-	appendStringInfo(&b, "%d/" INT64_FORMAT "/%s/%s", chain, seq, hash_hex, f[3]);
-	(void) set_config_option("auditdb.chain_state", b.data,
-							 superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
+	chain_state.seq = seq;
+	memcpy(chain_state.hash, chain_hash, 32);
 	return PointerGetDatum(result);
 }
 
 /*
- * audit.chain_acquire_c(): audit.chain_acquire() for READ COMMITTED, in C.
- * SECURITY DEFINER like the PL/pgSQL one (writers may not read chain_heads);
- * every name in its SQL is schema-qualified, operators included, so the
- * caller's search_path cannot redirect anything. Under REPEATABLE READ and
- * SERIALIZABLE it hands over to audit.chain_acquire(), whose retry on a
- * serialization failure needs subtransactions.
- *
- * Same protocol: a transaction-scoped advisory lock on a free chain,
- * starting from the backend pid, then the head read with a fresh snapshot.
- * Returns "chain/seq/head/seed".
- */
-Datum
-chain_acquire_c(PG_FUNCTION_ARGS)
-{
-	int			start, c = -1;
-	int64		seq;
-	bytea	   *head;
-	uint8		seed[32];
-	char		head_hex[65], seed_hex[65];
-	bool		isnull;
-	Datum		arg;
-	StringInfoData out;
-
-	if (XactIsoLevel != XACT_READ_COMMITTED)
-		PG_RETURN_DATUM(OidFunctionCall0(LookupFuncName(list_make2(makeString("audit"), makeString("chain_acquire")),
-														 0, NULL, false)));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "auditdb: SPI_connect failed");
-	if (chain_count == 0)
-	{
-		if (SPI_execute("SELECT s.value::pg_catalog.int4 FROM audit.settings s WHERE s.key OPERATOR(pg_catalog.=) 'chain_count'",
-						true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "auditdb: audit.settings has no chain_count");
-		chain_count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	if (read_head_plan == NULL)
-	{
-		Oid			argtypes[1] = {INT2OID};
-
-		read_head_plan = SPI_prepare("SELECT h.head_seq, h.head_hash FROM audit.chain_heads h "
-									 "WHERE h.chain_id OPERATOR(pg_catalog.=) $1", 1, argtypes);
-		if (read_head_plan == NULL || SPI_keepplan(read_head_plan) != 0)
-			elog(ERROR, "auditdb: cannot prepare the chain head query");
-	}
-
-	start = MyProcPid % chain_count;
-	for (int i = 0; i < chain_count && c < 0; i++)
-	{
-		int			cand = (start + i) % chain_count;
-
-		if (DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
-											 Int32GetDatum(CHAIN_LOCK_NAMESPACE), Int32GetDatum(cand))))
-			c = cand;
-	}
-	if (c < 0)
-	{
-		/* more writers than chains: queue behind one */
-		c = start;
-		DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(CHAIN_LOCK_NAMESPACE), Int32GetDatum(c));
-	}
-
-	/* read-write execution takes a fresh snapshot: the head as committed */
-	arg = Int16GetDatum((int16) c);
-	if (SPI_execute_plan(read_head_plan, &arg, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("auditdb: chain %d has no row in audit.chain_heads", c),
-				 errhint("audit.settings.chain_count must match the rows of audit.chain_heads.")));
-	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	head = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (VARSIZE_ANY_EXHDR(head) != 32)
-		elog(ERROR, "auditdb: chain %d: head_hash is not 32 bytes", c);
-	hex_encode_into((const uint8 *) VARDATA_ANY(head), 32, head_hex);
-	if (!pg_strong_random(seed, sizeof(seed)))
-		elog(ERROR, "auditdb: no strong random bytes");
-	hex_encode_into(seed, 32, seed_hex);
-	SPI_finish();
-
-	initStringInfo(&out);
-	appendStringInfo(&out, "%d/" INT64_FORMAT "/%s/%s", c, seq, head_hex, seed_hex);
-	PG_RETURN_TEXT_P(cstring_to_text(out.data));
-}
-
-/*
- * AFTER INSERT, FOR EACH STATEMENT: audit.audit_log_flush_chain_head() in C.
- * SECURITY DEFINER, qualified names, as above.
+ * AFTER INSERT, FOR EACH STATEMENT: writes the head in backend memory back to
+ * audit.chain_heads (SECURITY DEFINER; qualified names, so the caller's
+ * search_path cannot redirect anything). Memory no SQL can touch, so unlike
+ * the PL/pgSQL flush there is nothing to verify.
  */
 Datum
 audit_log_flush_chain_head_c(PG_FUNCTION_ARGS)
 {
-	const char *st;
-	char	   *f[4];
 	Datum		args[3];
 	bytea	   *head;
-	uint8		raw[32];
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "audit_log_flush_chain_head_c: must be a trigger");
-	st = GetConfigOption("auditdb.chain_state", true, false);
-	if (st == NULL || st[0] == '\0')
+	if (!chain_state.valid ||
+		!FullTransactionIdEquals(chain_state.xact, GetTopFullTransactionIdIfAny()))
 		return PointerGetDatum(NULL);
 
-	parse_state(st, f);
-	hex_decode_fixed(f[2], raw, 32);
 	head = palloc(VARHDRSZ + 32);
 	SET_VARSIZE(head, VARHDRSZ + 32);
-	memcpy(VARDATA(head), raw, 32);
-	args[0] = Int16GetDatum((int16) pg_strtoint32(f[0]));
-	args[1] = Int64GetDatum(pg_strtoint64(f[1]));
+	memcpy(VARDATA(head), chain_state.hash, 32);
+	args[0] = Int16GetDatum(chain_state.chain);
+	args[1] = Int64GetDatum(chain_state.seq);
 	args[2] = PointerGetDatum(head);
 
 	if (SPI_connect() != SPI_OK_CONNECT)

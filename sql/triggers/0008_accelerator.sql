@@ -5,9 +5,10 @@
 -- auditdb_accel.so (`make install-extension` builds it) and the caller may
 -- create C functions (a superuser), audit.use_accelerator(true) points the
 -- trigger at the C version, which computes the same bytes several times
--- faster; under READ COMMITTED it also takes the chain and writes the head
--- back in C. audit.use_accelerator(false) switches back. Both read and write
--- the same chain state, so switching is safe at any time.
+-- faster, and writes the head back in C. audit.use_accelerator(false)
+-- switches back. Both take chains through audit.chain_acquire(), which finds
+-- the chain a transaction holds and its newest row, so switching is safe at
+-- any time, even inside a transaction that has written rows.
 CREATE OR REPLACE FUNCTION audit.use_accelerator(enable boolean DEFAULT true)
 RETURNS text
 LANGUAGE plpgsql
@@ -19,14 +20,14 @@ DECLARE
 BEGIN
     IF use_c THEN
         BEGIN
-            -- the row trigger, and the chain acquisition and head flush it
-            -- pairs with (SECURITY DEFINER like their PL/pgSQL twins)
+            -- the row trigger, and the head flush it pairs with (SECURITY
+            -- DEFINER like its PL/pgSQL twin); executable by no one else
             CREATE OR REPLACE FUNCTION audit.audit_log_before_insert_c() RETURNS trigger
                 LANGUAGE c AS '$libdir/auditdb_accel', 'audit_log_before_insert_c';
-            CREATE OR REPLACE FUNCTION audit.chain_acquire_c() RETURNS text
-                LANGUAGE c SECURITY DEFINER AS '$libdir/auditdb_accel', 'chain_acquire_c';
             CREATE OR REPLACE FUNCTION audit.audit_log_flush_chain_head_c() RETURNS trigger
                 LANGUAGE c SECURITY DEFINER AS '$libdir/auditdb_accel', 'audit_log_flush_chain_head_c';
+            REVOKE EXECUTE ON FUNCTION audit.audit_log_before_insert_c(),
+                audit.audit_log_flush_chain_head_c() FROM PUBLIC;
         EXCEPTION WHEN undefined_file OR insufficient_privilege OR undefined_function THEN
             RAISE NOTICE 'auditdb: the C accelerator is not available here (%); the PL/pgSQL trigger stays', SQLERRM;
             use_c := false;

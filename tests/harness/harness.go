@@ -237,14 +237,21 @@ func (p *Postgres) newDB(t testing.TB, template string) *DB {
 	return db
 }
 
-// LoginRole creates a login role that is a member of group (audit_writer...)
-// and returns a pool connected as it to this database. The role is dropped
-// when the test ends.
+// LoginRole creates a login role that is a member of group (audit_writer...;
+// "" for a role with no grants at all) and returns a pool connected as it to
+// this database. The role is dropped when the test ends.
 func (db *DB) LoginRole(t testing.TB, group string) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
 	role := fmt.Sprintf("%s_%s", strings.TrimPrefix(group, "audit_"), db.Name)
-	if _, err := db.Pool.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE %s", pgx.Identifier{role}.Sanitize(), pgx.Identifier{group}.Sanitize())); err != nil {
+	create := "CREATE ROLE " + pgx.Identifier{role}.Sanitize() + " LOGIN"
+	if group == "" {
+		role = "nogrants_" + db.Name
+		create = "CREATE ROLE " + pgx.Identifier{role}.Sanitize() + " LOGIN"
+	} else {
+		create += " IN ROLE " + pgx.Identifier{group}.Sanitize()
+	}
+	if _, err := db.Pool.Exec(ctx, create); err != nil {
 		t.Fatalf("harness: create role: %v", err)
 	}
 	u, _ := url.Parse(db.URL)

@@ -55,8 +55,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/embeddedpg"
-	"github.com/auditdb/auditdb/internal/integrity"
 	"github.com/auditdb/auditdb/internal/migrate"
 	"github.com/auditdb/auditdb/internal/objstore"
 	"github.com/auditdb/auditdb/tests/bench/benchdoc"

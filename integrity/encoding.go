@@ -1,7 +1,3 @@
-// Package integrity implements INTEGRITY.md version 1 in Go: the encoding J,
-// the pii commitment, the row hash, the chain, checkpoint MACs, and the
-// Verifier that re-checks a database. Its results are byte-identical to the
-// SQL functions in sql/functions (testdata/vectors.json proves it).
 package integrity
 
 import (

@@ -1,21 +1,23 @@
-package integrity
+package verifier
 
 import (
+	"github.com/auditdb/auditdb/integrity"
+
 	"encoding/hex"
 	"time"
 )
 
 // ArchiveRowColumns selects from audit.audit_log every column in the forms
-// ArchiveRow keeps; scan a result row into ArchiveRowScanner.Targets.
+// integrity.ArchiveRow keeps; scan a result row into ArchiveRowScanner.Targets.
 const ArchiveRowColumns = `id, chain_id, chain_seq, "timestamp", recorded_at, action, status, principal_type,
 	organization_id, target_resource_type, event_version, correlation_id, data_classification,
 	retention_policy, processing_latency, ttl, principal_id, target_resource_id, abbrev(source_ip),
 	outcome_description, details::text, pii_salt, pii_commitment, hash, hash_algorithm, hash_version, archived_at`
 
-// ArchiveRowScanner reads rows of ArchiveRowColumns into an ArchiveRow,
+// ArchiveRowScanner reads rows of ArchiveRowColumns into an integrity.ArchiveRow,
 // reused from row to row.
 type ArchiveRowScanner struct {
-	a                ArchiveRow
+	a                integrity.ArchiveRow
 	ts, rec          time.Time
 	salt, commitment []byte
 	archivedAt       *time.Time
@@ -33,10 +35,10 @@ func (s *ArchiveRowScanner) Targets() []any {
 
 // Row completes and returns the row just scanned; it is overwritten by the
 // next scan.
-func (s *ArchiveRowScanner) Row() *ArchiveRow {
+func (s *ArchiveRowScanner) Row() *integrity.ArchiveRow {
 	a := &s.a
-	a.TimestampUS, a.Timestamp = s.ts.UnixMicro(), FormatArchiveTime(s.ts)
-	a.RecordedAtUS, a.RecordedAt = s.rec.UnixMicro(), FormatArchiveTime(s.rec)
+	a.TimestampUS, a.Timestamp = s.ts.UnixMicro(), integrity.FormatArchiveTime(s.ts)
+	a.RecordedAtUS, a.RecordedAt = s.rec.UnixMicro(), integrity.FormatArchiveTime(s.rec)
 	a.PIISalt = nil
 	if s.salt != nil {
 		h := hex.EncodeToString(s.salt)
@@ -45,7 +47,7 @@ func (s *ArchiveRowScanner) Row() *ArchiveRow {
 	a.PIICommitment = hex.EncodeToString(s.commitment)
 	a.ArchivedAt = nil
 	if s.archivedAt != nil {
-		t := FormatArchiveTime(*s.archivedAt)
+		t := integrity.FormatArchiveTime(*s.archivedAt)
 		a.ArchivedAt = &t
 	}
 	return a

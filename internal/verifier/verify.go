@@ -1,17 +1,17 @@
-package integrity
+// Package verifier is the database side of verification: it loads chains,
+// checkpoints, archive manifests and redaction records from PostgreSQL,
+// walks them with integrity.ChainVerifier, records runs and checks standbys.
+package verifier
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"crypto/hmac"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,65 +20,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditdb/auditdb/integrity"
 )
-
-// Kind is the kind of a verification finding (INTEGRITY.md, Verification).
-type Kind string
-
-// The finding kinds.
-const (
-	RowModified           Kind = "row_modified"
-	ChainGap              Kind = "chain_gap"
-	ChainFork             Kind = "chain_fork"
-	CheckpointMismatch    Kind = "checkpoint_mismatch"
-	CheckpointForged      Kind = "checkpoint_forged"
-	TailTruncated         Kind = "tail_truncated"
-	UnauthorizedRedaction Kind = "unauthorized_redaction"
-)
-
-// Finding is one problem a verification found. It names positions, never
-// row contents.
-type Finding struct {
-	ChainID  int16  `json:"chain_id"`
-	ChainSeq int64  `json:"chain_seq"`
-	RowID    int64  `json:"row_id,omitempty"`
-	Kind     Kind   `json:"kind"`
-	Detail   string `json:"detail"`
-}
-
-// ChainResult summarises one chain of a run.
-type ChainResult struct {
-	ChainID      int16  `json:"chain_id"`
-	Rows         int64  `json:"rows"`
-	VerifiedSeq  int64  `json:"verified_seq"`
-	VerifiedHash string `json:"verified_hash,omitempty"`
-	Checkpoints  int    `json:"checkpoints_checked"`
-	// FromSeq is the checkpoint an incremental run started after (0: the
-	// chain was read from its first row).
-	FromSeq  int64 `json:"from_seq,omitempty"`
-	Findings int   `json:"findings"`
-}
-
-// Report is the outcome of a verification run.
-type Report struct {
-	RunID       int64         `json:"run_id,omitempty"`
-	Status      string        `json:"status"` // intact or tampered
-	Mode        string        `json:"mode"`
-	StartedAt   time.Time     `json:"started_at"`
-	Duration    time.Duration `json:"duration_ns"`
-	RowsChecked int64         `json:"rows_checked"`
-	RowsPerSec  float64       `json:"rows_per_second"`
-	MACsChecked bool          `json:"macs_checked"`
-	Chains      []ChainResult `json:"chains"`
-	Findings    []Finding     `json:"findings"`
-}
-
-// Intact reports whether the run found nothing.
-func (r *Report) Intact() bool { return len(r.Findings) == 0 }
-
-// Keyring maps seal key ids to HMAC keys. Verification without keys checks
-// everything but the MACs.
-type Keyring map[string][]byte
 
 // Options for Verify. The zero value verifies every chain, two readers per
 // CPU, and records the run.
@@ -86,7 +30,7 @@ type Options struct {
 	// Chains limits the run to these chain ids. Defaults to all chains.
 	Chains []int16
 	// Keys checks checkpoint MACs. Defaults to none (MACs not checked).
-	Keys Keyring
+	Keys integrity.Keyring
 	// Parallel is the number of chains read at once. Defaults to twice
 	// GOMAXPROCS: each reader waits on PostgreSQL about as long as it hashes.
 	Parallel int
@@ -133,7 +77,7 @@ var ErrIncrementalNeedsKeys = errors.New("verify: an incremental run needs the s
 // chosen chains, checks checkpoints and coverage, and returns the report.
 // An error means the run could not be done (database unreachable...), not
 // that tampering was found: that is in the report.
-func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, error) {
+func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*integrity.Report, error) {
 	if opts.Incremental && len(opts.Keys) == 0 {
 		return nil, ErrIncrementalNeedsKeys
 	}
@@ -142,8 +86,8 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Report, err
 	if opts.Incremental {
 		mode = "incremental"
 	}
-	rep := &Report{Status: "intact", Mode: mode, StartedAt: start, MACsChecked: len(opts.Keys) > 0,
-		Chains: []ChainResult{}, Findings: []Finding{}}
+	rep := &integrity.Report{Status: "intact", Mode: mode, StartedAt: start, MACsChecked: len(opts.Keys) > 0,
+		Chains: []integrity.ChainResult{}, Findings: []integrity.Finding{}}
 
 	type chainInfo struct {
 		id       int16
@@ -338,8 +282,8 @@ func CheckStandby(ctx context.Context, pool, src *pgxpool.Pool) error {
 // the bounds as values so that the planner sees them (an OR against a
 // subquery was a sequential scan of the whole log, ~0.3 s per 500k rows, on
 // every incremental run).
-func strayChains(ctx context.Context, pool *pgxpool.Pool, lo, hi int16) ([]Finding, error) {
-	var out []Finding
+func strayChains(ctx context.Context, pool *pgxpool.Pool, lo, hi int16) ([]integrity.Finding, error) {
+	var out []integrity.Finding
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
 			return err
@@ -352,11 +296,11 @@ func strayChains(ctx context.Context, pool *pgxpool.Pool, lo, hi int16) ([]Findi
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Finding, error) {
-			var f Finding
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (integrity.Finding, error) {
+			var f integrity.Finding
 			var n int64
 			err := r.Scan(&f.ChainID, &f.ChainSeq, &f.RowID, &n)
-			f.Kind = RowModified
+			f.Kind = integrity.RowModified
 			f.Detail = fmt.Sprintf("%d row(s) in chain %d, which audit.chain_heads does not have", n, f.ChainID)
 			return f, err
 		})
@@ -395,21 +339,21 @@ func verifiedUpTo(ctx context.Context, pool *pgxpool.Pool) (map[int16]int64, err
 // verifies under keys and the row at its seq is still
 // there with the checkpoint's hash; anything else returns nil and the chain
 // is read in full, which reports precisely whatever is wrong.
-func incrementalSeed(ctx context.Context, tx pgx.Tx, chainID int16, verified int64, keys Keyring) (*checkpoint, error) {
-	var cp checkpoint
+func incrementalSeed(ctx context.Context, tx pgx.Tx, chainID int16, verified int64, keys integrity.Keyring) (*integrity.Checkpoint, error) {
+	cp := integrity.Checkpoint{ChainID: chainID}
 	err := tx.QueryRow(ctx, `SELECT chain_seq, hash, sealed_at, key_id, mac FROM audit.integrity_checkpoints
 		WHERE chain_id = $1 AND chain_seq <= $2 ORDER BY chain_seq DESC, id DESC LIMIT 1`, chainID, verified).
-		Scan(&cp.seq, &cp.hash, &cp.sealedAt, &cp.keyID, &cp.mac)
+		Scan(&cp.Seq, &cp.Hash, &cp.SealedAt, &cp.KeyID, &cp.MAC)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: incremental seed: %w", chainID, err)
 	}
-	if cp.sealVerifies(chainID, keys) != sealValid { // Verify refuses incremental runs without keys
+	if cp.CheckSeal(keys) != integrity.SealValid { // Verify refuses incremental runs without keys
 		return nil, nil
 	}
-	rows, err := tx.Query(ctx, `SELECT hash FROM audit.audit_log WHERE chain_id = $1 AND chain_seq = $2`, chainID, cp.seq)
+	rows, err := tx.Query(ctx, `SELECT hash FROM audit.audit_log WHERE chain_id = $1 AND chain_seq = $2`, chainID, cp.Seq)
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: incremental seed: %w", chainID, err)
 	}
@@ -417,13 +361,13 @@ func incrementalSeed(ctx context.Context, tx pgx.Tx, chainID int16, verified int
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: incremental seed: %w", chainID, err)
 	}
-	if len(hashes) != 1 || hashes[0] != cp.hash {
+	if len(hashes) != 1 || hashes[0] != cp.Hash {
 		return nil, nil
 	}
 	return &cp, nil
 }
 
-func recordRun(ctx context.Context, pool *pgxpool.Pool, runID int64, rep *Report) error {
+func recordRun(ctx context.Context, pool *pgxpool.Pool, runID int64, rep *integrity.Report) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if len(rep.Findings) > 0 {
 			_, err := tx.CopyFrom(ctx, pgx.Identifier{"audit", "verification_findings"},
@@ -440,7 +384,7 @@ func recordRun(ctx context.Context, pool *pgxpool.Pool, runID int64, rep *Report
 				return err
 			}
 		}
-		perChain := map[string]ChainResult{}
+		perChain := map[string]integrity.ChainResult{}
 		for _, c := range rep.Chains {
 			perChain[fmt.Sprint(c.ChainID)] = c
 		}
@@ -451,22 +395,9 @@ func recordRun(ctx context.Context, pool *pgxpool.Pool, runID int64, rep *Report
 	})
 }
 
-type checkpoint struct {
-	seq      int64
-	hash     string
-	sealedAt time.Time
-	keyID    string
-	mac      string
-}
-
-type manifest struct {
-	first, last int64
-	endHash     string
-}
-
 type chainOutcome struct {
-	ChainResult
-	findings []Finding
+	integrity.ChainResult
+	findings []integrity.Finding
 	err      error
 }
 
@@ -507,7 +438,7 @@ FROM audit.audit_log WHERE chain_id = $1`
 
 const rowOrder = ` ORDER BY chain_seq, id`
 
-func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Keyring, verified int64, done *atomic.Int64) (out chainOutcome) {
+func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys integrity.Keyring, verified int64, done *atomic.Int64) (out chainOutcome) {
 	out.ChainID = chainID
 	out.err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		// Stream the chain in index order. Left to itself the planner sorts
@@ -524,7 +455,7 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Ke
 		if err := tx.QueryRow(ctx, `SELECT head_seq FROM audit.chain_heads WHERE chain_id = $1`, chainID).Scan(&head); err != nil {
 			return fmt.Errorf("chain %d: head: %w", chainID, err)
 		}
-		var seed *checkpoint
+		var seed *integrity.Checkpoint
 		if verified > 0 {
 			var err error
 			if seed, err = incrementalSeed(ctx, tx, chainID, verified, keys); err != nil {
@@ -533,32 +464,33 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Ke
 		}
 		var from int64
 		if seed != nil {
-			from = seed.seq
+			from = seed.Seq
 		}
 		cps, err := loadCheckpoints(ctx, tx, chainID, from)
 		if err != nil {
 			return err
 		}
-		mans, forged, err := loadManifests(ctx, tx, chainID, keys)
+		mans, err := LoadArchiveManifests(ctx, tx, `WHERE chain_id = $1`, chainID)
 		if err != nil {
-			return err
+			return fmt.Errorf("chain %d: %w", chainID, err)
 		}
 		redacted, err := loadRedactions(ctx, tx, chainID, from)
 		if err != nil {
 			return err
 		}
-		cv := chainVerifier{chainID: chainID, cps: cps, mans: mans, redacted: redacted, keys: keys, prev: Genesis(chainID), findings: forged}
+		in := integrity.ChainInput{ChainID: chainID, Checkpoints: cps, Manifests: mans, Redactions: redacted, Keys: keys}
 		query, args := rowQuery+rowOrder, []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}, chainID}
 		if seed != nil {
 			// the seed's hash is authenticated (MAC) and was verified by an
 			// earlier run: the chain continues from it
-			if _, err := hex.Decode(cv.prev[:], []byte(seed.hash)); err != nil {
+			if _, err := hex.Decode(in.StartHash[:], []byte(seed.Hash)); err != nil {
 				return fmt.Errorf("chain %d: checkpoint hash: %w", chainID, err)
 			}
-			cv.lastSeq = seed.seq
-			out.FromSeq = seed.seq
-			query, args = rowQuery+` AND chain_seq > $2`+rowOrder, append(args, seed.seq)
+			in.StartSeq = seed.Seq
+			out.FromSeq = seed.Seq
+			query, args = rowQuery+` AND chain_seq > $2`+rowOrder, append(args, seed.Seq)
 		}
+		cv := integrity.NewChainVerifier(in)
 		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return fmt.Errorf("chain %d: read rows: %w", chainID, err)
@@ -568,7 +500,7 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Ke
 			return fmt.Errorf("chain %d: %w", chainID, err)
 		}
 		var (
-			r     Row
+			r     integrity.Row
 			batch int64
 		)
 		r.ChainID = chainID
@@ -591,7 +523,7 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Ke
 			r.TTL, r.PrincipalID, r.TargetResourceID = raw[14], raw[15], raw[16]
 			r.SourceIP, r.OutcomeDescription, r.Details = raw[17], raw[18], raw[19]
 			r.PIISalt, r.PIICommitment = raw[20], raw[21]
-			cv.row(&r, raw[22])
+			cv.Row(&r, raw[22])
 			if batch++; batch == 1024 {
 				done.Add(batch)
 				batch = 0
@@ -601,330 +533,55 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys Ke
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("chain %d: read rows: %w", chainID, err)
 		}
-		cv.finish(head)
-		out.Rows = cv.rows
-		out.VerifiedSeq = cv.lastSeq
-		if cv.lastSeq > 0 {
-			out.VerifiedHash = hex.EncodeToString(cv.prev[:])
+		cv.Finish(head)
+		out.Rows = cv.Rows()
+		out.VerifiedSeq = cv.LastSeq()
+		if cv.LastSeq() > 0 {
+			h := cv.Hash()
+			out.VerifiedHash = hex.EncodeToString(h[:])
 		}
-		out.Checkpoints = cv.cpChecked
-		out.findings = cv.findings
-		out.Findings = len(cv.findings)
+		out.Checkpoints = cv.CheckpointsChecked()
+		out.findings = cv.Findings()
+		out.Findings = len(out.findings)
 		return nil
 	})
 	return out
 }
 
 // loadCheckpoints returns the chain's checkpoints after seq from, in order.
-func loadCheckpoints(ctx context.Context, tx pgx.Tx, chainID int16, from int64) ([]checkpoint, error) {
+func loadCheckpoints(ctx context.Context, tx pgx.Tx, chainID int16, from int64) ([]integrity.Checkpoint, error) {
 	rows, err := tx.Query(ctx, `SELECT chain_seq, hash, sealed_at, key_id, mac FROM audit.integrity_checkpoints
 		WHERE chain_id = $1 AND chain_seq > $2 ORDER BY chain_seq, id`, chainID, from)
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: checkpoints: %w", chainID, err)
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (checkpoint, error) {
-		var c checkpoint
-		err := row.Scan(&c.seq, &c.hash, &c.sealedAt, &c.keyID, &c.mac)
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (integrity.Checkpoint, error) {
+		c := integrity.Checkpoint{ChainID: chainID}
+		err := row.Scan(&c.Seq, &c.Hash, &c.SealedAt, &c.KeyID, &c.MAC)
 		return c, err
 	})
 }
 
-func loadManifests(ctx context.Context, tx pgx.Tx, chainID int16, keys Keyring) ([]manifest, []Finding, error) {
-	all, err := LoadArchiveManifests(ctx, tx, `WHERE chain_id = $1`, chainID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("chain %d: %w", chainID, err)
-	}
-	// A manifest whose seal does not verify covers nothing: the seqs it
-	// claims are then reported as chain_gap, besides the forged seal itself.
-	var mans []manifest
-	var findings []Finding
-	for _, m := range all {
-		if len(keys) > 0 && !m.SealVerifies(keys) {
-			findings = append(findings, Finding{ChainID: chainID, ChainSeq: m.FirstSeq, Kind: CheckpointForged,
-				Detail: fmt.Sprintf("archive manifest %d (chain_seq %d..%d) seal does not verify under key %s", m.ID, m.FirstSeq, m.LastSeq, m.KeyID)})
-			continue
-		}
-		mans = append(mans, manifest{first: m.FirstSeq, last: m.LastSeq, endHash: m.EndHash})
-	}
-	return mans, findings, nil
-}
-
-// sealedRedaction is a redaction record of one row.
-type sealedRedaction struct {
-	seq         int64
-	createdAtUS int64
-	reason      string
-	keyID, mac  string
-}
-
 // loadRedactions returns the chain's redaction records by row id, of rows
 // after seq from (those the run reads).
-func loadRedactions(ctx context.Context, tx pgx.Tx, chainID int16, from int64) (map[int64][]sealedRedaction, error) {
+func loadRedactions(ctx context.Context, tx pgx.Tx, chainID int16, from int64) (map[int64][]integrity.Redaction, error) {
 	rows, err := tx.Query(ctx, `SELECT row_id, chain_seq, created_at, reason, key_id, mac FROM audit.redactions
 		WHERE chain_id = $1 AND chain_seq > $2`, chainID, from)
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: redactions: %w", chainID, err)
 	}
-	m := map[int64][]sealedRedaction{}
+	m := map[int64][]integrity.Redaction{}
 	var (
-		rowID     int64
 		createdAt time.Time
-		r         sealedRedaction
+		r         = integrity.Redaction{ChainID: chainID}
 	)
-	_, err = pgx.ForEachRow(rows, []any{&rowID, &r.seq, &createdAt, &r.reason, &r.keyID, &r.mac}, func() error {
-		r.createdAtUS = createdAt.UnixMicro()
-		m[rowID] = append(m[rowID], r)
+	_, err = pgx.ForEachRow(rows, []any{&r.RowID, &r.Seq, &createdAt, &r.Reason, &r.KeyID, &r.MAC}, func() error {
+		r.CreatedAtUS = createdAt.UnixMicro()
+		m[r.RowID] = append(m[r.RowID], r)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("chain %d: redactions: %w", chainID, err)
 	}
 	return m, nil
-}
-
-// redactionProblem says why a row without its salt is not covered by a
-// sealed redaction record; "" when it is. Without keys a record's presence
-// is all that can be checked; with keys one of the row's records must
-// verify over the PII values the row holds now.
-func (v *chainVerifier) redactionProblem(r *Row) string {
-	recs := v.redacted[r.ID]
-	if len(recs) == 0 {
-		return "pii_salt is missing and no redaction record covers the row"
-	}
-	if len(v.keys) == 0 {
-		return ""
-	}
-	after := v.enc.RemainingPII(r)
-	for _, rec := range recs {
-		key, ok := v.keys[rec.keyID]
-		if ok && rec.seq == r.ChainSeq &&
-			hmac.Equal([]byte(RedactionMAC(key, r.ID, v.chainID, rec.seq, rec.createdAtUS, after, rec.reason)), []byte(rec.mac)) {
-			return ""
-		}
-	}
-	return "pii_salt is missing and no redaction record's seal verifies over the PII values the row now holds"
-}
-
-// chainVerifier walks one chain's rows in order. After a bad row it resumes
-// from the row's stored hash, so one modified row is one finding rather than
-// a cascade; a rewrite of everything after a row is what checkpoints catch.
-type chainVerifier struct {
-	chainID  int16
-	cps      []checkpoint
-	cpIdx    int
-	mans     []manifest
-	redacted map[int64][]sealedRedaction
-	keys     Keyring
-
-	enc       Encoder
-	prev      [32]byte // chain hash after lastSeq
-	lastSeq   int64
-	rows      int64
-	cpChecked int
-	findings  []Finding
-}
-
-func (v *chainVerifier) add(seq, rowID int64, kind Kind, detail string) {
-	v.findings = append(v.findings, Finding{ChainID: v.chainID, ChainSeq: seq, RowID: rowID, Kind: kind, Detail: detail})
-}
-
-func (v *chainVerifier) row(r *Row, storedHex []byte) {
-	v.rows++
-	var stored [32]byte
-	storedOK := len(storedHex) == 64
-	if storedOK {
-		_, err := hex.Decode(stored[:], storedHex)
-		storedOK = err == nil
-	}
-
-	if r.ChainSeq == v.lastSeq && v.lastSeq > 0 {
-		v.add(r.ChainSeq, r.ID, ChainFork, "a second row with this chain_seq")
-		return
-	}
-	linked := true
-	if r.ChainSeq != v.lastSeq+1 {
-		linked = v.coverGap(r.ChainSeq)
-	}
-	prev := v.prev
-
-	commitment := r.PIICommitment
-	modified := ""
-	if r.PIISalt != nil {
-		c := v.enc.PIICommitment(r, r.PIISalt)
-		if !bytes.Equal(c[:], r.PIICommitment) {
-			modified = "pii values or pii_commitment differ from the commitment"
-			commitment = c[:]
-		}
-	} else if problem := v.redactionProblem(r); problem != "" {
-		v.add(r.ChainSeq, r.ID, UnauthorizedRedaction, problem)
-	}
-	rh := v.enc.RowHash(r, commitment)
-	h := ChainHash(prev, rh)
-	if modified == "" && linked && (!storedOK || h != stored) {
-		modified = "stored hash differs from the recomputed one"
-	}
-	if modified != "" {
-		v.add(r.ChainSeq, r.ID, RowModified, modified)
-	}
-	if storedOK {
-		v.prev = stored
-	} else {
-		v.prev = h
-	}
-	v.lastSeq = r.ChainSeq
-	v.checkpointsUpTo(r.ChainSeq)
-}
-
-// coverGap handles seqs lastSeq+1 .. next-1 missing before a row: archive
-// manifests may cover them (the chain then continues from the manifest's end
-// hash, which becomes v.prev); otherwise each uncovered stretch is a
-// chain_gap and the next row's link cannot be checked. It reports whether the
-// next row's link can be checked.
-func (v *chainVerifier) coverGap(next int64) bool {
-	from := v.lastSeq + 1
-	if next < from {
-		v.add(next, 0, RowModified, "chain_seq out of order")
-		return false
-	}
-	linked := true
-	for from < next {
-		m, ok := v.manifestAt(from)
-		if !ok {
-			to := next - 1
-			for _, mm := range v.mans {
-				if mm.first > from && mm.first <= to {
-					to = mm.first - 1
-				}
-			}
-			v.add(from, 0, ChainGap, fmt.Sprintf("chain_seq %d..%d missing and no archive manifest covers them", from, to))
-			linked = false
-			from = to + 1
-			continue
-		}
-		end := min(m.last, next-1)
-		if end == m.last {
-			v.crossManifest(m)
-		} else {
-			linked = false
-			v.lastSeq = end
-			v.checkpointsUpTo(end)
-		}
-		from = end + 1
-	}
-	if !linked {
-		v.lastSeq = next - 1
-	}
-	return linked
-}
-
-// crossManifest continues the chain past the archived range m: from its
-// recorded end hash, checking the checkpoints inside it.
-func (v *chainVerifier) crossManifest(m manifest) {
-	if b, err := hex.DecodeString(m.endHash); err == nil && len(b) == 32 {
-		copy(v.prev[:], b)
-	}
-	v.lastSeq = m.last
-	v.checkpointsUpTo(m.last)
-}
-
-func (v *chainVerifier) manifestAt(seq int64) (manifest, bool) {
-	i := sort.Search(len(v.mans), func(i int) bool { return v.mans[i].last >= seq })
-	if i < len(v.mans) && v.mans[i].first <= seq {
-		return v.mans[i], true
-	}
-	return manifest{}, false
-}
-
-// checkpointsUpTo checks every checkpoint at or below seq. One at exactly
-// seq is compared with the chain hash there; one that fell inside a gap was
-// already reported as the gap.
-func (v *chainVerifier) checkpointsUpTo(seq int64) {
-	for v.cpIdx < len(v.cps) && v.cps[v.cpIdx].seq <= seq {
-		cp := v.cps[v.cpIdx]
-		v.cpIdx++
-		v.checkMAC(cp)
-		if cp.seq != seq {
-			continue
-		}
-		v.cpChecked++
-		if hex.EncodeToString(v.prev[:]) != cp.hash {
-			v.add(cp.seq, 0, CheckpointMismatch, "checkpoint hash differs from the chain at its seq (key "+cp.keyID+")")
-		}
-	}
-}
-
-func (v *chainVerifier) checkMAC(cp checkpoint) {
-	if len(v.keys) == 0 {
-		return
-	}
-	switch cp.sealVerifies(v.chainID, v.keys) {
-	case sealUnknownKey:
-		v.add(cp.seq, 0, CheckpointForged, "checkpoint names key id "+cp.keyID+", which is not in the keyring")
-	case sealWrongMAC:
-		v.add(cp.seq, 0, CheckpointForged, "checkpoint MAC does not verify under key "+cp.keyID)
-	}
-}
-
-// A checkpoint's seal, checked under a keyring.
-type sealCheck int
-
-const (
-	sealValid sealCheck = iota
-	sealUnknownKey
-	sealWrongMAC
-)
-
-// sealVerifies checks cp's MAC under the keyring's key of its key id.
-func (cp checkpoint) sealVerifies(chainID int16, keys Keyring) sealCheck {
-	key, ok := keys[cp.keyID]
-	if !ok {
-		return sealUnknownKey
-	}
-	if !hmac.Equal([]byte(CheckpointMAC(key, chainID, cp.seq, cp.hash, cp.sealedAt.UnixMicro())), []byte(cp.mac)) {
-		return sealWrongMAC
-	}
-	return sealValid
-}
-
-// finish reports what should exist after the last row: checkpoints beyond
-// it, or a head row ahead of it, mean rows were removed from the tail.
-func (v *chainVerifier) finish(headSeq int64) {
-	// Manifests may cover the chain's end: archived rows with no row left
-	// after them, which coverGap (run before each row) never saw.
-	for {
-		m, ok := v.manifestAt(v.lastSeq + 1)
-		if !ok {
-			break
-		}
-		v.crossManifest(m)
-	}
-	for v.cpIdx < len(v.cps) {
-		cp := v.cps[v.cpIdx]
-		v.cpIdx++
-		v.checkMAC(cp)
-		if m, ok := v.manifestAt(cp.seq); ok && m.last == cp.seq {
-			v.cpChecked++
-			if m.endHash != cp.hash {
-				v.add(cp.seq, 0, CheckpointMismatch, "checkpoint hash differs from the archive manifest's end hash")
-			}
-			continue
-		}
-		v.add(cp.seq, 0, TailTruncated, fmt.Sprintf("a checkpoint seals chain_seq %d but the chain ends at %d", cp.seq, v.lastSeq))
-		// one finding for the missing tail; later checkpoints say the same
-		for v.cpIdx < len(v.cps) {
-			v.checkMAC(v.cps[v.cpIdx])
-			v.cpIdx++
-		}
-	}
-	if headSeq > v.lastSeq {
-		if m, ok := v.manifestAt(headSeq); !ok || m.last != headSeq {
-			alreadyReported := false
-			for _, f := range v.findings {
-				alreadyReported = alreadyReported || f.Kind == TailTruncated
-			}
-			if !alreadyReported {
-				v.add(v.lastSeq+1, 0, TailTruncated, fmt.Sprintf("audit.chain_heads says the chain reached %d but its rows end at %d", headSeq, v.lastSeq))
-			}
-		}
-	}
 }
