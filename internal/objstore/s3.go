@@ -211,6 +211,9 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 
 // Location implements Store: "s3://bucket/prefix".
 func (s *S3) Location() string {
+	if s.cfg.Prefix == "" {
+		return "s3://" + s.cfg.Bucket
+	}
 	return "s3://" + s.cfg.Bucket + "/" + strings.TrimSuffix(s.cfg.Prefix, "/")
 }
 

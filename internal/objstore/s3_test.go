@@ -51,6 +51,8 @@ func TestS3Location(t *testing.T) {
 	require.True(t, strings.HasPrefix(s.Location(), "s3://t-"))
 	require.True(t, strings.HasSuffix(s.Location(), "/a/b"))
 	require.NotContains(t, s.Location(), s3srv.SecretAccessKey)
+	bare := newS3(t, false, "")
+	require.Equal(t, "s3://"+bucketOf(bare), bare.Location())
 }
 
 // TestS3ObjectLock shows the server enforcing COMPLIANCE retention: the
