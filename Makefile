@@ -26,10 +26,11 @@ test-unit: ## unit tests only (no services)
 bench: ## pgbench and bulk loads with the trigger on and off, verification speed; writes BENCHMARKS.md
 	$(GO) run ./tests/bench -out BENCHMARKS.md
 
-bench-worker: ## worker suite: seal cost at 10k rows/s and unpaced, archive throughput, incremental verification; writes its BENCHMARKS.md sections
+bench-worker: ## worker suite: seal cost at 10k rows/s and unpaced, archive throughput, S3 vs directory sink, incremental verification; writes its BENCHMARKS.md sections
 	$(GO) run ./tests/bench/worker -parts seal -out BENCHMARKS.md
 	$(GO) run ./tests/bench/worker -parts seal -rate 0 -window 30s -out BENCHMARKS.md
 	$(GO) run ./tests/bench/worker -parts archive,verify -archive-max 100000,1000000 -out BENCHMARKS.md
+	$(GO) run ./tests/bench/worker -parts sinks -archive-rows 1000000 -archive-max 100000 -sink-rounds 2 -out BENCHMARKS.md
 
 report-screenshots: ## every HTML report from a seeded private PostgreSQL, as PNGs in build/report-screenshots (needs chromium: apt-get install -y chromium)
 	$(GO) run ./tests/reportshots -out build/report-screenshots

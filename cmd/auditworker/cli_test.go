@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 		}
 		main()
 	}
-	harness.Main(m, harness.Options{})
+	harness.Main(m, harness.Options{S3: true})
 }
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {

@@ -39,7 +39,9 @@ func runCommand() *cli.Command {
 			Usage: "longest one verification may run; a verification whose worker died is retried after it"},
 		interval("partitions-interval", "AUDIT_PARTITIONS_INTERVAL", workers.PartitionsIntervalDefault, "how often partitions are created ahead and the default partition rescued"),
 		interval("retention-interval", "AUDIT_RETENTION_INTERVAL", workers.RetentionIntervalDefault, "how often rows past retention are archived and removed (needs the seal key)"),
-		&cli.StringFlag{Name: "archive-dir", Usage: "absolute directory retention archives go to; retention runs only when it is set (it removes rows once archived)", EnvVars: []string{"AUDIT_ARCHIVE_DIR"}},
+		archiveSinkFlag(),
+		archiveDirFlag(),
+		archiveRetainFlag(),
 		interval("erasure-interval", "AUDIT_ERASURE_INTERVAL", workers.ErasureIntervalDefault, "how often open GDPR erasure requests are carried out (needs the seal key)"),
 		interval("optimize-interval", "AUDIT_OPTIMIZE_INTERVAL", workers.OptimizeIntervalDefault, "how often indexes and tables are analysed (and with --optimize-apply the safe actions run)"),
 		&cli.BoolFlag{Name: "optimize-apply", Usage: "let the optimize job run ANALYZE and REINDEX INDEX CONCURRENTLY; without it the job only reports", EnvVars: []string{"AUDIT_OPTIMIZE_APPLY"}},
@@ -67,7 +69,7 @@ func runCommand() *cli.Command {
 					return fmt.Errorf("%s: must be at least 1s, or 0 to disable, got %s", name, d)
 				}
 			}
-			if err := archiveDirFlag(c); err != nil {
+			if err := checkArchiveLocation(c); err != nil {
 				return err
 			}
 			if n := c.Int("months-ahead"); n < 0 || n > 120 {
@@ -83,7 +85,7 @@ func runCommand() *cli.Command {
 				PartitionsInterval: enabled(c.Duration("partitions-interval")),
 				MonthsAhead:        c.Int("months-ahead"),
 				MaxSealLag:         c.Duration("max-seal-lag"),
-				Retention:          &workers.RetentionConfig{ArchiveDir: c.String("archive-dir"), Interval: enabled(c.Duration("retention-interval"))},
+				Retention:          &workers.RetentionConfig{ArchiveSink: c.String("archive-sink"), ArchiveDir: c.String("archive-dir"), ArchiveRetain: c.Duration("archive-retain"), Interval: enabled(c.Duration("retention-interval"))},
 				ErasureInterval:    enabled(c.Duration("erasure-interval")),
 				OptimizeInterval:   enabled(c.Duration("optimize-interval")),
 				OptimizeApply:      c.Bool("optimize-apply"),
