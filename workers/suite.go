@@ -43,6 +43,8 @@ const (
 	MaxSealLagDefault         = time.Minute
 )
 
+// AnchorInterval's default is AnchorIntervalDefault (workers/anchor.go).
+
 // minInterval is River's floor for periodic jobs.
 const minInterval = time.Second
 
@@ -99,6 +101,9 @@ type SuiteConfig struct {
 	// out. Defaults to 30s; unscheduled without a seal key (redaction
 	// records are sealed).
 	ErasureInterval time.Duration
+	// AnchorInterval is how often a bundle of every chain head is anchored
+	// (after a seal). Unscheduled without Deps.Anchors. Defaults to 1h.
+	AnchorInterval time.Duration
 	// TracerProvider, if set, gets a span per job worked, the parent of
 	// the job's SQL spans (otelpgx records those only inside a span).
 	// Defaults to none.
@@ -121,6 +126,7 @@ func (c SuiteConfig) WithDefaults() SuiteConfig {
 	def(&c.OptimizeInterval, OptimizeIntervalDefault)
 	def(&c.AlertsInterval, AlertsIntervalDefault)
 	def(&c.ErasureInterval, ErasureIntervalDefault)
+	def(&c.AnchorInterval, AnchorIntervalDefault)
 	if c.Concurrency == 0 {
 		c.Concurrency = ConcurrencyDefault
 	}
@@ -188,6 +194,12 @@ func jobKinds(d *Deps, c SuiteConfig, alerts *monitor.AlertStore) []jobKind {
 		}
 		return every
 	}
+	anchored := func(every time.Duration) time.Duration { // anchoring needs a key and a sink
+		if d.Anchors == nil {
+			return -1
+		}
+		return every
+	}
 	return []jobKind{
 		periodic(&PartitionsWorker{Deps: d}, c.PartitionsInterval, PartitionsArgs{MonthsAhead: max(c.MonthsAhead, 0)}),
 		periodic(&SealWorker{Deps: d}, c.SealInterval, SealArgs{}),
@@ -195,6 +207,7 @@ func jobKinds(d *Deps, c SuiteConfig, alerts *monitor.AlertStore) []jobKind {
 		later(periodic(&VerifyWorker{Deps: d, JobTimeout: c.VerifyTimeout}, c.FullVerifyInterval, VerifyArgs{Full: true})),
 		later(periodic(&RetentionWorker{Deps: d, Config: c.Retention}, keyed(c.Retention.WithDefaults().Interval), RetentionArgs{})),
 		periodic(&ErasureWorker{Deps: d}, keyed(c.ErasureInterval), ErasureArgs{}),
+		periodic(&AnchorWorker{Deps: d}, anchored(c.AnchorInterval), AnchorArgs{}),
 		later(periodic(&OptimizeWorker{Deps: d, Config: c.Optimize}, c.OptimizeInterval, OptimizeArgs{})),
 		periodic(&AlertEvaluateWorker{Deps: d, Alerts: alerts, Config: c.Alerts}, c.AlertsInterval, AlertEvaluateArgs{}),
 		periodic(&AlertWebhookWorker{Deps: d, URLs: c.Alerts.WebhookURLs}, -1, AlertWebhookArgs{}),
@@ -252,6 +265,11 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 				return nil, fmt.Errorf("cannot seal: %w", err)
 			}
 			return nil, err
+		}
+	}
+	if deps.Anchors != nil {
+		if err := deps.Anchors.WithDefaults().Validate(); err != nil {
+			return nil, fmt.Errorf("workers: %w", err)
 		}
 	}
 	d := *deps

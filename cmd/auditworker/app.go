@@ -98,6 +98,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			sealCommand(),
 			runCommand(),
 			keysCommand(),
+			anchorCommand(),
 			partitionsCommand(),
 			statusCommand(),
 			reportCommand(),

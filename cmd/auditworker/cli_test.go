@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -158,6 +159,19 @@ func TestDemoEndToEnd(t *testing.T) {
 // AUDITWORKER_FAULT_SEAL_PAUSE set to a duration, a seal sleeps that long
 // after each chain, so a test can kill the process in the middle of a seal.
 func faultHooksFromEnv() *workers.FaultHooks {
+	if step := os.Getenv("AUDITWORKER_FAULT_ANCHOR_STOP"); step != "" {
+		// an anchor stops dead at this step, announced on stdout, until
+		// the test kills the process
+		stop := func(at string) func(context.Context, int64) {
+			return func(_ context.Context, n int64) {
+				if at == step {
+					fmt.Printf("PAUSED %s %d\n", at, n)
+					select {}
+				}
+			}
+		}
+		return &workers.FaultHooks{AfterAnchorReserve: stop("reserved"), AfterAnchorPut: stop("put")}
+	}
 	d, err := time.ParseDuration(os.Getenv("AUDITWORKER_FAULT_SEAL_PAUSE"))
 	if err != nil || d <= 0 {
 		return nil
