@@ -343,3 +343,62 @@ func TestRunAnchorsPeriodically(t *testing.T) {
 	code, out, _ = run(t, "--database-url", db.URL, "verify", "--anchors", sink, "--anchor-keys", pub)
 	require.Equal(t, 0, code, out)
 }
+
+// A witness cosigns with `anchor cosign` (no database), verification
+// requires both signatures, and a forked bundle is refused with exit 2.
+func TestWitnessCosignCommand(t *testing.T) {
+	t.Parallel()
+	db := harness.NewDB(t)
+	sink, state := t.TempDir(), t.TempDir()
+	priv, pub := anchorKeyPair(t, "log-key")
+	witPriv, witPub := anchorKeyPair(t, "witness-1")
+	keyFile := filepath.Join(t.TempDir(), "witness.key")
+	require.NoError(t, os.WriteFile(keyFile, []byte(witPriv+"\n"), 0o600))
+	anchorArgs := []string{"--database-url", db.URL, "anchor", "--anchor-key", priv, "--sink", sink}
+	cosign := []string{"anchor", "cosign", "--sink", sink, "--key-file", keyFile, "--state", state, "--anchor-keys", pub}
+	both := pub + "," + witPub
+
+	code, _, errOut := run(t, anchorArgs...)
+	require.Equal(t, 0, code, errOut)
+	code, out, _ := run(t, "--database-url", db.URL, "verify", "--anchors", sink, "--anchor-keys", both, "--min-signatures", "2")
+	require.Equal(t, 2, code, "not cosigned yet: %s", out)
+	require.Contains(t, out, "1 valid signature(s) by known keys, 2 required")
+
+	code, out, errOut = run(t, cosign...)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "cosigned 1 bundle(s) [1]")
+	fillChains(t, db.URL, 2, 10)
+	code, _, errOut = run(t, anchorArgs...)
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut = run(t, cosign...)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "cosigned 1 bundle(s) [2]")
+	code, out, _ = run(t, "--database-url", db.URL, "verify", "--anchors", sink, "--anchor-keys", both, "--min-signatures", "2")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "2 trusted (2 witness cosignature(s))")
+
+	// the operator replaces bundle 2 (a directory sink cannot stop them)
+	var logID string
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT value FROM audit.settings WHERE key = 'log_id'`).Scan(&logID))
+	p := filepath.Join(sink, integrity.BundleKey(logID, 2))
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	forged, err := integrity.ParseBundle(b)
+	require.NoError(t, err)
+	forged = integrity.NewBundle(forged.Log, forged.Bundle, forged.Prev, forged.TimeUS+1, forged.Heads)
+	signer, err := integrity.ParseAnchorPrivateKey(priv, "test")
+	require.NoError(t, err)
+	forged.Signatures = append(forged.Signatures, signer.Sign(forged.Message()))
+	require.NoError(t, os.Remove(p))
+	require.NoError(t, os.WriteFile(p, integrity.MarshalBundle(forged), 0o400))
+	code, _, errOut = run(t, cosign...)
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "fork: bundle 2 in the sink is not the bundle 2 this witness cosigned")
+	code, _, errOut = run(t, cosign...)
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "refused for good")
+	// and verification: the old cosignature no longer matches bundle 2's message
+	code, out, _ = run(t, "--database-url", db.URL, "verify", "--anchors", sink, "--anchor-keys", both, "--min-signatures", "2")
+	require.Equal(t, 2, code)
+	require.Contains(t, out, "anchor_forged")
+}
