@@ -40,6 +40,8 @@ type Sink interface {
 	Put(ctx context.Context, key string, data []byte, retainUntil time.Time) (locked bool, err error)
 	// Get reads an object (at most MaxObjectBytes); ErrNotFound if absent.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// Open streams an object of any size (archives); ErrNotFound if absent.
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
 	// List returns the keys under prefix, ascending.
 	List(ctx context.Context, prefix string) ([]string, error)
 	// Location names the sink ("/abs/dir", "s3://bucket/prefix"), never
@@ -89,6 +91,17 @@ func (s storeSink) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("anchor sink: get %s: larger than %d bytes, not a bundle", key, MaxObjectBytes)
 	}
 	return b, nil
+}
+
+func (s storeSink) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := s.s.Get(ctx, key)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("anchor sink: open %s: %w", key, err)
+	}
+	return rc, nil
 }
 
 func (s storeSink) List(ctx context.Context, prefix string) ([]string, error) {

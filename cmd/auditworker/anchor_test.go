@@ -402,3 +402,67 @@ func TestWitnessCosignCommand(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, out, "anchor_forged")
 }
+
+// verify --offline: no database; the bundles, and the archives against
+// their ranges and the anchored positions inside them; what it could not
+// check is said.
+func TestVerifyOffline(t *testing.T) {
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	sink, archives := t.TempDir(), t.TempDir()
+	seal := sealKey(t, "k1")
+	priv, pub := anchorKeyPair(t, "a1")
+	base := []string{"--database-url", db.URL}
+	insert := func(from int) {
+		_, err := db.Pool.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status, principal_id, retention_policy, data_classification)
+			SELECT now() - interval '200 days' + g * interval '1 minute', 'a', 'success', 'patient-' || g, 'minimal', 'PUBLIC'
+			FROM generate_series($1::int, $1::int + 19) g`, from)
+		require.NoError(t, err)
+	}
+	insert(1)
+	code, _, errOut := run(t, append(base, "anchor", "--anchor-key", priv, "--sink", sink, "--seal-keys", seal)...)
+	require.Equal(t, 0, code, errOut)
+	insert(21)
+	code, _, errOut = run(t, append(base, "anchor", "--anchor-key", priv, "--sink", sink, "--seal-keys", seal)...)
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut := run(t, append(base, "retention", "run", "--archive-dir", archives, "--seal-keys", seal)...)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "39 row(s) archived")
+
+	offline := []string{"verify", "--offline", "--anchors", sink, "--anchor-keys", pub, "--archives", archives}
+	code, out, errOut = run(t, offline...)
+	require.Equal(t, 0, code, "%s%s", out, errOut)
+	require.Contains(t, out, "offline verification INTACT (no database)")
+	require.Contains(t, out, "2 bundle(s) of log")
+	require.Contains(t, out, "1 of 2 anchored position(s) inside them against their rows")
+	require.Contains(t, out, "not checked: 1 anchored position(s) whose rows are in the database")
+	code, out, _ = run(t, append(offline, "--json")...)
+	require.Equal(t, 0, code)
+	var rep OfflineReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	require.Equal(t, 1, rep.InArchives)
+	require.Len(t, rep.Archives, 1)
+	require.Equal(t, 1, rep.Archives[0].Anchors)
+
+	// online, the position inside the archive is counted, not checked
+	code, out, _ = run(t, append(base, "verify", "--seal-keys", seal, "--anchors", sink, "--anchor-keys", pub)...)
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "1 anchored in archive, not checked")
+
+	// a bundle rewritten by someone without the anchor key
+	var logID string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT value FROM audit.settings WHERE key = 'log_id'`).Scan(&logID))
+	p := filepath.Join(sink, integrity.BundleKey(logID, 1))
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(p, 0o600))
+	require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(b), `"seq": 20`, `"seq": 19`, 1)), 0o600))
+	code, out, _ = run(t, offline...)
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, "offline verification TAMPERED")
+	require.Contains(t, out, "heads do not give root")
+
+	code, _, errOut = run(t, "verify", "--offline", "--anchor-keys", pub)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "anchors: required with --offline")
+}
