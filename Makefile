@@ -21,10 +21,11 @@ test-unit: ## unit tests only (no services)
 bench: ## pgbench and bulk loads with the trigger on and off, verification speed; writes BENCHMARKS.md
 	$(GO) run ./tests/bench -out BENCHMARKS.md
 
-bench-worker: ## worker suite: seal cost at 10k rows/s and unpaced, archive throughput, incremental verification; writes its BENCHMARKS.md sections
+bench-worker: ## worker suite: seal cost at 10k rows/s and unpaced, archive throughput, S3 vs directory sink, incremental verification; writes its BENCHMARKS.md sections
 	$(GO) run ./tests/bench/worker -parts seal -out BENCHMARKS.md
 	$(GO) run ./tests/bench/worker -parts seal -rate 0 -window 30s -out BENCHMARKS.md
 	$(GO) run ./tests/bench/worker -parts archive,verify -archive-max 100000,1000000 -out BENCHMARKS.md
+	$(GO) run ./tests/bench/worker -parts sinks -archive-rows 1000000 -archive-max 100000 -sink-rounds 2 -out BENCHMARKS.md
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

@@ -5,37 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/auditdb/auditdb/internal/objstore"
 )
-
-// ArchiveSink stores retention's archive files. An object-store sink
-// (S3, GCS...) implements it with a multipart upload that Commit completes
-// and Abort cancels. Names are plain file names, no slashes.
-type ArchiveSink interface {
-	// Create starts a new object. Nothing is visible under name until
-	// Commit returns nil; a crash before that leaves no object (at most a
-	// temporary one the sink may clean up).
-	Create(ctx context.Context, name string) (ArchiveObject, error)
-	// Open reads a committed object.
-	Open(ctx context.Context, name string) (io.ReadCloser, error)
-	// List names the committed objects, sorted.
-	List(ctx context.Context) ([]string, error)
-	// URI is how an object is named in audit.archive_manifests.archive_uri.
-	URI(name string) string
-}
-
-// ArchiveObject is an object being written.
-type ArchiveObject interface {
-	io.Writer
-	// Commit makes the object durable and visible under its name.
-	Commit() error
-	// Abort discards it. Abort after Commit does nothing.
-	Abort() error
-}
 
 // ArchiveNameFromURI returns the object name an archive_uri refers to, so
 // that an archive found through a manifest is opened in the sink configured
@@ -47,126 +26,96 @@ func ArchiveNameFromURI(uri string) string {
 	return path.Base(uri)
 }
 
-// LocalDirSink keeps archives as files in a directory. Create writes to a
-// hidden temporary file in the same directory; Commit syncs it, renames it
-// into place and syncs the directory, so a crash leaves either the whole
-// file or none.
-type LocalDirSink struct {
-	Dir string
+// archiveSink is where retention's archives go: a write-once object store
+// (internal/objstore), a directory or an s3://bucket/prefix. Archives are
+// top-level objects named by plain file names.
+type archiveSink struct {
+	store objstore.Store
+	s3    bool
 }
 
-// NewLocalDirSink creates dir if needed.
-func NewLocalDirSink(dir string) (*LocalDirSink, error) {
-	if dir == "" {
-		return nil, errors.New("archive directory: must not be empty")
-	}
-	abs, err := filepath.Abs(dir)
+// isS3Location reports whether location names an S3 bucket.
+func isS3Location(location string) bool { return strings.HasPrefix(location, "s3://") }
+
+// openArchiveSink opens the sink at location (a directory, created if
+// missing, or s3://bucket/prefix configured from the AWS_* variables).
+func openArchiveSink(ctx context.Context, location string) (*archiveSink, error) {
+	st, err := objstore.Open(ctx, location)
 	if err != nil {
-		return nil, fmt.Errorf("archive directory: %w", err)
+		return nil, fmt.Errorf("archive sink: %w", err)
 	}
-	if err := os.MkdirAll(abs, 0o750); err != nil {
-		return nil, fmt.Errorf("archive directory: %w", err)
-	}
-	return &LocalDirSink{Dir: abs}, nil
+	return &archiveSink{store: st, s3: isS3Location(location)}, nil
 }
 
-func checkName(name string) error {
+// uri is how an archive is named in audit.archive_manifests.archive_uri:
+// a file:// URL for a directory, s3://bucket/prefix/name for S3.
+func (s *archiveSink) uri(name string) string {
+	if s.s3 {
+		return strings.TrimSuffix(s.store.Location(), "/") + "/" + name
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(filepath.Join(s.store.Location(), name))}).String()
+}
+
+func checkArchiveName(name string) error {
 	if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
-		return fmt.Errorf("archive name %q: must be a plain file name", name)
+		return errors.New("archive name: must be a plain file name")
 	}
 	return nil
 }
 
-// Create implements ArchiveSink.
-func (s *LocalDirSink) Create(_ context.Context, name string) (ArchiveObject, error) {
-	if err := checkName(name); err != nil {
+// put stores the archive read from r once (never over an existing one),
+// with Object Lock retention until retainUntil where the sink enforces it.
+func (s *archiveSink) put(ctx context.Context, name string, r io.Reader, retainUntil time.Time) (objstore.Info, error) {
+	if err := checkArchiveName(name); err != nil {
+		return objstore.Info{}, err
+	}
+	info, err := s.store.Put(ctx, name, r, objstore.PutOptions{RetainUntil: retainUntil, ContentType: "application/gzip"})
+	if err != nil {
+		return info, fmt.Errorf("archive %s: %w", name, err)
+	}
+	return info, nil
+}
+
+// open reads a stored archive.
+func (s *archiveSink) open(ctx context.Context, name string) (io.ReadCloser, error) {
+	if err := checkArchiveName(name); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(s.Dir, "."+name+".*.tmp")
+	rc, err := s.store.Get(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("archive %s: %w", name, err)
 	}
-	return &localObject{f: f, final: filepath.Join(s.Dir, name), dir: s.Dir}, nil
+	return rc, nil
 }
 
-// Open implements ArchiveSink.
-func (s *LocalDirSink) Open(_ context.Context, name string) (io.ReadCloser, error) {
-	if err := checkName(name); err != nil {
-		return nil, err
-	}
-	f, err := os.Open(filepath.Join(s.Dir, name))
+// list names the stored archives, sorted. Temporaries of killed writers
+// (hidden files in a directory, unfinished multipart uploads in S3) are not
+// objects and are not listed.
+func (s *archiveSink) list(ctx context.Context) ([]string, error) {
+	infos, err := s.store.List(ctx, "")
 	if err != nil {
-		return nil, fmt.Errorf("archive %s: %w", name, err)
+		return nil, fmt.Errorf("archive sink: %w", err)
 	}
-	return f, nil
-}
-
-// List implements ArchiveSink. Hidden files (temporaries of killed runs,
-// ".NAME.*.tmp", safe to delete) are left out.
-func (s *LocalDirSink) List(_ context.Context) ([]string, error) {
-	entries, err := os.ReadDir(s.Dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("archive directory: %w", err)
-	}
-	var names []string
-	for _, e := range entries {
-		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
-			names = append(names, e.Name())
+	names := []string{}
+	for _, in := range infos {
+		if !strings.Contains(in.Key, "/") {
+			names = append(names, in.Key)
 		}
 	}
 	return names, nil
 }
 
-// URI implements ArchiveSink: a file:// URL.
-func (s *LocalDirSink) URI(name string) string {
-	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(filepath.Join(s.Dir, name))}).String()
-}
-
-type localObject struct {
-	f         *os.File
-	final     string
-	dir       string
-	committed bool
-}
-
-func (o *localObject) Write(p []byte) (int, error) { return o.f.Write(p) }
-
-func (o *localObject) Commit() error {
-	if err := o.f.Sync(); err != nil {
-		_ = o.Abort()
-		return fmt.Errorf("archive: sync: %w", err)
+// listArchivesIfAny lists the archives at location without creating a
+// missing directory (a plan only looks).
+func listArchivesIfAny(ctx context.Context, location string) ([]string, error) {
+	if !isS3Location(location) {
+		if _, err := os.Stat(location); errors.Is(err, fs.ErrNotExist) {
+			return []string{}, nil
+		}
 	}
-	if err := o.f.Close(); err != nil {
-		_ = os.Remove(o.f.Name())
-		return fmt.Errorf("archive: close: %w", err)
-	}
-	if err := os.Rename(o.f.Name(), o.final); err != nil {
-		_ = os.Remove(o.f.Name())
-		return fmt.Errorf("archive: rename: %w", err)
-	}
-	o.committed = true
-	// the rename is durable only once the directory entry is
-	d, err := os.Open(o.dir)
+	sink, err := openArchiveSink(ctx, location)
 	if err != nil {
-		return fmt.Errorf("archive: sync directory: %w", err)
+		return nil, err
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("archive: sync directory: %w", err)
-	}
-	return nil
-}
-
-func (o *localObject) Abort() error {
-	if o.committed {
-		return nil
-	}
-	_ = o.f.Close()
-	if err := os.Remove(o.f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
+	return sink.list(ctx)
 }

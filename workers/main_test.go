@@ -13,5 +13,5 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperMain())
 	}
-	harness.Main(m, harness.Options{})
+	harness.Main(m, harness.Options{S3: true})
 }

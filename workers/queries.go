@@ -52,3 +52,9 @@ func query(name string) string {
 	}
 	return q
 }
+
+// Queries kept as whole .sql files (STYLE: SQL is reviewable as SQL).
+var (
+	//go:embed queries/archive_rows_retention_end.sql
+	archiveRowsRetentionEndSQL string
+)

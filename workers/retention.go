@@ -45,7 +45,9 @@ import (
 // auditdb.maintenance = 'retention', which the append-only guard allows).
 //
 // Crash safety, step by step: (1) plan the ranges; (2) write the archive
-// through the sink (temporary object, committed atomically); (3) re-read it
+// to the sink, a write-once object store (internal/objstore: a directory, or
+// an S3 bucket with a multipart upload that only its completion makes
+// visible), streaming it as it is read from the database; (3) re-read it
 // and verify it from its bytes; (4) insert the sealed manifests, all in one
 // transaction; (5) remove the rows in one transaction. Before planning, every
 // run first completes what an earlier run left: manifests whose rows are
@@ -53,6 +55,13 @@ import (
 // removed. A crash before (4) leaves an unsealed archive file and every row
 // in place (the next run archives them again under a new name); a crash
 // after (4) is finished by the next run; (5) is atomic.
+//
+// Object Lock: an archive is stored with a retain-until date, the latest
+// end of retention of its rows (each row's timestamp plus its effective
+// retention) or ArchiveRetain after the run, whichever is later; an S3
+// bucket with Object Lock keeps it in COMPLIANCE mode until then. Rows are
+// archived once their retention has ended, so today the rows' own date is
+// already past and only ArchiveRetain makes a lock.
 
 // RetentionKind is the River job kind of RetentionArgs.
 const RetentionKind = "auditdb_retention"
@@ -60,6 +69,7 @@ const RetentionKind = "auditdb_retention"
 // Defaults of RetentionConfig.
 const (
 	RetentionArchiveDirDefault        = "./archive"
+	RetentionArchiveRetainDefault     = time.Duration(0)
 	RetentionMaxRowsPerArchiveDefault = 100_000
 	RetentionIntervalDefault          = time.Hour
 	RetentionJobTimeoutDefault        = time.Hour
@@ -68,12 +78,18 @@ const (
 // RetentionConfig configures retention runs. The zero value (or nil) means
 // the defaults.
 type RetentionConfig struct {
-	// ArchiveDir is the directory of the local archive sink, used when Sink
-	// is nil. Defaults to ./archive (the CLI and worker read
-	// AUDIT_ARCHIVE_DIR).
+	// ArchiveSink is where archives go: a directory path or
+	// s3://bucket/prefix (credentials and endpoint from the AWS_* variables;
+	// the CLI and worker read AUDIT_ARCHIVE_SINK). Defaults to ArchiveDir.
+	ArchiveSink string
+	// ArchiveDir is the archive directory used when ArchiveSink is empty
+	// (AUDIT_ARCHIVE_DIR). Defaults to ./archive.
 	ArchiveDir string
-	// Sink stores archives. Defaults to a LocalDirSink on ArchiveDir.
-	Sink ArchiveSink
+	// ArchiveRetain is the least Object Lock retention an archive gets,
+	// counted from the run; the rows' own retention end applies when later.
+	// Only an S3 bucket with Object Lock enforces it. Defaults to 0 (the
+	// rows' retention only).
+	ArchiveRetain time.Duration
 	// MaxRowsPerArchive bounds one archive file (and so one manifest
 	// transaction and one removal). A run writes as many archives as there
 	// are due rows. Defaults to 100,000.
@@ -84,7 +100,7 @@ type RetentionConfig struct {
 	// JobTimeout bounds one run of the River job. Defaults to one hour.
 	JobTimeout time.Duration
 	// StepHook, if set, is called after each step of a run with the step's
-	// name (archive_partial, archive_written, archive_verified,
+	// name (planned, archive_partial, archive_written, archive_verified,
 	// manifests_sealed, removed). Tests use it to kill a run between steps.
 	StepHook func(step string)
 }
@@ -97,6 +113,9 @@ func (c *RetentionConfig) WithDefaults() *RetentionConfig {
 	}
 	if out.ArchiveDir == "" {
 		out.ArchiveDir = RetentionArchiveDirDefault
+	}
+	if out.ArchiveSink == "" {
+		out.ArchiveSink = out.ArchiveDir
 	}
 	if out.MaxRowsPerArchive == 0 {
 		out.MaxRowsPerArchive = RetentionMaxRowsPerArchiveDefault
@@ -113,6 +132,8 @@ func (c *RetentionConfig) WithDefaults() *RetentionConfig {
 // Validate reports the first field that breaks its rule.
 func (c *RetentionConfig) Validate() error {
 	switch {
+	case c.ArchiveRetain < 0:
+		return errors.New("retention: ArchiveRetain: must not be negative")
 	case c.MaxRowsPerArchive < 1:
 		return errors.New("retention: MaxRowsPerArchive: must be at least 1")
 	case c.Interval >= 0 && c.Interval < time.Second:
@@ -121,13 +142,6 @@ func (c *RetentionConfig) Validate() error {
 		return errors.New("retention: JobTimeout: must be at least 1s")
 	}
 	return nil
-}
-
-func (c *RetentionConfig) sink() (ArchiveSink, error) {
-	if c.Sink != nil {
-		return c.Sink, nil
-	}
-	return NewLocalDirSink(c.ArchiveDir)
 }
 
 func (c *RetentionConfig) step(name string) {
@@ -199,6 +213,10 @@ type ArchiveResult struct {
 	SHA256 string                   `json:"sha256"`
 	Rows   int64                    `json:"rows"`
 	Ranges []integrity.ArchiveRange `json:"ranges"`
+	// RetainUntil is the retention asked for (nil: none, the date had
+	// passed); Locked says whether the sink enforces it (Object Lock).
+	RetainUntil *time.Time `json:"retain_until,omitempty"`
+	Locked      bool       `json:"locked"`
 }
 
 // RetentionResult is what a run did.
@@ -231,9 +249,9 @@ func (d *Deps) RunRetention(ctx context.Context, cfg *RetentionConfig, opts Rete
 	if err != nil {
 		return nil, fmt.Errorf("retention: %w", err)
 	}
-	sink, err := cfg.sink()
+	sink, err := openArchiveSink(ctx, cfg.ArchiveSink)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("retention: %w", err)
 	}
 	conn, err := d.Pool.Acquire(ctx)
 	if err != nil {
@@ -285,7 +303,7 @@ func (d *Deps) RunRetention(ctx context.Context, cfg *RetentionConfig, opts Rete
 
 // finishPending re-verifies the archives of sealed manifests whose rows are
 // still present and removes those rows.
-func (d *Deps) finishPending(ctx context.Context, cfg *RetentionConfig, sink ArchiveSink, res *RetentionResult) error {
+func (d *Deps) finishPending(ctx context.Context, cfg *RetentionConfig, sink *archiveSink, res *RetentionResult) error {
 	pending, err := pendingManifests(ctx, d.Pool)
 	if err != nil {
 		return err
@@ -324,8 +342,8 @@ func (d *Deps) finishPending(ctx context.Context, cfg *RetentionConfig, sink Arc
 // checkArchive re-reads an archive and checks it: intact from its bytes,
 // the expected digest, the expected ranges (if given), and the manifests
 // (if given: same ranges and digest, seals verifying under the keyring).
-func (d *Deps) checkArchive(ctx context.Context, sink ArchiveSink, name, digest string, ranges []integrity.ArchiveRange, mans []integrity.ArchiveManifest) (*integrity.ArchiveReport, error) {
-	rc, err := sink.Open(ctx, name)
+func (d *Deps) checkArchive(ctx context.Context, sink *archiveSink, name, digest string, ranges []integrity.ArchiveRange, mans []integrity.ArchiveManifest) (*integrity.ArchiveReport, error) {
+	rc, err := sink.open(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("retention: %w", err)
 	}
@@ -358,7 +376,7 @@ FROM audit.audit_log WHERE chain_id = $1 AND chain_seq BETWEEN $2 AND $3 ORDER B
 
 // archive runs steps 2 to 4 for one plan: write, re-read and verify, seal.
 // It returns the archive and the ids of its manifests.
-func (d *Deps) archive(ctx context.Context, cfg *RetentionConfig, sink ArchiveSink, plan *RetentionPlan, keyID string, key []byte, progress func(int64)) (*ArchiveResult, []int64, error) {
+func (d *Deps) archive(ctx context.Context, cfg *RetentionConfig, sink *archiveSink, plan *RetentionPlan, keyID string, key []byte, progress func(int64)) (*ArchiveResult, []int64, error) {
 	hdr := integrity.ArchiveHeader{CreatedAt: plan.At.UTC()}
 	ranges := sha256.New()
 	for _, c := range plan.Chains {
@@ -370,22 +388,42 @@ func (d *Deps) archive(ctx context.Context, cfg *RetentionConfig, sink ArchiveSi
 		fmt.Fprintf(ranges, "%d:%d-%d,", c.ChainID, c.FirstSeq, c.LastSeq)
 	}
 	name := fmt.Sprintf("auditdb-%s-%s.jsonl.gz", plan.At.UTC().Format("20060102T150405.000000Z"), hex.EncodeToString(ranges.Sum(nil))[:12])
-	ar := &ArchiveResult{Name: name, URI: sink.URI(name), Ranges: hdr.Ranges, Rows: plan.Rows}
+	ar := &ArchiveResult{Name: name, URI: sink.uri(name), Ranges: hdr.Ranges, Rows: plan.Rows}
+	retainUntil, err := d.archiveRetainUntil(ctx, cfg, plan, hdr.Ranges)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.step("planned")
 
-	// (2) write
-	obj, err := sink.Create(ctx, name)
-	if err != nil {
-		return nil, nil, err
-	}
-	digest, err := d.writeArchive(ctx, cfg, obj, hdr, progress)
-	if err == nil {
-		err = obj.Commit()
-	}
-	if err != nil {
-		_ = obj.Abort()
-		return nil, nil, err
+	// (2) write: the archive streams from the database snapshot into the
+	// sink through a pipe, so memory does not grow with its size; a failure
+	// on either side stops the other and leaves no object
+	pr, pw := io.Pipe()
+	var digest string
+	var werr error
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		digest, werr = d.writeArchive(ctx, cfg, pw, hdr, progress)
+		pw.CloseWithError(werr) // nil: the reader sees EOF
+	}()
+	info, perr := sink.put(ctx, name, pr, retainUntil)
+	pr.CloseWithError(errSinkGaveUp) // unblocks the writer if put stopped early
+	<-written
+	switch {
+	case werr != nil && !errors.Is(werr, errSinkGaveUp):
+		return nil, nil, werr
+	case perr != nil:
+		return nil, nil, fmt.Errorf("retention: %w", perr)
+	case werr != nil:
+		return nil, nil, werr
+	case info.SHA256 != digest:
+		return nil, nil, fmt.Errorf("retention: archive %s: the sink stored other bytes than were written (SHA-256 differs)", name)
 	}
 	ar.SHA256 = digest
+	if !retainUntil.IsZero() {
+		ar.RetainUntil, ar.Locked = &retainUntil, info.Locked
+	}
 	cfg.step("archive_written")
 
 	// (3) re-read and verify
@@ -418,6 +456,38 @@ func (d *Deps) archive(ctx context.Context, cfg *RetentionConfig, sink ArchiveSi
 	cfg.step("manifests_sealed")
 	d.logger().InfoContext(ctx, "retention: archive sealed", "archive", name, "rows", ar.Rows, "ranges", len(hdr.Ranges))
 	return ar, ids, nil
+}
+
+// errSinkGaveUp is what the archive writer sees when the sink stopped
+// reading (its own error is the one reported).
+var errSinkGaveUp = errors.New("retention: the archive sink stopped reading")
+
+// archiveRetainUntil is the retention an archive asks for: the latest end
+// of retention of its rows, or cfg.ArchiveRetain after the plan, whichever
+// is later; zero when that is not in the future.
+func (d *Deps) archiveRetainUntil(ctx context.Context, cfg *RetentionConfig, plan *RetentionPlan, ranges []integrity.ArchiveRange) (time.Time, error) {
+	var policies, classes []string
+	var days []int32
+	for _, p := range plan.Policies {
+		policies, classes, days = append(policies, p.Policy), append(classes, p.Classification), append(days, int32(p.EffectiveDays))
+	}
+	var until time.Time
+	if cfg.ArchiveRetain > 0 {
+		until = plan.At.Add(cfg.ArchiveRetain)
+	}
+	for _, rg := range ranges {
+		var end *time.Time
+		if err := d.Pool.QueryRow(ctx, archiveRowsRetentionEndSQL, rg.ChainID, rg.FirstSeq, rg.LastSeq, policies, classes, days).Scan(&end); err != nil {
+			return time.Time{}, fmt.Errorf("retention: chain %d: retention end: %w", rg.ChainID, err)
+		}
+		if end != nil && end.After(until) {
+			until = *end
+		}
+	}
+	if !until.After(time.Now()) {
+		return time.Time{}, nil
+	}
+	return until.UTC(), nil
 }
 
 // writeArchive streams the header's ranges from one snapshot into w and

@@ -96,22 +96,18 @@ func (d *Deps) PlanRetention(ctx context.Context, cfg *RetentionConfig) (*Retent
 		return nil, err
 	}
 	// a plan only looks: it does not create the archive directory
-	sink := cfg.Sink
-	if sink == nil {
-		sink = &LocalDirSink{Dir: cfg.ArchiveDir}
+	names, err := listArchivesIfAny(ctx, cfg.ArchiveSink)
+	if err != nil {
+		return nil, fmt.Errorf("retention: %w", err)
 	}
-	if plan.Unsealed, err = unsealedArchives(ctx, d.Pool, sink); err != nil {
+	if plan.Unsealed, err = unsealedArchives(ctx, d.Pool, names); err != nil {
 		return nil, err
 	}
 	return plan, nil
 }
 
 // unsealedArchives lists the sink's archives that no manifest names.
-func unsealedArchives(ctx context.Context, q subject.Querier, sink ArchiveSink) ([]string, error) {
-	names, err := sink.List(ctx)
-	if err != nil {
-		return nil, err
-	}
+func unsealedArchives(ctx context.Context, q subject.Querier, names []string) ([]string, error) {
 	rows, err := q.Query(ctx, `SELECT DISTINCT archive_uri FROM audit.archive_manifests`)
 	if err != nil {
 		return nil, fmt.Errorf("retention: archive manifests: %w", err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -76,14 +75,17 @@ func requireIntact(t testing.TB, pool *pgxpool.Pool, keys *integrity.SealKeys) {
 // requireArchivesAccountFor checks that every manifest's archive verifies
 // offline and against the manifests with the keys, and that archived rows
 // plus rows still in audit_log make up what was inserted.
-func requireArchivesAccountFor(t testing.TB, pool *pgxpool.Pool, keys *integrity.SealKeys, dir string, inserted int64) {
+func requireArchivesAccountFor(t testing.TB, pool *pgxpool.Pool, keys *integrity.SealKeys, location string, inserted int64) {
 	t.Helper()
 	ctx := context.Background()
+	sink, err := openArchiveSink(ctx, location)
+	require.NoError(t, err)
 	uris, err := pgx.CollectRows(must(pool.Query(ctx, `SELECT DISTINCT archive_uri FROM audit.archive_manifests`)), pgx.RowTo[string])
 	require.NoError(t, err)
 	var archived int64
 	for _, uri := range uris {
-		f, err := os.Open(filepath.Join(dir, ArchiveNameFromURI(uri)))
+		require.Equal(t, sink.uri(ArchiveNameFromURI(uri)), uri, "manifests name the archive in this sink")
+		f, err := sink.open(ctx, ArchiveNameFromURI(uri))
 		require.NoError(t, err)
 		rep, err := integrity.VerifyArchive(f, nil)
 		f.Close()
@@ -291,7 +293,7 @@ func helperMain() int {
 		return erasureHelper(ctx, &Deps{Pool: pool, Keys: keys})
 	}
 	pauseAt := os.Getenv(pauseEnv)
-	cfg := &RetentionConfig{ArchiveDir: os.Getenv(helperDirEnv), MaxRowsPerArchive: 300, StepHook: func(step string) {
+	cfg := &RetentionConfig{ArchiveSink: os.Getenv(helperDirEnv), MaxRowsPerArchive: 300, StepHook: func(step string) {
 		if step == pauseAt {
 			fmt.Println("PAUSED", step)
 			select {} // wait for SIGKILL
@@ -307,12 +309,29 @@ func helperMain() int {
 
 func TestRetentionSurvivesKill(t *testing.T) {
 	t.Parallel()
-	for _, step := range []string{"archive_partial", "archive_written", "archive_verified", "manifests_sealed", "removed"} {
+	testRetentionSurvivesKill(t, func(t *testing.T) string { return t.TempDir() })
+}
+
+// TestRetentionSurvivesKillS3 is the same into an S3 bucket with Object
+// Lock: the killed run's archive, if any, stays (and is locked), and the
+// next run writes its own under a new name.
+func TestRetentionSurvivesKillS3(t *testing.T) {
+	t.Parallel()
+	testRetentionSurvivesKill(t, func(t *testing.T) string {
+		return "s3://" + harness.SharedS3().NewBucket(t, true) + "/archives"
+	})
+}
+
+// testRetentionSurvivesKill kills a retention run in a process of its own
+// after each step, then checks that nothing is lost and the next run
+// finishes the job.
+func testRetentionSurvivesKill(t *testing.T, newSink func(t *testing.T) string) {
+	for _, step := range []string{"planned", "archive_partial", "archive_written", "archive_verified", "manifests_sealed", "removed"} {
 		t.Run(step, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			db := harness.NewDB(t)
-			dir := t.TempDir()
+			dir := newSink(t)
 			entry, err := integrity.GenerateSealKey("k1")
 			require.NoError(t, err)
 			keys, err := integrity.ParseSealKeys(entry, "")
@@ -361,7 +380,7 @@ func TestRetentionSurvivesKill(t *testing.T) {
 			deadline := time.Now().Add(30 * time.Second)
 			var res *RetentionResult
 			for {
-				res, err = (&Deps{Pool: db.Pool, Keys: keys}).RunRetention(ctx, &RetentionConfig{ArchiveDir: dir, MaxRowsPerArchive: 300}, RetentionRunOptions{})
+				res, err = (&Deps{Pool: db.Pool, Keys: keys}).RunRetention(ctx, &RetentionConfig{ArchiveSink: dir, MaxRowsPerArchive: 300}, RetentionRunOptions{})
 				if !errors.Is(err, ErrRetentionBusy) || time.Now().After(deadline) {
 					break // the killed session's lock goes when PostgreSQL notices the closed socket
 				}
@@ -376,7 +395,7 @@ func TestRetentionSurvivesKill(t *testing.T) {
 			requireArchivesAccountFor(t, db.Pool, keys, dir, inserted)
 			require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM audit.audit_log l JOIN audit.archive_manifests m
 				ON m.chain_id = l.chain_id AND l.chain_seq BETWEEN m.first_seq AND m.last_seq`), "no sealed range is left half done")
-			plan, err := (&Deps{Pool: db.Pool}).PlanRetention(ctx, &RetentionConfig{ArchiveDir: dir})
+			plan, err := (&Deps{Pool: db.Pool}).PlanRetention(ctx, &RetentionConfig{ArchiveSink: dir})
 			require.NoError(t, err)
 			require.Zero(t, plan.Rows)
 			if step == "archive_written" || step == "archive_verified" {

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/auditdb/auditdb/integrity"
+	"github.com/auditdb/auditdb/internal/objstore"
 	"github.com/auditdb/auditdb/internal/verifier"
 )
 
@@ -20,7 +22,7 @@ func archiveCommand() *cli.Command {
 			{
 				Name:      "verify",
 				Usage:     "check an archive file: rows, chain links and end hashes from the file alone; digest and manifest seals against the database (exit 0 intact, 2 tampered, 1 error)",
-				ArgsUsage: "FILE",
+				ArgsUsage: "FILE|s3://bucket/prefix/NAME",
 				Flags: append([]cli.Flag{
 					jsonFlag(),
 					&cli.BoolFlag{Name: "offline", Usage: "check the file alone, even with a database configured", EnvVars: []string{"AUDIT_ARCHIVE_OFFLINE"}},
@@ -40,15 +42,30 @@ func archiveVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	var progress func(int64)
-	if st, err := f.Stat(); err == nil && isTerminal(c.App.ErrWriter) {
-		start, size := time.Now(), st.Size()
-		progress = func(n int64) { bytesBar(c.App.ErrWriter, n, size, start) }
+	var f io.ReadCloser
+	if strings.HasPrefix(path, "s3://") {
+		// an archive in a bucket: s3://bucket/prefix/NAME, read with the AWS_* settings
+		i := strings.LastIndex(path, "/")
+		st, err := objstore.Open(c.Context, path[:i])
+		if err != nil {
+			return err
+		}
+		if f, err = st.Get(c.Context, path[i+1:]); err != nil {
+			return err
+		}
+		defer f.Close()
+	} else {
+		file, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		f = file
+		if st, err := file.Stat(); err == nil && isTerminal(c.App.ErrWriter) {
+			start, size := time.Now(), st.Size()
+			progress = func(n int64) { bytesBar(c.App.ErrWriter, n, size, start) }
+		}
 	}
 	rep, err := integrity.VerifyArchive(f, progress)
 	if progress != nil {

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 		faultHooks = faultHooksFromEnv
 		main()
 	}
-	harness.Main(m, harness.Options{})
+	harness.Main(m, harness.Options{S3: true})
 }
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {

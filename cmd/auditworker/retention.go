@@ -15,13 +15,31 @@ import (
 func retentionFlags() []cli.Flag {
 	return []cli.Flag{
 		jsonFlag(),
-		&cli.StringFlag{Name: "archive-dir", Value: workers.RetentionArchiveDirDefault, Usage: "directory the archives go to", EnvVars: []string{"AUDIT_ARCHIVE_DIR"}},
+		archiveSinkFlag(),
+		archiveDirFlag(),
+		archiveRetainFlag(),
 		&cli.IntFlag{Name: "max-rows-per-archive", Value: workers.RetentionMaxRowsPerArchiveDefault, Usage: "rows in one archive file (one manifest transaction, one removal)", EnvVars: []string{"AUDIT_RETENTION_MAX_ROWS_PER_ARCHIVE"}},
 	}
 }
 
+func archiveSinkFlag() cli.Flag {
+	return &cli.StringFlag{Name: "archive-sink", EnvVars: []string{"AUDIT_ARCHIVE_SINK"},
+		Usage: "where archives go: a directory, or s3://bucket/prefix (endpoint and credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); empty: --archive-dir"}
+}
+
+func archiveDirFlag() cli.Flag {
+	return &cli.StringFlag{Name: "archive-dir", Value: workers.RetentionArchiveDirDefault, EnvVars: []string{"AUDIT_ARCHIVE_DIR"},
+		Usage: "directory archives go to when --archive-sink is empty"}
+}
+
+func archiveRetainFlag() cli.Flag {
+	return &cli.DurationFlag{Name: "archive-retain", Value: workers.RetentionArchiveRetainDefault, EnvVars: []string{"AUDIT_ARCHIVE_RETAIN"},
+		Usage: "least Object Lock (COMPLIANCE) retention of an archive from when it is written, e.g. 61320h for 7 years; the end of its rows' own retention applies when later; enforced only by an S3 bucket with Object Lock"}
+}
+
 func retentionConfig(c *cli.Context) (*workers.RetentionConfig, error) {
-	cfg := (&workers.RetentionConfig{ArchiveDir: c.String("archive-dir"), MaxRowsPerArchive: c.Int("max-rows-per-archive")}).WithDefaults()
+	cfg := (&workers.RetentionConfig{ArchiveSink: c.String("archive-sink"), ArchiveDir: c.String("archive-dir"),
+		ArchiveRetain: c.Duration("archive-retain"), MaxRowsPerArchive: c.Int("max-rows-per-archive")}).WithDefaults()
 	return cfg, cfg.Validate()
 }
 
@@ -171,10 +189,19 @@ func printRetentionResult(w io.Writer, res *workers.RetentionResult) {
 			for j, rg := range a.Ranges {
 				chains[j] = fmt.Sprintf("%d:%d..%d", rg.ChainID, rg.FirstSeq, rg.LastSeq)
 			}
-			rows[i] = []string{a.Name, fmt.Sprint(a.Rows), strings.Join(chains, " "), a.SHA256[:16]}
+			retain := "-"
+			if a.RetainUntil != nil {
+				retain = a.RetainUntil.UTC().Format("2006-01-02")
+				if a.Locked {
+					retain += " (locked)"
+				} else {
+					retain += " (not enforced)"
+				}
+			}
+			rows[i] = []string{a.URI, fmt.Sprint(a.Rows), strings.Join(chains, " "), a.SHA256[:16], retain}
 		}
 		fmt.Fprintln(w)
-		table(w, []string{"ARCHIVE", "ROWS", "CHAIN:SEQS", "SHA-256"}, rows)
+		table(w, []string{"ARCHIVE", "ROWS", "CHAIN:SEQS", "SHA-256", "RETAIN UNTIL"}, rows)
 	}
 	if len(res.PartitionsDropped) > 0 {
 		fmt.Fprintf(w, "\npartitions dropped: %s\n", strings.Join(res.PartitionsDropped, ", "))

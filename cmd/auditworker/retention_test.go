@@ -107,3 +107,37 @@ func TestRetentionAndArchiveVerifyCLI(t *testing.T) {
 	code, out, _ = run(t, append(base, "verify")...)
 	require.Equal(t, 0, code, out)
 }
+
+// Not parallel (see above). Retention into an S3 bucket with Object Lock
+// from the CLI: --archive-sink and --archive-retain, the JSON report, and
+// archive verify reading the object from the bucket.
+func TestRetentionS3CLI(t *testing.T) {
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	bucket := harness.SharedS3().NewBucket(t, true)
+	key, err := integrity.GenerateSealKey("k1")
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `INSERT INTO audit_log ("timestamp", action, status, principal_id, retention_policy, data_classification)
+		SELECT now() - interval '200 days' + g * interval '1 minute', 'a', 'success', 'patient-' || g, 'minimal', 'PUBLIC'
+		FROM generate_series(1, 20) g`)
+	require.NoError(t, err)
+	sink := "s3://" + bucket + "/archives"
+	code, out, errOut := run(t, "--database-url", db.URL, "retention", "run", "--json", "--archive-sink", sink,
+		"--archive-retain", "2h", "--seal-keys", key)
+	require.Equal(t, 0, code, errOut)
+	var res workers.RetentionResult
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Len(t, res.Archives, 1)
+	a := res.Archives[0]
+	require.Equal(t, sink+"/"+a.Name, a.URI)
+	require.True(t, a.Locked)
+	require.NotNil(t, a.RetainUntil)
+
+	code, out, errOut = run(t, "--database-url", db.URL, "archive", "verify", "--seal-keys", key, a.URI)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "archive INTACT")
+
+	code, _, errOut = run(t, "--database-url", db.URL, "retention", "run", "--archive-sink", "s3://no-such-bucket-cli/x", "--seal-keys", key)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "no-such-bucket-cli")
+}

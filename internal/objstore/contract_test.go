@@ -1,4 +1,4 @@
-package objstore
+package objstore_test
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	. "github.com/auditdb/auditdb/internal/objstore"
 )
 
 // testContract checks the Store contract every implementation shares.

@@ -1,4 +1,4 @@
-package objstore
+package objstore_test
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	. "github.com/auditdb/auditdb/internal/objstore"
 )
 
 func TestDirContract(t *testing.T) {

@@ -1,10 +1,15 @@
-// Package harness gives integration tests a real PostgreSQL and a real Redis.
+// Package harness gives integration tests a real PostgreSQL, a real Redis
+// and a real S3-compatible server.
 //
 // PostgreSQL comes from, in order: AUDIT_TEST_DB_URL (a superuser URL of a
 // server you run); a Docker daemon through dockertest, when one answers; an
 // ephemeral cluster from the local binaries (initdb + pg_ctl on a free
 // loopback port, as the postgres user when the tests run as root). Redis
-// likewise: AUDIT_TEST_REDIS_URL, dockertest, or a local redis-server.
+// likewise: AUDIT_TEST_REDIS_URL, dockertest, or a local redis-server. S3:
+// AUDIT_TEST_S3_URL (+ AUDIT_TEST_S3_ACCESS_KEY_ID, ..._SECRET_ACCESS_KEY,
+// ..._REGION), or a local versitygw (installed by .ci/run with `go install`,
+// found on PATH or in $(go env GOPATH)/bin); without either, tests that ask
+// for S3 fail and say how to install it.
 //
 // One migrated template database is made per test binary; every test gets a
 // fresh database cloned from it, dropped when the test ends, so tests run in
@@ -47,6 +52,9 @@ var (
 type Options struct {
 	// Redis starts a Redis server too.
 	Redis bool
+	// S3 starts an S3-compatible server too (SharedS3) and points the
+	// process's AWS_* variables at it.
+	S3 bool
 }
 
 // Main starts the services, runs the tests and stops everything. Call it
@@ -74,16 +82,37 @@ func run(m *testing.M, opts Options) int {
 		defer r.stop()
 		redis = r
 	}
+	if opts.S3 {
+		s, err := StartS3(ctx)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "harness:", err)
+			return 1
+		}
+		defer s.stop()
+		s.SetEnv()
+		s3shared = s
+	}
 	code := m.Run()
 	if code == 0 {
 		// Workers and pools are goroutine-heavy: a test that leaves one
 		// running fails the binary.
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(LeakOptions()...); err != nil {
 			fmt.Fprintln(os.Stderr, "harness: goroutines left running:", err)
 			return 1
 		}
 	}
 	return code
+}
+
+// LeakOptions are the goroutines goleak may find after the tests: idle
+// keep-alive connections of HTTP clients (the S3 SDK's) that nothing owns,
+// and the wait on the S3 server process that Main stops after the check.
+func LeakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/auditdb/auditdb/tests/harness.startVersitygw.func1"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+	}
 }
 
 // StartPostgres provides a server with a migrated template database.

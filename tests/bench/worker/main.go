@@ -11,7 +11,7 @@
 //	go run ./tests/bench/worker -parts seal -rate 0 -window 30s -out BENCHMARKS.md
 //	go run ./tests/bench/worker -parts archive,verify -archive-max 100000,1000000 -out BENCHMARKS.md
 //
-// Three parts, each selectable with -parts (seal,archive,verify):
+// Four parts, each selectable with -parts (seal,archive,verify,sinks):
 //
 //   - seal: inserts paced at -rate rows/s by -writers connections (multi-row
 //     INSERT ... SELECT of -batch rows, autocommit) for -window each, with no
@@ -20,6 +20,11 @@
 //     modes alternated -rounds times on one database;
 //   - archive: -archive-rows rows 200 days old under the 'minimal' policy
 //     (90 days), then Deps.RunRetention into a LocalDirSink, timed per step;
+//   - sinks: the archive part's load and run once into a directory and once
+//     into an S3 bucket with Object Lock on a private versitygw (harness.
+//     StartS3), in the same run, -sink-rounds times alternating which goes
+//     first; throughput ratio and the worker process's peak RSS (VmHWM,
+//     reset before each run through /proc/self/clear_refs);
 //   - verify: the log grown to each of -verify-sizes rows, sealed, a full
 //     Deps.Verify, then -incr-rows new rows, a seal and an incremental
 //     Deps.Verify, -incr-runs times.
@@ -53,7 +58,9 @@ import (
 	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/embeddedpg"
 	"github.com/auditdb/auditdb/internal/migrate"
+	"github.com/auditdb/auditdb/internal/objstore"
 	"github.com/auditdb/auditdb/tests/bench/benchdoc"
+	"github.com/auditdb/auditdb/tests/harness"
 	"github.com/auditdb/auditdb/workers"
 )
 
@@ -64,6 +71,7 @@ const (
 	headingSealMax = "## Worker suite: seal cost at the highest insert rate (issue 3)"
 	headingArchive = "## Worker suite: archive throughput (issue 3)"
 	headingVerify  = "## Worker suite: incremental verification as the log grows (issue 3)"
+	headingSinks   = "## Retention into S3 vs into a directory (issue 11)"
 )
 
 type config struct {
@@ -75,6 +83,8 @@ type config struct {
 	window      time.Duration
 	rounds      int
 	archiveRows int
+	sinkRounds  int
+	trigger     string
 	archiveMax  []int
 	verifySizes []int
 	incrRows    int
@@ -88,7 +98,9 @@ type config struct {
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.out, "out", "BENCHMARKS.md", "Markdown file to put the section into (empty: stdout only)")
-	parts := flag.String("parts", "seal,archive,verify", "parts to run, comma-separated: seal, archive, verify")
+	parts := flag.String("parts", "seal,archive,verify", "parts to run, comma-separated: seal, archive, verify, sinks")
+	flag.StringVar(&cfg.trigger, "trigger", "c", "insert trigger of the loads: c (the accelerator, installed by make install-extension) or plpgsql")
+	flag.IntVar(&cfg.sinkRounds, "sink-rounds", 1, "sinks: rounds of (directory, S3) runs, alternating the order")
 	flag.IntVar(&cfg.rate, "rate", 10000, "seal: target insert rate, rows/s; 0 inserts back to back (the highest rate the server sustains)")
 	flag.IntVar(&cfg.writers, "writers", 8, "seal: concurrent writer connections")
 	flag.IntVar(&cfg.batch, "batch", 50, "seal: rows per INSERT statement")
@@ -102,8 +114,8 @@ func main() {
 	flag.Parse()
 	cfg.parts = map[string]bool{}
 	for _, p := range strings.Split(*parts, ",") {
-		if p != "seal" && p != "archive" && p != "verify" {
-			fmt.Fprintf(os.Stderr, "worker bench: -parts: %q is not seal, archive or verify\n", p)
+		if p != "seal" && p != "archive" && p != "verify" && p != "sinks" {
+			fmt.Fprintf(os.Stderr, "worker bench: -parts: %q is not seal, archive, verify or sinks\n", p)
 			os.Exit(2)
 		}
 		cfg.parts[p] = true
@@ -113,7 +125,7 @@ func main() {
 		cfg.verifySizes, err = ints(*sizes)
 	}
 	if err != nil || cfg.rate < 0 || cfg.writers < 1 || cfg.batch < 1 || cfg.window < time.Second || cfg.rounds < 1 ||
-		cfg.archiveRows < 100 || cfg.incrRows < 16 || cfg.incrRuns < 1 || !slices.IsSorted(cfg.verifySizes) {
+		cfg.archiveRows < 100 || (cfg.trigger != "c" && cfg.trigger != "plpgsql") || cfg.sinkRounds < 1 || cfg.incrRows < 16 || cfg.incrRuns < 1 || !slices.IsSorted(cfg.verifySizes) {
 		fmt.Fprintln(os.Stderr, "worker bench: bad flags:", err)
 		os.Exit(2)
 	}
@@ -150,6 +162,8 @@ type bench struct {
 	pgVersion string
 	seal      *sealResult
 	archive   []*archiveResult
+	sinks     []*archiveResult
+	s3        *harness.S3
 	verify    []*verifyResult
 }
 
@@ -199,11 +213,32 @@ func run(ctx context.Context, cfg *config) (err error) {
 	}
 	if cfg.parts["archive"] {
 		for _, max := range cfg.archiveMax {
-			r, err := b.runArchive(ctx, max)
+			r, err := b.runArchive(ctx, max, "dir")
 			if err != nil {
 				return fmt.Errorf("archive: %w", err)
 			}
 			b.archive = append(b.archive, r)
+		}
+	}
+	if cfg.parts["sinks"] {
+		benchdoc.Progress("sinks: starting versitygw")
+		if b.s3, err = harness.StartS3(ctx); err != nil {
+			return fmt.Errorf("sinks: %w", err)
+		}
+		defer b.s3.Stop()
+		b.s3.SetEnv()
+		for round := range cfg.sinkRounds {
+			kinds := []string{"dir", "s3"}
+			if round%2 == 1 {
+				kinds = []string{"s3", "dir"}
+			}
+			for _, kind := range kinds {
+				r, err := b.runArchive(ctx, cfg.archiveMax[0], kind)
+				if err != nil {
+					return fmt.Errorf("sinks: %s: %w", kind, err)
+				}
+				b.sinks = append(b.sinks, r)
+			}
 		}
 	}
 	if cfg.parts["verify"] {
@@ -264,14 +299,14 @@ func (b *bench) newDB(ctx context.Context, prefix string) (*pgxpool.Pool, error)
 	if err != nil {
 		return nil, err
 	}
-	res, err := migrate.Migrate(ctx, pool, migrate.Options{Accelerator: true})
+	res, err := migrate.Migrate(ctx, pool, migrate.Options{Accelerator: b.cfg.trigger == "c"})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	if res.Trigger != "c" {
+	if res.Trigger != b.cfg.trigger {
 		pool.Close()
-		return nil, fmt.Errorf("insert trigger is %q, want the C accelerator (make install-extension)", res.Trigger)
+		return nil, fmt.Errorf("insert trigger is %q, want %q (the C accelerator: make install-extension)", res.Trigger, b.cfg.trigger)
 	}
 	if _, err := pool.Exec(ctx, `SELECT audit.ensure_partitions(3)`); err != nil {
 		pool.Close()
@@ -588,6 +623,8 @@ func (b *bench) pacedInserts(ctx context.Context, pool *pgxpool.Pool, d time.Dur
 // ---------------------------------------------------------------- archive
 
 type archiveResult struct {
+	sink      string // dir or s3
+	peakRSS   int64  // bytes, VmHWM over RunRetention
 	maxRows   int
 	rows      int64
 	loadTime  time.Duration
@@ -598,36 +635,23 @@ type archiveResult struct {
 	leftInLog int64
 }
 
-// The steps of a retention run, in order, as timed here: planning ends when
-// the sink is asked for the archive object; the others end at the StepHook
-// of their name.
+// The steps of a retention run, in order, as timed here: each ends at the
+// StepHook of its name.
 var archiveSteps = []struct{ name, hook, what string }{
-	{"plan", "", "choose the due chain ranges (per archive)"},
+	{"plan", "planned", "choose the due chain ranges (per archive) and their retention end"},
 	{"write", "archive_written", "read the rows in one snapshot, check hashes and links, gzip JSON lines, fsync"},
 	{"re-verify", "archive_verified", "re-read the file and verify it from its bytes"},
 	{"seal", "manifests_sealed", "insert one sealed manifest per chain range, one transaction"},
 	{"remove", "removed", "audit.retention_remove: delete the rows (or drop the partition)"},
 }
 
-// timedSink marks the end of planning: the run asks for the object first
-// thing when it writes.
-type timedSink struct {
-	workers.ArchiveSink
-	created func()
-}
-
-func (s timedSink) Create(ctx context.Context, name string) (workers.ArchiveObject, error) {
-	s.created()
-	return s.ArchiveSink.Create(ctx, name)
-}
-
-func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, error) {
+func (b *bench) runArchive(ctx context.Context, maxRows int, sink string) (*archiveResult, error) {
 	pool, err := b.newDB(ctx, "archive")
 	if err != nil {
 		return nil, err
 	}
 	defer b.dropDB(pool)
-	res := &archiveResult{maxRows: maxRows, steps: map[string]time.Duration{}}
+	res := &archiveResult{sink: sink, maxRows: maxRows, steps: map[string]time.Duration{}}
 	old := time.Now().AddDate(0, 0, -200)
 	for _, m := range []time.Time{old.AddDate(0, -1, 0), old, old.AddDate(0, 1, 0)} {
 		if _, err := pool.Exec(ctx, `SELECT audit.create_partition($1::date)`, time.Date(m.Year(), m.Month(), 1, 0, 0, 0, 0, time.UTC)); err != nil {
@@ -656,10 +680,6 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 		return nil, err
 	}
 	dir := filepath.Join(b.tmp, fmt.Sprintf("archive-%d", b.dbSeq))
-	local, err := workers.NewLocalDirSink(dir)
-	if err != nil {
-		return nil, err
-	}
 	last := time.Now()
 	mark := func(step string) {
 		now := time.Now()
@@ -668,7 +688,7 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 	}
 	cfg := &workers.RetentionConfig{
 		MaxRowsPerArchive: maxRows,
-		Sink:              timedSink{ArchiveSink: local, created: func() { mark("plan") }},
+		ArchiveSink:       dir,
 		StepHook: func(step string) {
 			for _, s := range archiveSteps {
 				if s.hook == step {
@@ -679,10 +699,25 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 	}
 	deps := &workers.Deps{Pool: pool, Keys: b.keys, Logger: slog.New(&logCapture{})}
 	benchdoc.Progress("archive: Deps.RunRetention, MaxRowsPerArchive %d", maxRows)
+	if sink == "s3" {
+		bucket := fmt.Sprintf("bench-%d", b.dbSeq)
+		if err := b.s3.CreateBucket(ctx, bucket, true); err != nil {
+			return nil, err
+		}
+		cfg.ArchiveSink = "s3://" + bucket + "/archive"
+		cfg.ArchiveRetain = time.Hour // Object Lock COMPLIANCE on every archive, as in production
+	}
+	runtime.GC()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		return nil, fmt.Errorf("reset peak RSS: %w", err)
+	}
 	start := time.Now()
 	res.res, err = deps.RunRetention(ctx, cfg, workers.RetentionRunOptions{})
 	res.total = time.Since(start)
 	if err != nil {
+		return nil, err
+	}
+	if res.peakRSS, err = peakRSS(); err != nil {
 		return nil, err
 	}
 	// the run's last plan finds nothing due and returns
@@ -690,16 +725,16 @@ func (b *bench) runArchive(ctx context.Context, maxRows int) (*archiveResult, er
 	if res.res.RowsArchived != res.rows || res.res.RowsRemoved != res.rows {
 		return nil, fmt.Errorf("archived %d and removed %d rows, %d were due", res.res.RowsArchived, res.res.RowsRemoved, res.rows)
 	}
-	names, err := local.List(ctx)
+	st, err := objstore.Open(ctx, cfg.ArchiveSink)
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range names {
-		fi, err := os.Stat(filepath.Join(dir, name))
+	for _, a := range res.res.Archives {
+		fi, err := st.Stat(ctx, a.Name)
 		if err != nil {
 			return nil, err
 		}
-		res.bytes += fi.Size()
+		res.bytes += fi.Size
 	}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit.audit_log`).Scan(&res.leftInLog); err != nil {
 		return nil, err
@@ -850,6 +885,9 @@ func (b *bench) markdown() []section {
 	if len(b.verify) > 0 {
 		add(headingVerify, "verify", b.verifyMarkdown)
 	}
+	if len(b.sinks) > 0 {
+		add(headingSinks, "sinks", b.sinksMarkdown)
+	}
 	return out
 }
 
@@ -858,8 +896,8 @@ func (b *bench) preamble(w io.Writer, heading, part string) {
 	fmt.Fprintf(w, "%s\n\nMeasured %s UTC with\n\n    %s\n\n", heading, c.startedAt.Format("2006-01-02 15:04"), c.commandLine)
 	fmt.Fprintf(w, "(`tests/bench/worker/main.go`, part %s; not written by `make bench`). Machine: %d CPUs (%s), %s, %s; load average %s at the start of the run, %s at the end. ",
 		part, runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.MemTotal(), runtime.Version(), c.loadAtStart, benchdoc.LoadAvg())
-	fmt.Fprintf(w, "A private PostgreSQL %s started for the run by internal/embeddedpg, durable (fsync and synchronous_commit on), with tests/bench's settings (shared_buffers 2GB, max_wal_size 8GB, checkpoint_timeout 30min); a database of its own migrated by internal/migrate with the C insert trigger (`migrate.Options{Accelerator: true}`), 16 chains; one fresh 32-byte seal key.\n\n",
-		strings.Fields(b.pgVersion)[1])
+	fmt.Fprintf(w, "A private PostgreSQL %s started for the run by internal/embeddedpg, durable (fsync and synchronous_commit on), with tests/bench's settings (shared_buffers 2GB, max_wal_size 8GB, checkpoint_timeout 30min); a database of its own migrated by internal/migrate with the %s insert trigger, 16 chains; one fresh 32-byte seal key.\n\n",
+		strings.Fields(b.pgVersion)[1], map[string]string{"c": "C", "plpgsql": "PL/pgSQL"}[c.trigger])
 }
 
 func (b *bench) sealMarkdown(w io.Writer) {
@@ -966,6 +1004,70 @@ func (b *bench) archiveMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "%s (%s rows/s); ", benchdoc.Secs(a.loadTime), benchdoc.ThousandsF(float64(b.cfg.archiveRows)/a.loadTime.Seconds(), 0))
 	}
 	fmt.Fprint(w, "\n\n")
+}
+
+// peakRSS is this process's VmHWM in bytes.
+func peakRSS() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/self/status")
+}
+
+func (b *bench) sinksMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "The archive part's load (%s PUBLIC rows 200 days old under 'minimal', 16 chains, one current row per chain), a fresh database for each run, then one `Deps.RunRetention` with MaxRowsPerArchive %s: into a directory (`ArchiveSink` a temporary folder: temp file, fsync, link, read back) and into `s3://bucket/archive` on a private versitygw (%s; posix backend on the same disk, loopback HTTP, a bucket with Object Lock, `ArchiveRetain` 1h so every archive is stored COMPLIANCE-locked: multipart upload of 8 MiB parts with per-part SHA-256 checksums, If-None-Match, then the object read back and hashed, then re-read again by the retention step that verifies it). Both in the same run, %d round(s), the order alternating. Peak RSS is the benchmark process's VmHWM (it runs the worker code; PostgreSQL and versitygw are processes of their own), reset through /proc/self/clear_refs after a GC before each `RunRetention`. Afterwards a full `Deps.Verify` must find the log intact (it does).\n\n",
+		benchdoc.Thousands(int64(b.cfg.archiveRows)), benchdoc.Thousands(int64(b.cfg.archiveMax[0])), harness.VersitygwInstall, b.cfg.sinkRounds)
+	fmt.Fprintln(w, "| run | sink | rows archived and removed | archives | total | rows/s | S3 / directory | peak RSS | bytes/row |")
+	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	for i, a := range b.sinks {
+		rate := float64(a.res.RowsArchived) / a.total.Seconds()
+		ratio := "-"
+		// the ratio pairs each S3 run with the directory run of its round
+		if a.sink == "s3" {
+			pair := b.sinks[i^1]
+			pr := float64(pair.res.RowsArchived) / pair.total.Seconds()
+			ratio = fmt.Sprintf("%.0f%%", 100*rate/pr)
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %d | %s | %s | %s | %.0f MiB | %.1f |\n", i/2+1, a.sink, benchdoc.Thousands(a.res.RowsArchived), len(a.res.Archives),
+			benchdoc.Secs(a.total), benchdoc.ThousandsF(rate, 0), ratio, float64(a.peakRSS)/(1<<20), float64(a.bytes)/float64(a.res.RowsArchived))
+	}
+	// over all rounds: the order alternates, so what one position in a
+	// round costs (the first run of a round has been slower here) cancels
+	rows, secs, peak := map[string]int64{}, map[string]float64{}, map[string]int64{}
+	for _, a := range b.sinks {
+		rows[a.sink] += a.res.RowsArchived
+		secs[a.sink] += a.total.Seconds()
+		peak[a.sink] = max(peak[a.sink], a.peakRSS)
+	}
+	dirRate, s3Rate := float64(rows["dir"])/secs["dir"], float64(rows["s3"])/secs["s3"]
+	fmt.Fprintf(w, "\n**All rounds:** directory %s rows/s, S3 %s rows/s: S3 at **%.0f%%** of the directory's throughput (target: at least 80%%); peak RSS %.0f MiB into the directory, **%.0f MiB into S3**.\n",
+		benchdoc.ThousandsF(dirRate, 0), benchdoc.ThousandsF(s3Rate, 0), 100*s3Rate/dirRate, float64(peak["dir"])/(1<<20), float64(peak["s3"])/(1<<20))
+	fmt.Fprintln(w, "\nPer step (summed over the run's archives):")
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "| step |")
+	for i, a := range b.sinks {
+		fmt.Fprintf(w, " run %d %s |", i/2+1, a.sink)
+	}
+	fmt.Fprint(w, "\n|---|")
+	for range b.sinks {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w)
+	for _, s := range archiveSteps {
+		fmt.Fprintf(w, "| %s |", s.name)
+		for _, a := range b.sinks {
+			fmt.Fprintf(w, " %s |", benchdoc.Secs(a.steps[s.name]))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprint(w, "\n")
 }
 
 func (b *bench) verifyMarkdown(w io.Writer) {
