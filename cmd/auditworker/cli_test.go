@@ -150,7 +150,8 @@ func TestDemoEndToEnd(t *testing.T) {
 	code, out, errOut := run(t, "demo", "--writers", "2", "--events", "150")
 	require.Equal(t, 0, code, errOut)
 	for _, want := range []string{"every chain head is sealed", "0 rows still name the patient", "0 row finding(s) of kind row_modified",
-		"checkpoint_mismatch", "verification TAMPERED", "caught by its sealed checkpoint"} {
+		"checkpoint_mismatch", "verification TAMPERED", "caught by its sealed checkpoint",
+		"anchored: bundle 1", "keyed verification alone now says: intact", "anchor_mismatch", "by the anchor (anchor_mismatch)"} {
 		require.Contains(t, out, want)
 	}
 }
