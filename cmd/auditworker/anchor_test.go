@@ -448,3 +448,32 @@ func TestVerifyOffline(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "anchors: required with --offline")
 }
+
+// A tail removed with the seal key in hand (rows, their checkpoints and the
+// head put back) passes keyed verification; the anchor names the seq the
+// chain no longer reaches: tail_truncated.
+func TestAnchorCatchesATailRemovedWithTheSealKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.NewDB(t)
+	sink := t.TempDir()
+	seal := sealKey(t, "k1")
+	priv, pub := anchorKeyPair(t, "a1")
+	fillChains(t, db.URL, 1, 30)
+	code, _, errOut := run(t, "--database-url", db.URL, "anchor", "--anchor-key", priv, "--sink", sink, "--seal-keys", seal)
+	require.Equal(t, 0, code, errOut)
+	var chain int16
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT chain_id FROM audit.chain_heads WHERE head_seq = 30`).Scan(&chain))
+	_, err := db.Pool.Exec(ctx, fmt.Sprintf(`BEGIN; SET LOCAL session_replication_role = replica;
+		DELETE FROM audit.audit_log WHERE chain_id = %[1]d AND chain_seq > 20;
+		DELETE FROM audit.integrity_checkpoints WHERE chain_id = %[1]d AND chain_seq > 20;
+		UPDATE audit.chain_heads SET head_seq = 20, head_hash = (SELECT decode(hash, 'hex') FROM audit.audit_log
+			WHERE chain_id = %[1]d AND chain_seq = 20) WHERE chain_id = %[1]d;
+		COMMIT`, chain))
+	require.NoError(t, err)
+	code, out, _ := run(t, "--database-url", db.URL, "verify", "--seal-keys", seal)
+	require.Equal(t, 0, code, "the keyed check cannot see a tail removed with its checkpoints: %s", out)
+	code, out, _ = run(t, "--database-url", db.URL, "verify", "--seal-keys", seal, "--anchors", sink, "--anchor-keys", pub, "--json")
+	require.Equal(t, 2, code, out)
+	require.Equal(t, []string{fmt.Sprintf("tail_truncated@%d/30", chain)}, kindsAt(findingsOf(t, out)))
+}
