@@ -4,7 +4,7 @@ GO ?= go
 PG_CONFIG ?= pg_config
 EXT_BUILD := build/extension
 
-.PHONY: help demo test test-unit bench bench-worker lint install-extension build clean report-screenshots
+.PHONY: help demo test test-unit bench bench-worker bench-anchor lint install-extension build clean report-screenshots
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ bench-worker: ## worker suite: seal cost at 10k rows/s and unpaced, archive thro
 
 report-screenshots: ## every HTML report from a seeded private PostgreSQL, as PNGs in build/report-screenshots (needs chromium: apt-get install -y chromium)
 	$(GO) run ./tests/reportshots -out build/report-screenshots
+
+bench-anchor: ## anchors: one anchor of 16 chains, and what 1,000 bundles add to a full verification of 1M rows; writes its BENCHMARKS.md section
+	$(GO) run ./tests/bench/anchor -rows 1000000 -bundles 1000 -rounds 3 -out BENCHMARKS.md
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

@@ -300,7 +300,7 @@ func exportSubject(ctx context.Context, tx pgx.Tx, sub Subject, format ExportFor
 			return nil, fmt.Errorf("client: export: %w", err)
 		}
 		for _, e := range page {
-			proof, err := buildProof(ctx, tx, e.ID)
+			proof, err := buildProof(ctx, tx, e.ID, nil)
 			if err != nil {
 				return nil, err
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/auditdb/auditdb/anchor"
 	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/verifier"
 )
@@ -39,6 +40,41 @@ type InclusionProof struct {
 	// chain head's when not sealed yet.
 	HeadSeq  int64  `json:"head_seq"`
 	HeadHash string `json:"head_hash"`
+	// Anchor, when the proof was built WithAnchors, is the signed anchor
+	// the proof ends at: the chain's anchored head is (HeadSeq, HeadHash),
+	// and VerifyAnchoredProof checks it with public keys only.
+	Anchor *ProofAnchor `json:"anchor,omitempty"`
+}
+
+// ProofAnchor is what links a chain position to a signed anchor bundle
+// (INTEGRITY.md, "Inclusion against an anchor"): the fields of the signed
+// message, the chain's leaf's RFC 6962 audit path to the root, and the
+// bundle's signatures with its witnesses' cosignatures.
+type ProofAnchor struct {
+	Log    string `json:"log"`
+	Bundle int64  `json:"bundle"`
+	Prev   string `json:"prev"`
+	TimeUS int64  `json:"time_us"`
+	Chains int    `json:"chains"`
+	Root   string `json:"root"`
+	// Path is the audit path of leaf(chain) (hex, bottom up).
+	Path       []string                    `json:"path"`
+	Signatures []integrity.AnchorSignature `json:"signatures"`
+}
+
+// ProofOption changes how InclusionProof builds a proof.
+type ProofOption func(*proofOptions)
+
+type proofOptions struct {
+	anchors anchor.Sink
+}
+
+// WithAnchors makes the proof end at the first anchor bundle in sink that
+// anchors the event's chain at or after the event, instead of at a
+// checkpoint: then only the anchor's public keys are needed to check it
+// (VerifyAnchoredProof). It fails when no bundle covers the event yet.
+func WithAnchors(sink anchor.Sink) ProofOption {
+	return func(o *proofOptions) { o.anchors = sink }
 }
 
 // ProofRow holds a row's columns in the forms INTEGRITY.md hashes, the
@@ -67,6 +103,11 @@ type ProofResult struct {
 	MACChecked bool `json:"mac_checked"`
 	// PIIChecked: the PII fields match the commitment (false once erased).
 	PIIChecked bool `json:"pii_checked"`
+	// Anchored: the proof ends at an anchor bundle (AnchorBundle) whose
+	// signatures verified under AnchorSignatures distinct known keys.
+	Anchored         bool  `json:"anchored,omitempty"`
+	AnchorBundle     int64 `json:"anchor_bundle,omitempty"`
+	AnchorSignatures int   `json:"anchor_signatures,omitempty"`
 }
 
 // ErrProofInvalid is wrapped by every VerifyInclusionProof failure.
@@ -75,12 +116,23 @@ var ErrProofInvalid = errors.New("inclusion proof does not verify")
 // InclusionProof builds the proof for event id. Rows between the event and
 // its checkpoint that retention has archived make the proof impossible from
 // the database alone; the error says so.
-func (c *Client) InclusionProof(ctx context.Context, id int64) (*InclusionProof, error) {
+func (c *Client) InclusionProof(ctx context.Context, id int64, opts ...ProofOption) (*InclusionProof, error) {
+	var o proofOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var p *InclusionProof
 	// One snapshot: the row, its successors and the checkpoint agree.
 	err := pgx.BeginTxFunc(ctx, c.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var end *anchorEnd
+		if o.anchors != nil {
+			var err error
+			if end, err = findAnchor(ctx, tx, o.anchors, id); err != nil {
+				return err
+			}
+		}
 		var err error
-		p, err = buildProof(ctx, tx, id)
+		p, err = buildProof(ctx, tx, id, end)
 		return err
 	})
 	if err != nil {
@@ -89,7 +141,55 @@ func (c *Client) InclusionProof(ctx context.Context, id int64) (*InclusionProof,
 	return p, nil
 }
 
-func buildProof(ctx context.Context, tx pgx.Tx, id int64) (*InclusionProof, error) {
+// anchorEnd is the anchored head a proof ends at.
+type anchorEnd struct {
+	head   integrity.AnchorHead
+	anchor ProofAnchor
+}
+
+// findAnchor picks the first bundle in sink anchoring the event's chain at
+// or after its seq. The bundle is only read here; VerifyAnchoredProof
+// checks its signatures.
+func findAnchor(ctx context.Context, tx pgx.Tx, sink anchor.Sink, id int64) (*anchorEnd, error) {
+	var (
+		chain int16
+		seq   int64
+		logID string
+	)
+	err := tx.QueryRow(ctx, `SELECT chain_id, chain_seq, (SELECT value FROM audit.settings WHERE key = 'log_id')
+		FROM audit.audit_log WHERE id = $1`, id).Scan(&chain, &seq, &logID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w (id %d)", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: inclusion proof of event %d: %w", id, err)
+	}
+	contents, err := anchor.Read(ctx, sink, logID)
+	if err != nil {
+		return nil, fmt.Errorf("client: inclusion proof of event %d: %w", id, err)
+	}
+	for _, o := range contents.Bundles {
+		b, err := integrity.ParseBundle(o.Data)
+		if err != nil || int(chain) >= len(b.Heads) || b.Heads[chain].Seq < seq {
+			continue
+		}
+		leaves := b.Leaves()
+		end := &anchorEnd{head: b.Heads[chain], anchor: ProofAnchor{Log: b.Log, Bundle: b.Bundle, Prev: b.Prev, TimeUS: b.TimeUS,
+			Chains: len(b.Heads), Root: b.Root, Signatures: append([]integrity.AnchorSignature(nil), b.Signatures...)}}
+		for _, h := range integrity.MerklePath(leaves, int(chain)) {
+			end.anchor.Path = append(end.anchor.Path, hex.EncodeToString(h[:]))
+		}
+		for _, c := range o.Cosigs {
+			if cs, err := integrity.ParseCosignature(c.Data); err == nil && cs.MessageSHA256 == b.MessageSHA256() {
+				end.anchor.Signatures = append(end.anchor.Signatures, integrity.AnchorSignature{KeyID: cs.KeyID, Sig: cs.Sig})
+			}
+		}
+		return end, nil
+	}
+	return nil, fmt.Errorf("client: inclusion proof of event %d: no anchor bundle in %s covers chain %d seq %d yet", id, sink.Location(), chain, seq)
+}
+
+func buildProof(ctx context.Context, tx pgx.Tx, id int64, end *anchorEnd) (*InclusionProof, error) {
 	p := &InclusionProof{Version: InclusionProofVersion}
 	var scan verifier.ArchiveRowScanner
 	err := tx.QueryRow(ctx, `SELECT `+verifier.ArchiveRowColumns+` FROM audit.audit_log WHERE id = $1`, id).Scan(scan.Targets()...)
@@ -123,6 +223,15 @@ func buildProof(ctx context.Context, tx pgx.Tx, id int64) (*InclusionProof, erro
 		WHERE chain_id = $1 AND chain_seq >= $2 ORDER BY chain_seq, id LIMIT 1`, r.ChainID, r.ChainSeq).
 		Scan(&cp.ChainSeq, &cp.Hash, &cp.SealedAt, &cp.KeyID, &cp.MAC)
 	switch {
+	case end != nil:
+		// the proof ends at the anchored head; a checkpoint there too is kept
+		p.Anchor = &end.anchor
+		p.HeadSeq, p.HeadHash = end.head.Seq, end.head.Hash
+		if err == nil && cp.ChainSeq == end.head.Seq {
+			p.Checkpoint = &cp
+		} else if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("client: inclusion proof of event %d: checkpoint: %w", id, err)
+		}
 	case err == nil:
 		p.Checkpoint = &cp
 		p.HeadSeq, p.HeadHash = cp.ChainSeq, cp.Hash
@@ -170,10 +279,87 @@ func buildProof(ctx context.Context, tx pgx.Tx, id int64) (*InclusionProof, erro
 // then not checked, which ProofResult says). Every failure wraps
 // ErrProofInvalid and names the step.
 func VerifyInclusionProof(p *InclusionProof, keys map[string][]byte) (ProofResult, error) {
-	var res ProofResult
-	fail := func(format string, args ...any) (ProofResult, error) {
-		return ProofResult{}, fmt.Errorf("%w: "+format, append([]any{ErrProofInvalid}, args...)...)
+	res, err := verifyProofChain(p)
+	if err != nil {
+		return ProofResult{}, err
 	}
+	if cp := p.Checkpoint; cp != nil {
+		res.Sealed = true
+		if len(keys) > 0 {
+			seal := integrity.Checkpoint{ChainID: p.Row.ChainID, Seq: cp.ChainSeq, Hash: cp.Hash, SealedAt: cp.SealedAt, KeyID: cp.KeyID, MAC: cp.MAC}
+			switch seal.CheckSeal(keys) {
+			case integrity.SealUnknownKey:
+				return proofFail("checkpoint names key id %s, which is not in the keyring", cp.KeyID)
+			case integrity.SealWrongMAC:
+				return proofFail("checkpoint MAC does not verify under key %s", cp.KeyID)
+			}
+			res.MACChecked = true
+		}
+	}
+	return res, nil
+}
+
+// VerifyAnchoredProof checks a proof that ends at an anchor with public
+// keys only, no database and no seal key: the row and the chain up to the
+// anchored head as VerifyInclusionProof does, then leaf(chain) through the
+// audit path to the root, the signed message rebuilt from the anchor's
+// fields, and its signatures: every one must be by a key in keys and
+// verify, and at least minSignatures distinct keys (at least 1) must have
+// signed. Every failure wraps ErrProofInvalid.
+func VerifyAnchoredProof(p *InclusionProof, keys integrity.AnchorKeys, minSignatures int) (ProofResult, error) {
+	res, err := verifyProofChain(p)
+	if err != nil {
+		return ProofResult{}, err
+	}
+	a := p.Anchor
+	if a == nil {
+		return proofFail("the proof does not end at an anchor")
+	}
+	chain := int(p.Row.ChainID)
+	if chain >= a.Chains || !integrity.ValidLogID(a.Log) {
+		return proofFail("the anchor does not cover chain %d", chain)
+	}
+	path := make([][32]byte, len(a.Path))
+	for i, s := range a.Path {
+		if path[i], err = hash32(s); err != nil {
+			return proofFail("anchor path %d: %v", i, err)
+		}
+	}
+	root, err := hash32(a.Root)
+	if err != nil {
+		return proofFail("anchor root: %v", err)
+	}
+	leaf := integrity.AnchorLeaf(p.Row.ChainID, p.HeadSeq, p.HeadHash)
+	if !integrity.VerifyMerklePath(leaf, chain, a.Chains, path, root) {
+		return proofFail("leaf(%d) at seq %d does not lead to the anchor's root", chain, p.HeadSeq)
+	}
+	msg := integrity.AnchorMessage(a.Log, a.Bundle, a.Prev, a.TimeUS, a.Chains, a.Root)
+	valid := map[string]bool{}
+	for _, s := range a.Signatures {
+		if why := keys.VerifySignature(msg, s); why != "" {
+			return proofFail("anchor bundle %d: %s", a.Bundle, why)
+		}
+		valid[s.KeyID] = true
+	}
+	if len(valid) < max(minSignatures, 1) {
+		return proofFail("anchor bundle %d: %d signature(s) by known keys, %d required", a.Bundle, len(valid), max(minSignatures, 1))
+	}
+	res.Anchored, res.AnchorBundle, res.AnchorSignatures = true, a.Bundle, len(valid)
+	res.Sealed = p.Checkpoint != nil
+	return res, nil
+}
+
+func proofFail(format string, args ...any) (ProofResult, error) {
+	return ProofResult{}, fmt.Errorf("%w: "+format, append([]any{ErrProofInvalid}, args...)...)
+}
+
+// verifyProofChain checks the row and the chain from it to the proof's
+// end: the PII against the commitment (unless erased), the row hash, the
+// link from PrevHash, the following row hashes up to (HeadSeq, HeadHash),
+// and that a checkpoint, if any, is where the proof ends.
+func verifyProofChain(p *InclusionProof) (ProofResult, error) {
+	var res ProofResult
+	fail := proofFail
 	if p == nil || p.Version != InclusionProofVersion {
 		return fail("unknown proof version")
 	}
@@ -218,21 +404,8 @@ func VerifyInclusionProof(p *InclusionProof, keys map[string][]byte) (ProofResul
 	if hex.EncodeToString(h[:]) != p.HeadHash {
 		return fail("the chain from row %d does not reach the hash at seq %d", r.ID, p.HeadSeq)
 	}
-	if cp := p.Checkpoint; cp != nil {
-		if cp.ChainSeq != p.HeadSeq || cp.Hash != p.HeadHash {
-			return fail("the checkpoint is not where the proof ends")
-		}
-		res.Sealed = true
-		if len(keys) > 0 {
-			seal := integrity.Checkpoint{ChainID: r.ChainID, Seq: cp.ChainSeq, Hash: cp.Hash, SealedAt: cp.SealedAt, KeyID: cp.KeyID, MAC: cp.MAC}
-			switch seal.CheckSeal(keys) {
-			case integrity.SealUnknownKey:
-				return fail("checkpoint names key id %s, which is not in the keyring", cp.KeyID)
-			case integrity.SealWrongMAC:
-				return fail("checkpoint MAC does not verify under key %s", cp.KeyID)
-			}
-			res.MACChecked = true
-		}
+	if cp := p.Checkpoint; cp != nil && (cp.ChainSeq != p.HeadSeq || cp.Hash != p.HeadHash) {
+		return fail("the checkpoint is not where the proof ends")
 	}
 	return res, nil
 }

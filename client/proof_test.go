@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"strconv"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditdb/auditdb/anchor"
 	"github.com/auditdb/auditdb/integrity"
 )
 
@@ -126,4 +128,86 @@ func TestInclusionProof(t *testing.T) {
 
 	_, err = c.InclusionProof(ctx, 1<<40)
 	require.ErrorIs(t, err, ErrNotFound)
+}
+
+// A proof can end at a signed anchor: then the anchor's public keys alone
+// check it, no database and no seal key.
+func TestInclusionProofEndsAtAnAnchor(t *testing.T) {
+	t.Parallel()
+	c, _ := setup(t, Config{})
+	ctx := context.Background()
+	events := make([]Event, 40)
+	for i := range events {
+		events[i] = validEvent(i)
+	}
+	_, err := c.InsertBatch(ctx, events)
+	require.NoError(t, err)
+	page, err := c.Search(ctx, Query{Limit: 100})
+	require.NoError(t, err)
+	oldest := page.Events[len(page.Events)-1]
+
+	sink, err := anchor.OpenSink(ctx, t.TempDir())
+	require.NoError(t, err)
+	_, err = c.InclusionProof(ctx, oldest.ID, WithAnchors(sink))
+	require.ErrorContains(t, err, "no anchor bundle")
+
+	// anchor every head, as the worker does
+	var logID string
+	require.NoError(t, c.pool.QueryRow(ctx, `SELECT value FROM audit.settings WHERE key = 'log_id'`).Scan(&logID))
+	rows, err := c.pool.Query(ctx, `SELECT chain_id, head_seq, encode(head_hash, 'hex') FROM audit.chain_heads ORDER BY chain_id`)
+	require.NoError(t, err)
+	var heads []integrity.AnchorHead
+	for rows.Next() {
+		var h integrity.AnchorHead
+		require.NoError(t, rows.Scan(&h.Chain, &h.Seq, &h.Hash))
+		if h.Seq == 0 {
+			g := integrity.Genesis(h.Chain)
+			h.Hash = hex.EncodeToString(g[:])
+		}
+		heads = append(heads, h)
+	}
+	require.NoError(t, rows.Err())
+	line, err := integrity.GenerateAnchorKey("a1")
+	require.NoError(t, err)
+	signer, err := integrity.ParseAnchorPrivateKey(line, "test")
+	require.NoError(t, err)
+	b := integrity.NewBundle(logID, 1, integrity.ZeroHash, time.Now().UnixMicro(), heads)
+	b.Signatures = append(b.Signatures, signer.Sign(b.Message()))
+	_, _, err = anchor.Publish(ctx, sink, b, time.Time{})
+	require.NoError(t, err)
+	keys, err := integrity.ParseAnchorKeys(signer.PublicLine(), "test")
+	require.NoError(t, err)
+
+	p, err := c.InclusionProof(ctx, oldest.ID, WithAnchors(sink))
+	require.NoError(t, err)
+	require.NotNil(t, p.Anchor)
+	raw, err := json.Marshal(p)
+	require.NoError(t, err)
+	var back InclusionProof
+	require.NoError(t, json.Unmarshal(raw, &back))
+	res, err := VerifyAnchoredProof(&back, keys, 1)
+	require.NoError(t, err)
+	require.True(t, res.Anchored)
+	require.EqualValues(t, 1, res.AnchorBundle)
+	require.True(t, res.PIIChecked)
+
+	for name, mutate := range map[string]func(q *InclusionProof){
+		"other key":      func(q *InclusionProof) { q.Anchor.Signatures[0].KeyID = "nobody" },
+		"moved head":     func(q *InclusionProof) { q.Anchor.TimeUS++ },
+		"path":           func(q *InclusionProof) { q.Anchor.Path[0] = q.Anchor.Root },
+		"row":            func(q *InclusionProof) { q.Row.Action = "tampered" },
+		"no anchor":      func(q *InclusionProof) { q.Anchor = nil },
+		"two signatures": nil,
+	} {
+		var q InclusionProof
+		require.NoError(t, json.Unmarshal(raw, &q))
+		min := 1
+		if mutate != nil {
+			mutate(&q)
+		} else {
+			min = 2
+		}
+		_, err := VerifyAnchoredProof(&q, keys, min)
+		require.ErrorIs(t, err, ErrProofInvalid, name)
+	}
 }

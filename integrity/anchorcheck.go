@@ -63,7 +63,7 @@ type AnchorReport struct {
 	LastBundle int64 `json:"last_bundle"`
 	// Cosignatures counts witness signatures that verified.
 	Cosignatures int       `json:"cosignatures"`
-	Findings     []Finding `json:"findings"`
+	Findings     []Finding `json:"findings,omitempty"`
 	// Heads are the anchored positions per chain, ascending by seq, from
 	// trusted bundles only; seq 0 (an empty chain) is left out.
 	Heads map[int16][]AnchoredHead `json:"-"`

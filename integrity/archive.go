@@ -193,13 +193,18 @@ func (aw *ArchiveWriter) Close() (string, error) {
 
 // archiveChain walks the rows of an archive against its header.
 type archiveChain struct {
-	ranges []ArchiveRange
-	idx    int   // current range
-	seq    int64 // last seq seen in it
-	rows   int64
-	prev   [32]byte // recomputed chain hash at seq
-	enc    Encoder
-	ended  []Finding // problems found at the ends of ranges
+	// anchored: positions anchor bundles name, by chain and seq; each one a
+	// row of the archive reaches is compared with its chain hash
+	anchored       map[int16]map[int64][]AnchoredHead
+	anchorFindings []Finding
+	anchorsChecked int
+	ranges         []ArchiveRange
+	idx            int   // current range
+	seq            int64 // last seq seen in it
+	rows           int64
+	prev           [32]byte // recomputed chain hash at seq
+	enc            Encoder
+	ended          []Finding // problems found at the ends of ranges
 }
 
 func (c *archiveChain) start(ranges []ArchiveRange, idx int) error {
@@ -273,6 +278,16 @@ func (c *archiveChain) next(a *ArchiveRow) (Kind, string) {
 		c.prev = stored
 	} else {
 		c.prev = h
+	}
+	if as := c.anchored[a.ChainID][a.ChainSeq]; len(as) > 0 {
+		got := hex.EncodeToString(h[:])
+		for _, an := range as {
+			c.anchorsChecked++
+			if an.Hash != got {
+				c.anchorFindings = append(c.anchorFindings, Finding{ChainID: a.ChainID, ChainSeq: a.ChainSeq, RowID: a.ID, Kind: AnchorMismatch, Bundle: an.Bundle,
+					Detail: fmt.Sprintf("the archived chain hash at seq %d differs from the one anchor bundle %d signed", a.ChainSeq, an.Bundle)})
+			}
+		}
 	}
 	if problem == "" && (a.HashAlgorithm != "SHA-256" || a.HashVersion != HashVersion) {
 		problem = "hash_algorithm or hash_version is not SHA-256 version 1"
@@ -350,6 +365,9 @@ type ArchiveReport struct {
 	Redacted int64 `json:"redacted_rows"`
 	// ManifestsChecked is set when the file was compared with the database's
 	// archive manifests; MACsChecked when their seals were checked too.
+	// AnchorsChecked counts anchored positions compared with the file's
+	// rows (VerifyArchiveAnchored).
+	AnchorsChecked   int       `json:"anchors_checked,omitempty"`
 	ManifestsChecked bool      `json:"manifests_checked"`
 	MACsChecked      bool      `json:"macs_checked"`
 	Findings         []Finding `json:"findings"`
@@ -365,6 +383,13 @@ func (r *ArchiveReport) Intact() bool { return len(r.Findings) == 0 }
 // nil, is called with the compressed bytes read so far every 4096 rows.
 // An error means the file could not be read as an archive at all.
 func VerifyArchive(r io.Reader, progress func(bytesRead int64)) (*ArchiveReport, error) {
+	return VerifyArchiveAnchored(r, progress, nil)
+}
+
+// VerifyArchiveAnchored is VerifyArchive that also compares the recomputed
+// chain hash at every anchored position (AnchorReport.Heads) the archive
+// holds with the anchor's: a difference is anchor_mismatch.
+func VerifyArchiveAnchored(r io.Reader, progress func(bytesRead int64), anchored map[int16][]AnchoredHead) (*ArchiveReport, error) {
 	rep := &ArchiveReport{Status: "intact", Findings: []Finding{}}
 	counter := &countingReader{r: r}
 	digest := sha256.New()
@@ -391,6 +416,16 @@ func VerifyArchive(r io.Reader, progress func(bytesRead int64)) (*ArchiveReport,
 			rep.Header.Format, rep.Header.Version, rep.Header.HashVersion, ArchiveFormat, ArchiveVersion, HashVersion)
 	}
 	var c archiveChain
+	if len(anchored) > 0 {
+		c.anchored = map[int16]map[int64][]AnchoredHead{}
+		for chain, hs := range anchored {
+			m := map[int64][]AnchoredHead{}
+			for _, h := range hs {
+				m[h.Seq] = append(m[h.Seq], h)
+			}
+			c.anchored[chain] = m
+		}
+	}
 	if err := c.start(rep.Header.Ranges, 0); err != nil {
 		return nil, err
 	}
@@ -426,6 +461,8 @@ func VerifyArchive(r io.Reader, progress func(bytesRead int64)) (*ArchiveReport,
 		}
 	}
 	rep.Findings = append(rep.Findings, c.finish()...)
+	rep.Findings = append(rep.Findings, c.anchorFindings...)
+	rep.AnchorsChecked = c.anchorsChecked
 	// the digest covers the whole file, trailing bytes included
 	if _, err := io.Copy(io.Discard, tee); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)

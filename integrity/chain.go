@@ -108,6 +108,7 @@ type ChainVerifier struct {
 	findings  []Finding
 
 	anchors          []AnchoredHead
+	belowStart       []AnchoredHead
 	anchorIdx        int
 	anchorsChecked   int
 	anchorsInArchive int
@@ -127,6 +128,7 @@ func NewChainVerifier(in ChainInput) *ChainVerifier {
 		for v.anchorIdx < len(v.anchors) && v.anchors[v.anchorIdx].Seq < in.StartSeq {
 			v.anchorIdx++
 		}
+		v.belowStart = v.anchors[:v.anchorIdx]
 	}
 	// A manifest whose seal does not verify covers nothing: the seqs it
 	// claims are then reported as chain_gap, besides the forged seal itself.
@@ -155,6 +157,30 @@ func (v *ChainVerifier) LastSeq() int64 { return v.lastSeq }
 
 // Hash returns the chain hash at LastSeq.
 func (v *ChainVerifier) Hash() [32]byte { return v.prev }
+
+// AnchorsBelowStart returns the anchored positions before StartSeq, which
+// the walk does not reach: an incremental run compares them with the rows'
+// stored hashes (CheckStoredAnchor), as earlier runs verified those rows.
+func (v *ChainVerifier) AnchorsBelowStart() []AnchoredHead { return v.belowStart }
+
+// CheckStoredAnchor compares an anchored position before StartSeq with the
+// stored hash of the row there (found false: no row, archived or gone).
+func (v *ChainVerifier) CheckStoredAnchor(a AnchoredHead, storedHash string, found bool) {
+	if !found {
+		if _, ok := v.manifestAt(a.Seq); ok {
+			v.anchorsInArchive++
+			return
+		}
+		v.findings = append(v.findings, Finding{ChainID: v.chainID, ChainSeq: a.Seq, Kind: TailTruncated, Bundle: a.Bundle,
+			Detail: fmt.Sprintf("anchor bundle %d anchors chain_seq %d, which has no row and no archive manifest", a.Bundle, a.Seq)})
+		return
+	}
+	v.anchorsChecked++
+	if storedHash != a.Hash {
+		v.findings = append(v.findings, Finding{ChainID: v.chainID, ChainSeq: a.Seq, Kind: AnchorMismatch, Bundle: a.Bundle,
+			Detail: fmt.Sprintf("the stored chain hash at seq %d differs from the one anchor bundle %d signed", a.Seq, a.Bundle)})
+	}
+}
 
 // AnchorsChecked returns how many anchored positions were compared with
 // the chain, and how many fell inside archived ranges without their rows.

@@ -42,7 +42,7 @@ UNION ALL
 SELECT 'view ' || c.oid::regclass || ' ' || md5(pg_get_viewdef(c.oid)) || ' ' || coalesce(array_to_string(c.relacl, ','), '')
 FROM pg_class c WHERE c.relkind = 'v' AND c.relnamespace IN ('audit'::regnamespace, 'public'::regnamespace)
 UNION ALL
-SELECT 'row settings ' || key || '=' || value FROM audit.settings
+SELECT 'row settings ' || key || '=' || CASE WHEN key = 'log_id' THEN '(a random uuid, made at install)' ELSE value END FROM audit.settings
 UNION ALL
 SELECT 'row policy ' || policy_name || ' ' || retention_days || ' ' || archive_after_days || ' ' || data_classification FROM audit.retention_policies
 UNION ALL

@@ -24,6 +24,9 @@ type Deps struct {
 	// them. Nil means no key: jobs that must seal refuse with
 	// integrity.ErrNoSealKeys, verification runs without MAC checks.
 	Keys *integrity.SealKeys
+	// Anchors, when set, is the anchoring key and sink of the anchor job
+	// (Deps.Anchor). Defaults to nil: no anchoring.
+	Anchors *AnchorSetup
 	// Logger receives structured logs. Defaults to slog.Default().
 	Logger *slog.Logger
 	// AfterErasure, when set, is called with the organizations an erasure
@@ -49,6 +52,12 @@ type Deps struct {
 type FaultHooks struct {
 	// AfterSealChain runs after each chain's checkpoint is committed.
 	AfterSealChain func(ctx context.Context, chainID int16)
+	// AfterAnchorReserve runs after a bundle's reservation is committed,
+	// before it is put in the sink.
+	AfterAnchorReserve func(ctx context.Context, bundle int64)
+	// AfterAnchorPut runs after a bundle is in the sink, before the
+	// reservation is marked written.
+	AfterAnchorPut func(ctx context.Context, bundle int64)
 }
 
 func (d *Deps) logger() *slog.Logger {

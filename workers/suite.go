@@ -43,6 +43,8 @@ const (
 	MaxSealLagDefault         = time.Minute
 )
 
+// AnchorInterval's default is AnchorIntervalDefault (workers/anchor.go).
+
 // minInterval is River's floor for periodic jobs.
 const minInterval = time.Second
 
@@ -107,6 +109,9 @@ type SuiteConfig struct {
 	// out. Defaults to 30s; unscheduled without a seal key (redaction
 	// records are sealed).
 	ErasureInterval time.Duration
+	// AnchorInterval is how often a bundle of every chain head is anchored
+	// (after a seal). Unscheduled without Deps.Anchors. Defaults to 1h.
+	AnchorInterval time.Duration
 	// TracerProvider, if set, gets a span per job worked, the parent of
 	// the job's SQL spans (otelpgx records those only inside a span).
 	// Defaults to none.
@@ -129,6 +134,7 @@ func (c SuiteConfig) WithDefaults() SuiteConfig {
 	def(&c.OptimizeInterval, OptimizeIntervalDefault)
 	def(&c.AlertsInterval, AlertsIntervalDefault)
 	def(&c.ErasureInterval, ErasureIntervalDefault)
+	def(&c.AnchorInterval, AnchorIntervalDefault)
 	if c.Concurrency == 0 {
 		c.Concurrency = ConcurrencyDefault
 	}
@@ -215,6 +221,12 @@ func jobKinds(d *Deps, c SuiteConfig, alerts *monitor.AlertStore) []jobKind {
 		}
 		return every
 	}
+	anchored := func(every time.Duration) time.Duration { // anchoring needs a key and a sink
+		if d.Anchors == nil {
+			return -1
+		}
+		return every
+	}
 	noKey := func() string {
 		if d.Keys == nil {
 			return "off: no seal key (AUDIT_SEAL_KEYS or AUDIT_SEAL_KEYS_FILE)"
@@ -234,11 +246,17 @@ func jobKinds(d *Deps, c SuiteConfig, alerts *monitor.AlertStore) []jobKind {
 		named(later(periodic(&VerifyWorker{Deps: d, JobTimeout: c.VerifyTimeout}, c.FullVerifyInterval, VerifyArgs{Full: true})), "full_verify", nil),
 		named(later(periodic(&RetentionWorker{Deps: d, Config: c.Retention}, retentionEvery, RetentionArgs{})), "retention", func() string {
 			if !retention.HasArchiveLocation() {
-				return "off: no archive location (opt in with --archive-dir / AUDIT_ARCHIVE_DIR, an absolute directory; retention deletes rows once archived there)"
+				return "off: no archive location (opt in with --archive-sink / AUDIT_ARCHIVE_SINK, an absolute directory or s3://bucket/prefix; retention deletes rows once archived there)"
 			}
 			return noKey()
 		}),
 		named(periodic(&ErasureWorker{Deps: d}, keyed(c.ErasureInterval), ErasureArgs{}), "erasure", noKey),
+		named(periodic(&AnchorWorker{Deps: d}, anchored(c.AnchorInterval), AnchorArgs{}), "anchor", func() string {
+			if d.Anchors == nil {
+				return "off: no anchor key and sink (AUDIT_ANCHOR_KEY or AUDIT_ANCHOR_KEY_FILE, and AUDIT_ANCHOR_SINK)"
+			}
+			return ""
+		}),
 		named(later(periodic(&OptimizeWorker{Deps: d, Config: c.Optimize}, c.OptimizeInterval, OptimizeArgs{DryRun: !c.OptimizeApply})), "optimize", nil),
 		named(periodic(&AlertEvaluateWorker{Deps: d, Alerts: alerts, Config: c.Alerts}, c.AlertsInterval, AlertEvaluateArgs{}), "alerts", nil),
 		named(periodic(&AlertWebhookWorker{Deps: d, URLs: c.Alerts.WebhookURLs}, -1, AlertWebhookArgs{}), "alert_webhook", func() string {
@@ -299,6 +317,11 @@ func NewSuite(deps *Deps, cfg SuiteConfig) (*Suite, error) {
 				return nil, fmt.Errorf("cannot seal: %w", err)
 			}
 			return nil, err
+		}
+	}
+	if deps.Anchors != nil {
+		if err := deps.Anchors.WithDefaults().Validate(); err != nil {
+			return nil, fmt.Errorf("workers: %w", err)
 		}
 	}
 	d := *deps

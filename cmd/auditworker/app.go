@@ -145,6 +145,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			sealCommand(),
 			runCommand(),
 			keysCommand(),
+			anchorCommand(),
 			partitionsCommand(),
 			statusCommand(),
 			reportCommand(),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -165,7 +166,8 @@ func TestDemoEndToEnd(t *testing.T) {
 	code, out, errOut := run(t, "demo", "--writers", "2", "--events", "150")
 	require.Equal(t, 0, code, errOut)
 	for _, want := range []string{"every chain head is sealed", "0 rows still name the patient", "0 row finding(s) of kind row_modified",
-		"checkpoint_mismatch", "verification TAMPERED", "caught by its sealed checkpoint"} {
+		"checkpoint_mismatch", "verification TAMPERED", "caught by its sealed checkpoint",
+		"anchored: bundle 1", "keyed verification alone now says: intact", "anchor_mismatch", "by the anchor (anchor_mismatch)"} {
 		require.Contains(t, out, want)
 	}
 }
@@ -174,6 +176,19 @@ func TestDemoEndToEnd(t *testing.T) {
 // AUDITWORKER_FAULT_SEAL_PAUSE set to a duration, a seal sleeps that long
 // after each chain, so a test can kill the process in the middle of a seal.
 func faultHooksFromEnv() *workers.FaultHooks {
+	if step := os.Getenv("AUDITWORKER_FAULT_ANCHOR_STOP"); step != "" {
+		// an anchor stops dead at this step, announced on stdout, until
+		// the test kills the process
+		stop := func(at string) func(context.Context, int64) {
+			return func(_ context.Context, n int64) {
+				if at == step {
+					fmt.Printf("PAUSED %s %d\n", at, n)
+					select {}
+				}
+			}
+		}
+		return &workers.FaultHooks{AfterAnchorReserve: stop("reserved"), AfterAnchorPut: stop("put")}
+	}
 	d, err := time.ParseDuration(os.Getenv("AUDITWORKER_FAULT_SEAL_PAUSE"))
 	if err != nil || d <= 0 {
 		return nil

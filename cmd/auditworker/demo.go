@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/auditdb/auditdb/anchor"
 	"github.com/auditdb/auditdb/client"
 	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/verifier"
@@ -24,7 +26,7 @@ import (
 func demoCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "demo",
-		Usage: "end to end on the embedded default: install, run the worker, write, verify, erase a patient (GDPR), tamper and recompute the chain, catch it",
+		Usage: "end to end on the embedded default: install, run the worker, write, verify, anchor, erase a patient (GDPR), tamper and recompute the chain, catch it; re-seal it with the key, catch it by the anchor",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "writers", Value: 6, Usage: "concurrent plain-SQL writers", EnvVars: []string{"AUDIT_DEMO_WRITERS"}},
 			&cli.IntFlag{Name: "events", Value: 1500, Usage: "events per writer", EnvVars: []string{"AUDIT_DEMO_EVENTS"}},
@@ -167,6 +169,34 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	if !rep.Intact() {
 		return fmt.Errorf("demo: the untouched log did not verify")
 	}
+	anchorDir, err := os.MkdirTemp("", "auditdb-demo-anchors-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(anchorDir)
+	anchorEntry, err := integrity.GenerateAnchorKey("demo-anchor")
+	if err != nil {
+		return err
+	}
+	anchorSigner, err := integrity.ParseAnchorPrivateKey(anchorEntry, "demo")
+	if err != nil {
+		return err
+	}
+	anchorKeys, err := integrity.ParseAnchorKeys(anchorSigner.PublicLine(), "demo")
+	if err != nil {
+		return err
+	}
+	anchorSink, err := anchor.OpenSink(ctx, anchorDir)
+	if err != nil {
+		return err
+	}
+	deps.Anchors = &workers.AnchorSetup{Signer: anchorSigner, Sink: anchorSink}
+	arep, err := deps.Anchor(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "anchored: bundle %d of log %s, every chain head signed with Ed25519 key %s (not the seal key), written outside the database to %s\n",
+		arep.Bundle, arep.LogID, arep.Key, arep.Sink)
 
 	step("6. GDPR: export one patient's events with inclusion proofs, then erase them")
 	cl, err := client.New(ctx, e.pg.URL("postgres"))
@@ -251,8 +281,82 @@ func runDemo(c *cli.Context, writers, perWriter int) error {
 	if countKind(rep, integrity.CheckpointMismatch) == 0 {
 		return fmt.Errorf("demo: the verifier did not catch the recomputed chain %d", chain)
 	}
-	step("done: the recomputed chain %d was caught by its sealed checkpoint (checkpoint_mismatch); only the seal key could have hidden it. Cleaning up.", chain)
+	step("10. the seal key's holder hides it: every checkpoint of chain %d from seq %d on gets a new MAC", chain, seq)
+	resealed, err := resealChain(ctx, e.pool, keys, chain, seq)
+	if err != nil {
+		return err
+	}
+	rep, err = verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring, NoRecord: true})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d checkpoint(s) re-sealed; keyed verification alone now says: %s\n", resealed, rep.Status)
+	if !rep.Intact() {
+		return fmt.Errorf("demo: the re-sealed chain did not pass keyed verification")
+	}
+
+	step("11. verify against the anchor: the bundle signed before the rewrite still holds the old head")
+	ar, err := deps.CheckAnchors(ctx, workers.AnchorCheckOptions{Sink: anchorSink, Keys: anchorKeys})
+	if err != nil {
+		return err
+	}
+	rep, err = verifier.Verify(ctx, e.pool, verifier.Options{Keys: keys.Ring, NoRecord: true, Anchors: ar})
+	if err != nil {
+		return err
+	}
+	printReport(w, rep)
+	if countKind(rep, integrity.AnchorMismatch) == 0 {
+		return fmt.Errorf("demo: the anchor did not catch the re-sealed chain %d", chain)
+	}
+	step("done: the recomputed chain %d was caught by its sealed checkpoint (checkpoint_mismatch); re-sealed with the key, by the anchor (anchor_mismatch). Cleaning up.", chain)
 	return nil
+}
+
+// resealChain is what the holder of the seal key can do after rewriting a
+// chain from seq on: give every checkpoint of the chain at or after seq the
+// chain's new hash and a fresh MAC, bypassing the append-only guard. It
+// returns how many checkpoints it rewrote.
+func resealChain(ctx context.Context, pool *pgxpool.Pool, keys *integrity.SealKeys, chain int16, seq int64) (int, error) {
+	n := 0
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT c.id, c.chain_seq, l.hash, c.sealed_at, c.key_id FROM audit.integrity_checkpoints c
+			JOIN audit.audit_log l ON l.chain_id = c.chain_id AND l.chain_seq = c.chain_seq
+			WHERE c.chain_id = $1 AND c.chain_seq >= $2`, chain, seq)
+		if err != nil {
+			return err
+		}
+		type cp struct {
+			id, seq    int64
+			hash, key  string
+			sealedAtUS int64
+		}
+		var cps []cp
+		var at time.Time
+		var c cp
+		if _, err := pgx.ForEachRow(rows, []any{&c.id, &c.seq, &c.hash, &at, &c.key}, func() error {
+			c.sealedAtUS = at.UnixMicro()
+			cps = append(cps, c)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, c := range cps {
+			key, ok := keys.Ring[c.key]
+			if !ok {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `UPDATE audit.integrity_checkpoints SET hash = $2, mac = $3 WHERE id = $1`,
+				c.id, c.hash, integrity.CheckpointMAC(key, chain, c.seq, c.hash, c.sealedAtUS)); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // waitSealed waits until every chain's head is covered by a checkpoint.

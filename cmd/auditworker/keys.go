@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -42,20 +43,44 @@ func optionalSealKeys(c *cli.Context) (*integrity.SealKeys, error) {
 func keysCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "keys",
-		Usage: "seal keys",
+		Usage: "seal keys (HMAC) and anchor keys (Ed25519)",
 		Subcommands: []*cli.Command{{
 			Name:  "generate",
-			Usage: "print a new random seal key as keyid:base64key",
+			Usage: "print a new random key: a seal key as keyid:base64key, or (--kind anchor) an anchor key as keyid:base64(32-byte Ed25519 seed)",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "id", Usage: "key id (default: k and today's date, UTC)", EnvVars: []string{"AUDIT_SEAL_KEY_ID"}},
+				&cli.StringFlag{Name: "id", Usage: "key id (default: k and today's date, UTC; a for anchor keys)", EnvVars: []string{"AUDIT_SEAL_KEY_ID"}},
+				&cli.StringFlag{Name: "kind", Value: "seal", Usage: "seal or anchor", EnvVars: []string{"AUDIT_KEY_KIND"}},
 				jsonFlag(),
 			},
 			Action: func(c *cli.Context) error {
 				id := c.String("id")
 				if id == "" {
 					id = time.Now().UTC().Format("k20060102")
+					if c.String("kind") == "anchor" {
+						id = time.Now().UTC().Format("a20060102")
+					}
 				}
-				entry, err := integrity.GenerateSealKey(id)
+				var entry string
+				var err error
+				switch c.String("kind") {
+				case "seal":
+					entry, err = integrity.GenerateSealKey(id)
+				case "anchor":
+					entry, err = integrity.GenerateAnchorKey(id)
+					if err != nil {
+						return fmt.Errorf("id: %w", err)
+					}
+					if c.Bool("json") {
+						return printJSON(c.App.Writer, map[string]string{"key_id": id, "entry": entry})
+					}
+					fmt.Fprintln(c.App.Writer, entry)
+					if isTerminal(c.App.ErrWriter) {
+						fmt.Fprintln(c.App.ErrWriter, "keep it out of the database: AUDIT_ANCHOR_KEY or AUDIT_ANCHOR_KEY_FILE on the worker; give verifiers `auditworker keys public` of it")
+					}
+					return nil
+				default:
+					return errors.New("kind: want seal or anchor")
+				}
 				if err != nil {
 					return fmt.Errorf("id: %w", err)
 				}
@@ -66,6 +91,25 @@ func keysCommand() *cli.Command {
 				if isTerminal(c.App.ErrWriter) {
 					fmt.Fprintf(c.App.ErrWriter, "add it to AUDIT_SEAL_KEYS (or AUDIT_SEAL_KEYS_FILE) on every worker, then set AUDIT_SEAL_ACTIVE_KEY=%s; keep the old keys so old seals still verify\n", id)
 				}
+				return nil
+			},
+		}, {
+			Name:  "public",
+			Usage: "read an anchor key line keyid:base64seed on stdin and print keyid:base64(public key), what verifiers and witnesses are given",
+			Flags: []cli.Flag{jsonFlag()},
+			Action: func(c *cli.Context) error {
+				line, err := io.ReadAll(io.LimitReader(c.App.Reader, 4096))
+				if err != nil {
+					return fmt.Errorf("stdin: %w", err)
+				}
+				s, err := integrity.ParseAnchorPrivateKey(string(line), "stdin")
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, map[string]string{"key_id": s.ID, "public": s.PublicLine()})
+				}
+				fmt.Fprintln(c.App.Writer, s.PublicLine())
 				return nil
 			},
 		}},

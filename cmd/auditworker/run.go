@@ -43,6 +43,7 @@ func runCommand() *cli.Command {
 		archiveDirFlag(),
 		archiveRetainFlag(),
 		interval("erasure-interval", "AUDIT_ERASURE_INTERVAL", workers.ErasureIntervalDefault, "how often open GDPR erasure requests are carried out (needs the seal key)"),
+		interval("anchor-interval", "AUDIT_ANCHOR_INTERVAL", workers.AnchorIntervalDefault, "how often a signed bundle of every chain head is anchored (needs AUDIT_ANCHOR_KEY and AUDIT_ANCHOR_SINK)"),
 		interval("optimize-interval", "AUDIT_OPTIMIZE_INTERVAL", workers.OptimizeIntervalDefault, "how often indexes and tables are analysed (and with --optimize-apply the safe actions run)"),
 		&cli.BoolFlag{Name: "optimize-apply", Usage: "let the optimize job run ANALYZE and REINDEX INDEX CONCURRENTLY; without it the job only reports", EnvVars: []string{"AUDIT_OPTIMIZE_APPLY"}},
 		interval("alerts-interval", "AUDIT_ALERTS_INTERVAL", workers.AlertsIntervalDefault, "how often alert conditions are evaluated (thresholds and webhooks: AUDIT_ALERT_*)"),
@@ -61,10 +62,10 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the worker suite (partitions, seal, verify, retention, erasure, optimize, alerts) with /healthz, /readyz and /metrics, until SIGTERM",
-		Flags: append(append(append(flags, sealKeyFlags()...), cacheFlags()...), metricsTokenFlags()...),
+		Flags: append(append(append(append(append(flags, sealKeyFlags()...), cacheFlags()...), metricsTokenFlags()...), anchorKeyFlags()...), anchorSinkFlags()...),
 		Action: func(c *cli.Context) error {
 			for _, name := range []string{"seal-interval", "verify-interval", "full-verify-interval", "partitions-interval",
-				"retention-interval", "erasure-interval", "optimize-interval", "alerts-interval"} {
+				"retention-interval", "erasure-interval", "optimize-interval", "alerts-interval", "anchor-interval"} {
 				if d := c.Duration(name); d < 0 || (d > 0 && d < time.Second) {
 					return fmt.Errorf("%s: must be at least 1s, or 0 to disable, got %s", name, d)
 				}
@@ -90,6 +91,12 @@ func runCommand() *cli.Command {
 				OptimizeInterval:   enabled(c.Duration("optimize-interval")),
 				OptimizeApply:      c.Bool("optimize-apply"),
 				AlertsInterval:     enabled(c.Duration("alerts-interval")),
+				AnchorInterval:     enabled(c.Duration("anchor-interval")),
+			}
+			// a bad anchor key or sink fails here, at start, naming the setting
+			anchors, err := anchorSetup(c)
+			if err != nil {
+				return err
 			}
 			alerts, err := monitor.AlertConfigFromEnv()
 			if err != nil {
@@ -161,7 +168,7 @@ func runCommand() *cli.Command {
 			if closePurge != nil {
 				defer closePurge()
 			}
-			return runSuite(c, &workers.Deps{Pool: pool, Replica: replica, Keys: keys, Logger: logger, FaultHooks: testFaultHooks(), AfterErasure: purge}, cfg)
+			return runSuite(c, &workers.Deps{Pool: pool, Replica: replica, Keys: keys, Anchors: anchors, Logger: logger, FaultHooks: testFaultHooks(), AfterErasure: purge}, cfg)
 		},
 	}
 }

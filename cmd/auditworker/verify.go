@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -8,8 +9,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/auditdb/auditdb/anchor"
 	"github.com/auditdb/auditdb/integrity"
 	"github.com/auditdb/auditdb/internal/verifier"
+	"github.com/auditdb/auditdb/workers"
 )
 
 func verifyCommand() *cli.Command {
@@ -23,49 +26,107 @@ func verifyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-record", Usage: "do not record the run in audit.verification_runs", EnvVars: []string{"AUDIT_VERIFY_NO_RECORD"}},
 			&cli.IntFlag{Name: "parallel", Usage: "chains read at once (0: one per CPU)", EnvVars: []string{"AUDIT_VERIFY_PARALLEL"}},
 			replicaFlag(),
-		}, sealKeyFlags()...),
-		Action: withPool(func(c *cli.Context, pool *pgxpool.Pool) error {
-			keys, err := optionalSealKeys(c)
-			if err != nil {
-				return err
+		}, append(anchorVerifyFlags(), sealKeyFlags()...)...),
+		Action: func(c *cli.Context) error {
+			if c.Bool("offline") {
+				return verifyOffline(c)
 			}
-			replica, err := connectReplica(c, nil)
-			if err != nil {
-				return err
-			}
-			if replica != nil {
-				defer replica.Close()
-			}
-			opts := verifier.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel"), Incremental: c.Bool("incremental"), Source: replica}
-			if keys != nil {
-				opts.Keys = keys.Ring
-				if _, _, err := keys.ActiveKey(); err == nil {
-					opts.SealKeyID = keys.Active // the recorded run is sealed
-				}
-			}
-			for _, id := range c.IntSlice("chain") {
-				if id < 0 || id > 32767 {
-					return fmt.Errorf("chain: %d is not a chain id (0..32767)", id)
-				}
-				opts.Chains = append(opts.Chains, int16(id))
-			}
-			rep, err := runVerify(c, pool, opts)
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				if err := printJSON(c.App.Writer, rep); err != nil {
-					return err
-				}
-			} else {
-				printReport(c.App.Writer, rep)
-			}
-			if !rep.Intact() {
-				return errTampered
-			}
-			return nil
-		}),
+			return withPool(verifyOnline)(c)
+		},
 	}
+}
+
+// anchorVerifyFlags are verify's anchor settings.
+func anchorVerifyFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "anchors", Usage: "also check the anchor bundles in this sink (a directory or s3://bucket/prefix) and every chain against them", EnvVars: []string{"AUDIT_VERIFY_ANCHORS"}},
+		&cli.StringFlag{Name: "anchor-keys", Usage: "anchor public keys accepted, keyid:base64pub[,...] (the log's and its witnesses')", EnvVars: []string{"AUDIT_ANCHOR_KEYS"}},
+		&cli.IntFlag{Name: "min-signatures", Value: 1, Usage: "distinct known keys every bundle needs (count a witness to require it)", EnvVars: []string{"AUDIT_ANCHOR_MIN_SIGNATURES"}},
+		&cli.StringFlag{Name: "log-id", Usage: "the log id, pinned from outside the database (default: audit.settings'; offline: the only log in the sink)", EnvVars: []string{"AUDIT_LOG_ID"}},
+		&cli.BoolFlag{Name: "offline", Usage: "no database: check the bundles of --anchors and the archive files of --archives against each other", EnvVars: []string{"AUDIT_VERIFY_OFFLINE"}},
+		&cli.StringFlag{Name: "archives", Usage: "with --offline: where the retention archives are (a directory or s3://bucket/prefix)", EnvVars: []string{"AUDIT_VERIFY_ARCHIVES"}},
+	}
+}
+
+// anchorCheckOptions reads --anchors, --anchor-keys and --min-signatures;
+// nil options when --anchors is not set.
+func anchorCheckOptions(c *cli.Context) (*workers.AnchorCheckOptions, error) {
+	if c.String("anchors") == "" {
+		if c.String("anchor-keys") != "" && c.Bool("offline") {
+			return nil, errors.New("anchors: required with --offline")
+		}
+		return nil, nil
+	}
+	if c.String("anchor-keys") == "" {
+		return nil, errors.New("anchor-keys: required with --anchors (keyid:base64pub, from `auditworker keys public`)")
+	}
+	keys, err := integrity.ParseAnchorKeys(c.String("anchor-keys"), "anchor-keys")
+	if err != nil {
+		return nil, err
+	}
+	if n := c.Int("min-signatures"); n < 1 || n > len(keys) {
+		return nil, fmt.Errorf("min-signatures: must be between 1 and the number of anchor keys (%d), got %d", len(keys), n)
+	}
+	if id := c.String("log-id"); id != "" && !integrity.ValidLogID(id) {
+		return nil, errors.New("log-id: must be a lowercase UUID")
+	}
+	sink, err := anchor.OpenSink(c.Context, c.String("anchors"))
+	if err != nil {
+		return nil, fmt.Errorf("anchors: %w", err)
+	}
+	return &workers.AnchorCheckOptions{Sink: sink, Keys: keys, MinSignatures: c.Int("min-signatures"), LogID: c.String("log-id")}, nil
+}
+
+func verifyOnline(c *cli.Context, pool *pgxpool.Pool) error {
+	keys, err := optionalSealKeys(c)
+	if err != nil {
+		return err
+	}
+	anchorOpts, err := anchorCheckOptions(c)
+	if err != nil {
+		return err
+	}
+	replica, err := connectReplica(c, nil)
+	if err != nil {
+		return err
+	}
+	if replica != nil {
+		defer replica.Close()
+	}
+	opts := verifier.Options{NoRecord: c.Bool("no-record"), Parallel: c.Int("parallel"), Incremental: c.Bool("incremental"), Source: replica}
+	if keys != nil {
+		opts.Keys = keys.Ring
+		if _, _, err := keys.ActiveKey(); err == nil {
+			opts.SealKeyID = keys.Active // the recorded run is sealed
+		}
+	}
+	if anchorOpts != nil {
+		deps := &workers.Deps{Pool: pool, Logger: cliLogger(c)}
+		if opts.Anchors, err = deps.CheckAnchors(c.Context, *anchorOpts); err != nil {
+			return err
+		}
+	}
+	for _, id := range c.IntSlice("chain") {
+		if id < 0 || id > 32767 {
+			return fmt.Errorf("chain: %d is not a chain id (0..32767)", id)
+		}
+		opts.Chains = append(opts.Chains, int16(id))
+	}
+	rep, err := runVerify(c, pool, opts)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if err := printJSON(c.App.Writer, rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(c.App.Writer, rep)
+	}
+	if !rep.Intact() {
+		return errTampered
+	}
+	return nil
 }
 
 // runVerify runs the verifier with a progress bar on a terminal.
@@ -122,6 +183,19 @@ func printReport(w io.Writer, rep *integrity.Report) {
 	if !rep.MACsChecked {
 		fmt.Fprintln(w, "checkpoint MACs not checked: no seal keys configured")
 	}
+	if a := rep.Anchors; a != nil {
+		checked, inArchive := 0, 0
+		for _, ch := range rep.Chains {
+			checked += ch.Anchors
+			inArchive += ch.AnchorsInArchive
+		}
+		fmt.Fprintf(w, "anchors: log %s, %d bundle(s) read, %d trusted (%d witness cosignature(s)), newest %d; %d anchored position(s) checked",
+			a.Log, a.Bundles, a.Trusted, a.Cosignatures, a.LastBundle, checked)
+		if inArchive > 0 {
+			fmt.Fprintf(w, ", %d anchored in archive, not checked", inArchive)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w)
 	rows := make([][]string, 0, len(rep.Chains))
 	empty := 0
@@ -158,6 +232,9 @@ func printFindings(w io.Writer, findings []integrity.Finding) {
 			id = fmt.Sprint(f.RowID)
 		}
 		rows[i] = []string{fmt.Sprint(f.ChainID), fmt.Sprint(f.ChainSeq), id, string(f.Kind), f.Detail}
+		if f.Bundle != 0 {
+			rows[i][2] = fmt.Sprintf("bundle %d", f.Bundle)
+		}
 	}
 	table(w, []string{"CHAIN", "SEQ", "ROW ID", "KIND", "DETAIL"}, rows)
 }

@@ -69,6 +69,11 @@ type Options struct {
 	// start from and the runs that verified it are only rows anyone with
 	// write access could have written. Defaults to false (full).
 	Incremental bool
+	// Anchors, when set, is the checked contents of an anchor sink
+	// (integrity.CheckBundles): its findings join the run's, and every
+	// chain is compared with the positions its trusted bundles anchor.
+	// Defaults to none.
+	Anchors *integrity.AnchorReport
 	// Progress, if set, is called with rows done so far and the rows expected,
 	// from one goroutine, at most every ProgressEvery. Defaults to none.
 	Progress      func(done, total int64)
@@ -202,7 +207,11 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*integrity.R
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				results[i] = verifyChain(ctx, src, chains[i].id, opts.Keys, chains[i].verified, &done)
+				var anchored []integrity.AnchoredHead
+				if opts.Anchors != nil {
+					anchored = opts.Anchors.Heads[chains[i].id]
+				}
+				results[i] = verifyChain(ctx, src, chains[i].id, opts.Keys, anchored, chains[i].verified, &done)
 			}
 		}()
 	}
@@ -215,6 +224,12 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts Options) (*integrity.R
 	progressWG.Wait()
 
 	var runErr error
+	if opts.Anchors != nil {
+		summary := *opts.Anchors
+		summary.Findings = nil // they are the run's findings
+		rep.Anchors = &summary
+		rep.Findings = append(rep.Findings, opts.Anchors.Findings...)
+	}
 	if len(opts.Chains) == 0 && len(chains) > 0 {
 		stray, err := strayChains(ctx, src, chains[0].id, chains[len(chains)-1].id)
 		if err != nil {
@@ -450,7 +465,7 @@ FROM audit.audit_log WHERE chain_id = $1`
 
 const rowOrder = ` ORDER BY chain_seq, id`
 
-func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys integrity.Keyring, verified int64, done *atomic.Int64) (out chainOutcome) {
+func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys integrity.Keyring, anchored []integrity.AnchoredHead, verified int64, done *atomic.Int64) (out chainOutcome) {
 	out.ChainID = chainID
 	out.err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		// Stream the chain in index order. Left to itself the planner sorts
@@ -490,7 +505,7 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys in
 		if err != nil {
 			return err
 		}
-		in := integrity.ChainInput{ChainID: chainID, Checkpoints: cps, Manifests: mans, Redactions: redacted, Keys: keys}
+		in := integrity.ChainInput{ChainID: chainID, Checkpoints: cps, Manifests: mans, Redactions: redacted, Keys: keys, Anchors: anchored}
 		query, args := rowQuery+rowOrder, []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}, chainID}
 		if seed != nil {
 			// the seed's hash is authenticated (MAC) and was verified by an
@@ -503,6 +518,11 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys in
 			query, args = rowQuery+` AND chain_seq > $2`+rowOrder, append(args, seed.Seq)
 		}
 		cv := integrity.NewChainVerifier(in)
+		if below := cv.AnchorsBelowStart(); len(below) > 0 {
+			if err := checkStoredAnchors(ctx, tx, cv, chainID, below); err != nil {
+				return err
+			}
+		}
 		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return fmt.Errorf("chain %d: read rows: %w", chainID, err)
@@ -553,11 +573,41 @@ func verifyChain(ctx context.Context, pool *pgxpool.Pool, chainID int16, keys in
 			out.VerifiedHash = hex.EncodeToString(h[:])
 		}
 		out.Checkpoints = cv.CheckpointsChecked()
+		out.Anchors, out.AnchorsInArchive = cv.AnchorsChecked()
 		out.findings = cv.Findings()
 		out.Findings = len(out.findings)
 		return nil
 	})
 	return out
+}
+
+// checkStoredAnchors compares the anchored positions an incremental run
+// starts after with the rows' stored hashes: one index lookup each. Earlier
+// runs verified those rows, so a stored hash that differs from the anchor
+// means the chain was rewritten since (and re-sealed, or the seed would not
+// have been trusted).
+func checkStoredAnchors(ctx context.Context, tx pgx.Tx, cv *integrity.ChainVerifier, chainID int16, below []integrity.AnchoredHead) error {
+	seqs := make([]int64, len(below))
+	for i, a := range below {
+		seqs[i] = a.Seq
+	}
+	rows, err := tx.Query(ctx, `SELECT chain_seq, hash FROM audit.audit_log WHERE chain_id = $1 AND chain_seq = ANY($2)`, chainID, seqs)
+	if err != nil {
+		return fmt.Errorf("chain %d: anchored rows: %w", chainID, err)
+	}
+	stored := map[int64]string{}
+	var (
+		seq  int64
+		hash string
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&seq, &hash}, func() error { stored[seq] = hash; return nil }); err != nil {
+		return fmt.Errorf("chain %d: anchored rows: %w", chainID, err)
+	}
+	for _, a := range below {
+		h, ok := stored[a.Seq]
+		cv.CheckStoredAnchor(a, h, ok)
+	}
+	return nil
 }
 
 // loadCheckpoints returns the chain's checkpoints after seq from, in order.
