@@ -77,7 +77,9 @@ func TestSuiteDefaultsAreSafeAndLogged(t *testing.T) {
 		require.Equal(t, "workers: job scheduled", jobs[name]["msg"], name)
 		require.Equal(t, interval, jobs[name]["interval"], name)
 	}
-	require.Len(t, jobs, 9, "every job kind is logged: %v", jobs)
+	require.Len(t, jobs, 10, "every job kind is logged: %v", jobs)
+	require.Equal(t, "workers: job not scheduled", jobs["anchor"]["msg"])
+	require.Contains(t, jobs["anchor"]["why"], "no anchor key and sink")
 	require.Equal(t, "workers: job not scheduled", jobs["retention"]["msg"])
 	require.Contains(t, jobs["retention"]["why"], "no archive location")
 	require.Contains(t, jobs["optimize"]["mode"], "report only")

@@ -33,10 +33,10 @@ func TestStepLockTimeoutRetries(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := harness.NewEmptyDB(t)
-	_, err := migrate.Migrate(ctx, db.Pool, migrate.Options{TargetVersion: 12})
+	_, err := migrate.Migrate(ctx, db.Pool, migrate.Options{TargetVersion: 13})
 	require.NoError(t, err)
 
-	// a reader holding audit.archive_manifests: step 13 drops one of its
+	// a reader holding audit.archive_manifests: step 14 drops one of its
 	// indexes, which needs an ACCESS EXCLUSIVE lock
 	hold := func() pgx.Tx {
 		tx, err := db.Pool.Begin(ctx)
@@ -46,14 +46,16 @@ func TestStepLockTimeoutRetries(t *testing.T) {
 		return tx
 	}
 	tx := hold()
+	// rolled back however the test ends, or closing the pool waits for it
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 	var retries atomic.Int32
-	opts := migrate.Options{TargetVersion: 13, LockTimeout: 100 * time.Millisecond, LockRetries: 2, LockRetryBackoff: 20 * time.Millisecond,
+	opts := migrate.Options{TargetVersion: 14, LockTimeout: 100 * time.Millisecond, LockRetries: 2, LockRetryBackoff: 20 * time.Millisecond,
 		OnLockRetry: func(step, attempt int, wait time.Duration) { retries.Add(1) }}
 	_, err = migrate.Migrate(ctx, db.Pool, opts)
-	require.ErrorContains(t, err, "migrate: step 0013 (0013_archive_manifests_index.sql): a lock was not granted within lock_timeout (100ms) in 3 attempts")
+	require.ErrorContains(t, err, "migrate: step 0014 (0014_archive_manifests_index.sql) failed and was rolled back, the database stays at step 0013: a lock was not granted within lock_timeout (100ms) in 3 attempts")
 	require.EqualValues(t, 2, retries.Load())
 	var applied bool
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit.schema_migrations WHERE version = 13)`).Scan(&applied))
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit.schema_migrations WHERE version = 14)`).Scan(&applied))
 	require.False(t, applied, "a step that failed leaves nothing")
 
 	// released during the retries: the step applies
@@ -65,7 +67,7 @@ func TestStepLockTimeoutRetries(t *testing.T) {
 	}
 	res, err := migrate.Migrate(ctx, db.Pool, opts)
 	require.NoError(t, err)
-	require.Equal(t, 13, res.Current)
+	require.Equal(t, 14, res.Current)
 	var idx int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = 'audit' AND tablename = 'archive_manifests'
 		AND indexname IN ('archive_manifests_chain_idx', 'archive_manifests_chain_first_key')`).Scan(&idx))
