@@ -56,7 +56,7 @@ func main() {
 	}
 	fmt.Println(section)
 	if *out != "" {
-		if err := writeSection(*out, section); err != nil {
+		if err := benchdoc.WriteSection(*out, heading, section); err != nil {
 			fmt.Fprintln(os.Stderr, "anchor bench:", err)
 			os.Exit(1)
 		}
@@ -201,27 +201,4 @@ func run(ctx context.Context, rows, bundles, rounds int) (string, error) {
 	fmt.Fprintf(&b, "| the same with %d bundles read, checked and %d anchored positions compared, median of %d | %.2f s |\n", bundles, checked, rounds, ma)
 	fmt.Fprintf(&b, "| added by the anchors | %+.1f %% |\n", (ma/mp-1)*100)
 	return b.String(), nil
-}
-
-func writeSection(path, section string) error {
-	old, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	doc := string(old)
-	m := strings.Index(doc, benchdoc.Marker)
-	if m < 0 {
-		return fmt.Errorf("%s has no marker line %q", path, benchdoc.Marker)
-	}
-	if i := strings.Index(doc[m:], heading+"\n"); i >= 0 {
-		start := m + i
-		end := len(doc)
-		if j := strings.Index(doc[start+len(heading):], "\n## "); j >= 0 {
-			end = start + len(heading) + j + 1
-		}
-		doc = doc[:start] + section + "\n" + doc[end:]
-	} else {
-		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
-	}
-	return os.WriteFile(path, []byte(doc), 0o644)
 }
