@@ -103,6 +103,14 @@ CREATE TABLE IF NOT EXISTS audit.chain_holders (
     secret   bytea CHECK (octet_length(secret) = 32)
 ) WITH (fillfactor = 20);
 
+-- Locks of maintenance that must not run twice at once (partition DDL), as
+-- rows only the owner may lock: an advisory lock, which any role can take,
+-- would let a role without grants hold the partitions job off for good.
+CREATE TABLE IF NOT EXISTS audit.maintenance_locks (
+    name text PRIMARY KEY
+);
+INSERT INTO audit.maintenance_locks (name) VALUES ('partition_ddl') ON CONFLICT (name) DO NOTHING;
+
 -- HMAC checkpoints written by the worker; the key never enters the database.
 CREATE TABLE IF NOT EXISTS audit.integrity_checkpoints (
     id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -35,8 +35,8 @@ DECLARE
     moved bigint := 0;
 BEGIN
     PERFORM set_config('auditdb.maintenance', 'partition_move', true);
-    -- one partition DDL at a time; the key -1 is outside the chain ids
-    PERFORM pg_advisory_xact_lock(audit.chain_lock_namespace(), -1);
+    -- one partition DDL at a time (a row lock no other role can take)
+    PERFORM 1 FROM audit.maintenance_locks l WHERE l.name = 'partition_ddl' FOR UPDATE;
     IF to_regclass(format('audit.%I', name)) IS NOT NULL THEN
         PERFORM set_config('auditdb.maintenance', coalesce(prev, ''), true);
         RETURN QUERY SELECT name, false, 0::bigint;

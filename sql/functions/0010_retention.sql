@@ -37,7 +37,7 @@ BEGIN
     END IF;
     -- the partition DDL lock of audit.create_partition: no partition is
     -- created or moved into while one is being dropped
-    PERFORM pg_advisory_xact_lock(audit.chain_lock_namespace(), -1);
+    PERFORM 1 FROM audit.maintenance_locks l WHERE l.name = 'partition_ddl' FOR UPDATE;
     -- set here and put back at the end rather than with a function-level
     -- SET, which PostgreSQL 15 allows only superusers for a placeholder
     -- setting (see step 0005)

@@ -52,8 +52,8 @@ BEGIN
     -- (superusers only for a placeholder setting; see step 5)
     PERFORM set_config('auditdb.maintenance', 'partition_move', true);
     PERFORM set_config('lock_timeout', '2s', true);
-    -- one partition DDL at a time; the key -1 is outside the chain ids
-    PERFORM pg_advisory_xact_lock(audit.chain_lock_namespace(), -1);
+    -- one partition DDL at a time (a row lock no other role can take)
+    PERFORM 1 FROM audit.maintenance_locks l WHERE l.name = 'partition_ddl' FOR UPDATE;
     -- the parent first, as every query on audit_log does
     LOCK TABLE ONLY audit.audit_log IN SHARE UPDATE EXCLUSIVE MODE;
     IF EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid

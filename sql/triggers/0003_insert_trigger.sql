@@ -50,8 +50,8 @@
 -- never a fork.
 
 -- The namespace (first key) of auditdb's advisory locks: 'audt' as an int4.
--- Chains no longer use advisory locks (any role may take those); partition
--- DDL and retention runs still serialise themselves with keys -1 and -2.
+-- Chains and partition DDL no longer use advisory locks (any role may take
+-- those); a retention run still keeps others off with the session key -2.
 CREATE OR REPLACE FUNCTION audit.chain_lock_namespace()
 RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN 1635083380;
