@@ -128,5 +128,17 @@ BEGIN
 END
 $$;
 
+-- ensure_partitions (migrate, `partitions ensure`) creates the same months
+-- as the partitions job, from audit.partition_months: one definition of
+-- which months need a partition. All of them in one statement here; the job
+-- takes one transaction per month.
+CREATE OR REPLACE FUNCTION audit.ensure_partitions(months_ahead integer DEFAULT 3)
+RETURNS TABLE (partition_name text, created boolean, rows_moved bigint)
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.* FROM audit.partition_months(months_ahead) AS m, LATERAL audit.create_partition(m) AS p
+$$;
+
 REVOKE EXECUTE ON FUNCTION audit.partition_months(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.partition_months(integer) TO audit_maintainer;
