@@ -40,20 +40,7 @@ func TestEveryJobRunsAsMaintainer(t *testing.T) {
 	require.NoError(t, err)
 	// a bloated index the optimizer wants rebuilt, owned (like every table
 	// of schema audit) by the owner, not by the worker's role
-	conn, err := db.Pool.Acquire(ctx)
-	require.NoError(t, err)
-	for _, sql := range []string{
-		`CREATE TABLE audit.scratch (id bigint PRIMARY KEY, v int) WITH (autovacuum_enabled = false)`,
-		`CREATE INDEX scratch_v_idx ON audit.scratch (v)`,
-		`INSERT INTO audit.scratch SELECT g, (g * 7919) % 50000 FROM generate_series(1, 50000) g`,
-		`DELETE FROM audit.scratch WHERE id % 10 <> 0`,
-		`VACUUM audit.scratch`,
-		`SELECT pg_stat_force_next_flush()`,
-	} {
-		_, err := conn.Exec(ctx, sql)
-		require.NoError(t, err, sql)
-	}
-	conn.Release()
+	workers.BloatedScratchIndex(t, db)
 	optimize := monitor.OptimizeConfig{BloatMinBytes: 64 << 10}
 
 	hooks := make(chan string, 16)

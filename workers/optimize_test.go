@@ -16,22 +16,7 @@ func TestOptimizeDryRunThenApply(t *testing.T) {
 	t.Parallel()
 	db := harness.NewDB(t)
 	ctx := context.Background()
-	conn, err := db.Pool.Acquire(ctx)
-	require.NoError(t, err)
-	for _, sql := range []string{
-		`CREATE TABLE audit.scratch (id bigint PRIMARY KEY, v int) WITH (autovacuum_enabled = false)`,
-		`CREATE INDEX scratch_v_idx ON audit.scratch (v)`,
-		`INSERT INTO audit.scratch SELECT g, (g * 7919) % 50000 FROM generate_series(1, 50000) g`,
-		`DELETE FROM audit.scratch WHERE id % 10 <> 0`,
-		`VACUUM audit.scratch`,
-		// the counters reach the shared statistics when this backend goes
-		// idle next, before it answers
-		`SELECT pg_stat_force_next_flush()`,
-	} {
-		_, err := conn.Exec(ctx, sql)
-		require.NoError(t, err, sql)
-	}
-	conn.Release()
+	BloatedScratchIndex(t, db)
 	deps := &Deps{Pool: db.Pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	cfg := monitor.OptimizeConfig{BloatMinBytes: 64 << 10}
 
@@ -74,4 +59,28 @@ func TestEvaluateAlertsJob(t *testing.T) {
 	res, err = deps.EvaluateAlerts(ctx, store, monitor.AlertConfig{})
 	require.NoError(t, err)
 	require.Len(t, res.Resolved, 1)
+}
+
+// BloatedScratchIndex (exported for the package's external tests) makes audit.scratch with an index that is 90 % empty
+// pages, which the optimizer wants rebuilt, owned (like every table of
+// schema audit) by the database's owner.
+func BloatedScratchIndex(t *testing.T, db *harness.DB) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	for _, sql := range []string{
+		`CREATE TABLE audit.scratch (id bigint PRIMARY KEY, v int) WITH (autovacuum_enabled = false)`,
+		`CREATE INDEX scratch_v_idx ON audit.scratch (v)`,
+		`INSERT INTO audit.scratch SELECT g, (g * 7919) % 50000 FROM generate_series(1, 50000) g`,
+		`DELETE FROM audit.scratch WHERE id % 10 <> 0`,
+		`VACUUM audit.scratch`,
+		// the counters reach the shared statistics when this backend goes
+		// idle next, before it answers
+		`SELECT pg_stat_force_next_flush()`,
+	} {
+		_, err := conn.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
 }
